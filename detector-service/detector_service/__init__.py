@@ -1,0 +1,1 @@
+"""detector-service: persons, faces and garment regions from MediaPipe pose and the person mask."""

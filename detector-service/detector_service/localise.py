@@ -1,0 +1,429 @@
+"""Garment regions from body keypoints and the person mask (pure geometry, no model).
+
+Coordinates are normalised to the whole image: x to its width, y to its height. A region is only
+emitted when the keypoints it needs are inside the frame and seen with enough confidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shared.boxes import clip_box
+from shared.contracts import Region
+
+NOSE = 0
+LEFT_EYE, RIGHT_EYE = 2, 5
+LEFT_EAR, RIGHT_EAR = 7, 8
+MOUTH_LEFT, MOUTH_RIGHT = 9, 10
+LEFT_SHOULDER, RIGHT_SHOULDER = 11, 12
+LEFT_ELBOW, RIGHT_ELBOW = 13, 14
+LEFT_WRIST, RIGHT_WRIST = 15, 16
+LEFT_HIP, RIGHT_HIP = 23, 24
+LEFT_KNEE, RIGHT_KNEE = 25, 26
+LEFT_ANKLE, RIGHT_ANKLE = 27, 28
+LEFT_HEEL, RIGHT_HEEL = 29, 30
+LEFT_TOE, RIGHT_TOE = 31, 32
+FACE_POINTS = (NOSE, LEFT_EYE, RIGHT_EYE, LEFT_EAR, RIGHT_EAR, MOUTH_LEFT, MOUTH_RIGHT)
+SHOULDERS = (LEFT_SHOULDER, RIGHT_SHOULDER)
+HIPS = (LEFT_HIP, RIGHT_HIP)
+LEGS = ((LEFT_HIP, LEFT_KNEE, LEFT_ANKLE), (RIGHT_HIP, RIGHT_KNEE, RIGHT_ANKLE))
+FEET = ((LEFT_ANKLE, LEFT_HEEL, LEFT_TOE), (RIGHT_ANKLE, RIGHT_HEEL, RIGHT_TOE))
+
+# Body proportions in torso lengths (shoulder line to hip line), from adult anthropometry.
+NECKLINE_ABOVE_SHOULDERS = 0.2
+TOP_HEM_BELOW_HIPS = 0.12
+WAISTBAND_ABOVE_HIPS = 0.3
+TROUSER_HEM_BELOW_ANKLES = 0.06
+MASK_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """33 BlazePose keypoints: ``xy`` normalised (N, 2), ``visibility`` in 0..1 (N,)."""
+
+    xy: np.ndarray
+    visibility: np.ndarray
+    min_visibility: float = 0.5
+
+    def usable(self, index: int) -> bool:
+        x, y = self.xy[index]
+        inside = -0.01 <= x <= 1.01 and -0.01 <= y <= 1.01
+        return bool(inside and self.visibility[index] >= self.min_visibility)
+
+    def all_usable(self, indices: tuple[int, ...]) -> bool:
+        return all(self.usable(i) for i in indices)
+
+    def mean_xy(self, indices: tuple[int, ...]) -> np.ndarray:
+        return np.asarray(self.xy[list(indices)].mean(axis=0))
+
+    def score(self, indices: tuple[int, ...]) -> float:
+        return float(np.mean(self.visibility[list(indices)]))
+
+    def count_usable(self) -> int:
+        return sum(self.usable(i) for i in range(len(self.visibility)))
+
+
+@dataclass
+class RegionBox:
+    region: Region
+    box: list[float]
+    score: float
+
+
+@dataclass
+class PersonLayout:
+    box: list[float]
+    face_box: list[float] | None
+    full_shot: bool
+    keypoints_visible: int
+    score: float
+    regions: list[RegionBox] = field(default_factory=list)
+
+
+class Localiser:
+    """Turns one person's keypoints, mask and pixels into garment regions."""
+
+    def __init__(
+        self, image: np.ndarray, mask: np.ndarray | None, face_box: list[float] | None = None
+    ) -> None:
+        self.image = image
+        self.height, self.width = image.shape[:2]
+        self.mask = mask if mask is not None and mask.shape == image.shape[:2] else None
+        self.person = self.mask > MASK_THRESHOLD if self.mask is not None else None
+        self.skin = skin_mask(image, face_box)
+
+    def layout(self, lm: Landmarks, face_box: list[float] | None) -> PersonLayout:
+        torso = self._torso_length(lm)
+        regions: list[RegionBox] = []
+        split = self._torso_split(lm, torso)
+        upper = self._upper(lm, torso, split)
+        lower = self._lower(lm, torso, split)
+        feet = self._feet(lm, torso)
+        for found in (upper, lower, feet):
+            if found is not None:
+                regions.append(found)
+        if upper is not None and lower is not None:
+            full = [
+                min(upper.box[0], lower.box[0]),
+                upper.box[1],
+                max(upper.box[2], lower.box[2]),
+                lower.box[3],
+            ]
+            regions.append(RegionBox(Region.full, clip_box(full), min(upper.score, lower.score)))
+        face = face_box or self._face_from_landmarks(lm)
+        head_seen = face_box is not None or lm.usable(NOSE)
+        full_shot = head_seen and lm.all_usable((LEFT_ANKLE, RIGHT_ANKLE))
+        return PersonLayout(
+            box=self._person_box(lm, face),
+            face_box=face,
+            full_shot=full_shot,
+            keypoints_visible=lm.count_usable(),
+            score=lm.score(SHOULDERS + HIPS),
+            regions=regions,
+        )
+
+    # --- body measures -------------------------------------------------------------------------
+
+    def _to_pixels(self, xy: np.ndarray) -> np.ndarray:
+        return np.asarray(xy) * np.array([self.width, self.height])
+
+    def _torso_length(self, lm: Landmarks) -> float:
+        """Shoulder line to hip line in normalised height units (predicted hips even out of frame)."""
+        shoulders, hips = self._to_pixels(lm.mean_xy(SHOULDERS)), self._to_pixels(lm.mean_xy(HIPS))
+        length = float(np.linalg.norm(hips - shoulders))
+        shoulder_width = float(np.linalg.norm(self._to_pixels(lm.xy[LEFT_SHOULDER] - lm.xy[RIGHT_SHOULDER])))
+        length = max(length, 1.2 * shoulder_width)
+        return length / self.height
+
+    def _mask_extent(self, y1: float, y2: float, x_min: float, x_max: float) -> tuple[float, float] | None:
+        """Columns the person mask covers between rows y1..y2, within x_min..x_max."""
+        if self.mask is None:
+            return None
+        r1, r2 = int(max(y1, 0) * self.height), int(min(y2, 1) * self.height)
+        c1, c2 = int(max(x_min, 0) * self.width), int(min(x_max, 1) * self.width)
+        if r2 - r1 < 2 or c2 - c1 < 2:
+            return None
+        band = self.mask[r1:r2, c1:c2] > MASK_THRESHOLD
+        occupancy = band.mean(axis=0)
+        columns = np.flatnonzero(occupancy >= 0.06)
+        if columns.size == 0:
+            return None
+        return (c1 + columns[0]) / self.width, (c1 + columns[-1] + 1) / self.width
+
+    def _x_range(
+        self, lm: Landmarks, points: tuple[int, ...], y1: float, y2: float, pad: float
+    ) -> tuple[float, float]:
+        """Horizontal extent: keypoints padded, tightened to the person mask when there is one."""
+        xs = [lm.xy[i][0] for i in points if lm.usable(i)] or [lm.xy[i][0] for i in points]
+        pad_x = pad * self.height / self.width
+        x_min, x_max = min(xs) - pad_x, max(xs) + pad_x
+        extent = self._mask_extent(y1, y2, x_min, x_max)
+        if extent is not None and extent[1] - extent[0] > 0.3 * (x_max - x_min):
+            return extent
+        return x_min, x_max
+
+    # --- regions -------------------------------------------------------------------------------
+
+    def _upper(self, lm: Landmarks, torso: float, split: float | None) -> RegionBox | None:
+        if not lm.all_usable(SHOULDERS):
+            return None
+        y1 = float(min(lm.xy[i][1] for i in SHOULDERS)) - NECKLINE_ABOVE_SHOULDERS * torso
+        hip_y = float(max(lm.xy[i][1] for i in HIPS))
+        y2 = split if split is not None else hip_y + TOP_HEM_BELOW_HIPS * torso
+        arm_points = (LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_HIP, RIGHT_HIP)
+        x1, x2 = self._x_range(lm, arm_points, y1, min(y2, 1.0), pad=0.15 * torso)
+        box = self._tighten([x1, y1, x2, y2], keep_bottom=split is not None)
+        score = lm.score(SHOULDERS + (HIPS if lm.all_usable(HIPS) else ()))
+        return RegionBox(Region.upper, clip_box(box), score)
+
+    def _lower(self, lm: Landmarks, torso: float, split: float | None) -> RegionBox | None:
+        if not lm.all_usable(HIPS):
+            return None
+        hip_y = float(min(lm.xy[i][1] for i in HIPS))
+        y1 = split if split is not None else hip_y - WAISTBAND_ABOVE_HIPS * torso
+        y2 = self._lower_hem(lm, torso)
+        if y2 - max(hip_y, 0.0) < 0.15 * torso:
+            return None  # the frame ends at the hips: too little of the garment to use
+        leg_points = tuple(i for leg in LEGS for i in leg)
+        x1, x2 = self._x_range(lm, leg_points, hip_y, y2, pad=0.12 * torso)
+        box = self._tighten([x1, y1, x2, y2], keep_top=split is not None)
+        return RegionBox(Region.lower, clip_box(box), lm.score(HIPS))
+
+    def _lower_hem(self, lm: Landmarks, torso: float) -> float:
+        """Lowest point the lower garment reaches: a hem found on the legs, the ankles, or the frame."""
+        hems = [self._leg_hem(lm, leg) for leg in LEGS]
+        found = [h for h in hems if h is not None]
+        if found:
+            return min(max(found), 1.0)
+        if lm.all_usable((LEFT_ANKLE, RIGHT_ANKLE)):
+            return min(
+                float(max(lm.xy[i][1] for i in (LEFT_ANKLE, RIGHT_ANKLE))) + TROUSER_HEM_BELOW_ANKLES * torso,
+                1.0,
+            )
+        return 1.0
+
+    def _leg_hem(self, lm: Landmarks, leg: tuple[int, int, int]) -> float | None:
+        """Where the garment colour on the upper thigh gives way to skin along the leg, if it does."""
+        hip, knee, ankle = (lm.xy[i] for i in leg)
+        path = [hip + (knee - hip) * t for t in np.linspace(0, 1, 24, endpoint=False)]
+        if lm.usable(leg[1]):
+            path += [knee + (ankle - knee) * t for t in np.linspace(0, 1, 24)]
+        points = [p for p in path if 0 <= p[0] < 1 and 0 <= p[1] < 1]
+        if len(points) < 12:
+            return None
+        colours = np.array([self._patch_colour(p) for p in points])
+        reference = np.median(colours[2:8], axis=0)
+        differs = np.linalg.norm(colours - reference, axis=1) > 28.0
+        skin = np.array([_is_skin(c) for c in colours])
+        off_garment = differs & skin
+        run_needed = max(3, len(points) // 8)
+        for start in range(8, len(points) - run_needed + 1):
+            # a hem is where the leg turns to skin and mostly stays skin: prints do not do that
+            if off_garment[start : start + run_needed].all() and off_garment[start:].mean() >= 0.7:
+                return float(points[start][1])
+        return None
+
+    def _torso_split(self, lm: Landmarks, torso: float) -> float | None:
+        """Height where the top garment meets a differently coloured bottom, if it does.
+
+        Colours are read down three vertical lines through the torso; the split that best
+        separates the colours above from those below is kept when the contrast is strong.
+        """
+        if not lm.all_usable(SHOULDERS + HIPS):
+            return None
+        shoulder_y = float(np.mean([lm.xy[i][1] for i in SHOULDERS]))
+        hip_mid = lm.mean_xy(HIPS)
+        hip_half = abs(float(lm.xy[LEFT_HIP][0] - lm.xy[RIGHT_HIP][0])) / 2
+        ys = np.linspace(shoulder_y + 0.4 * torso, min(hip_mid[1] + 0.3 * torso, 0.995), 36)
+        if ys[-1] - ys[0] < 0.05:
+            return None
+        lines = [hip_mid[0] + offset * hip_half for offset in (-0.5, 0.0, 0.5)]
+        colours = np.array([[self._patch_colour(np.array([x, y])) for x in lines] for y in ys])
+        profile = np.median(colours, axis=1)
+        # the split must fall between the lower ribs and just below the hip joints
+        candidates = [
+            i for i, y in enumerate(ys) if shoulder_y + 0.55 * torso <= y <= hip_mid[1] + 0.15 * torso
+        ]
+        candidates = [i for i in candidates if 3 <= i <= len(ys) - 3]
+        if not candidates:
+            return None
+        total = float(((profile - profile.mean(axis=0)) ** 2).sum())
+
+        def within(at: int) -> float:
+            above, below = profile[:at], profile[at:]
+            return float(
+                ((above - above.mean(axis=0)) ** 2).sum() + ((below - below.mean(axis=0)) ** 2).sum()
+            )
+
+        best_at = min(candidates, key=within)
+        gap = float(np.linalg.norm(profile[:best_at].mean(axis=0) - profile[best_at:].mean(axis=0)))
+        explained = 1.0 - within(best_at) / total if total > 0 else 0.0
+        if gap < 50.0 or explained < 0.6:
+            return None
+        return float(ys[best_at])
+
+    def _tighten(self, box: list[float], keep_top: bool = False, keep_bottom: bool = False) -> list[float]:
+        """Shrink a box to the garment pixels in it: the person mask less skin."""
+        if self.person is None:
+            return box
+        x1, y1, x2, y2 = clip_box(box)
+        c1, c2 = int(x1 * self.width), int(x2 * self.width)
+        r1, r2 = int(y1 * self.height), int(y2 * self.height)
+        if c2 - c1 < 4 or r2 - r1 < 4:
+            return box
+        person = self.person[r1:r2, c1:c2]
+        garment = person & ~self.skin[r1:r2, c1:c2]
+        if garment.sum() < 0.3 * max(person.sum(), 1):
+            garment = person  # a skin-coloured garment: the skin test would erase it
+        rows = np.flatnonzero(garment.mean(axis=1) >= 0.05)
+        cols = np.flatnonzero(garment.mean(axis=0) >= 0.05)
+        if rows.size < 4 or cols.size < 4:
+            return box
+        top = y1 if keep_top else (r1 + rows[0]) / self.height
+        bottom = y2 if keep_bottom else (r1 + rows[-1] + 1) / self.height
+        return [(c1 + cols[0]) / self.width, top, (c1 + cols[-1] + 1) / self.width, bottom]
+
+    def _patch_colour(self, point: np.ndarray) -> np.ndarray:
+        """Median RGB of a small patch, robust to prints and noise."""
+        radius = max(2, int(0.012 * self.height))
+        cx, cy = int(point[0] * self.width), int(point[1] * self.height)
+        patch = self.image[max(cy - radius, 0) : cy + radius + 1, max(cx - radius, 0) : cx + radius + 1]
+        return np.median(patch.reshape(-1, 3), axis=0).astype(np.float64)
+
+    def _feet(self, lm: Landmarks, torso: float) -> RegionBox | None:
+        feet = [foot for foot in FEET if lm.usable(foot[0]) and (lm.usable(foot[1]) or lm.usable(foot[2]))]
+        if not feet:
+            return None
+        points = np.array([lm.xy[i] for foot in feet for i in foot if lm.usable(i)])
+        lengths = [
+            float(np.linalg.norm(self._to_pixels(lm.xy[heel] - lm.xy[toe]))) / self.height
+            for _, heel, toe in feet
+        ]
+        foot = max(max(lengths), 0.12 * torso)
+        pad_x = 0.3 * foot * self.height / self.width
+        x1, x2 = points[:, 0].min() - pad_x, points[:, 0].max() + pad_x
+        y1 = points[:, 1].min() - 0.3 * foot
+        y2 = points[:, 1].max() + 0.2 * foot
+        score = float(np.mean([lm.visibility[i] for f in feet for i in f]))
+        return RegionBox(Region.feet, clip_box([x1, y1, x2, y2]), score)
+
+    # --- person and face -----------------------------------------------------------------------
+
+    def _face_from_landmarks(self, lm: Landmarks) -> list[float] | None:
+        points = np.array([lm.xy[i] for i in FACE_POINTS if lm.usable(i)])
+        if len(points) < 3:
+            return None
+        px = self._to_pixels(points)
+        size = max(float(np.ptp(px[:, 0])), float(np.ptp(px[:, 1]))) * 1.6
+        cx, cy = px[:, 0].mean(), px[:, 1].mean()
+        box = [
+            (cx - size / 2) / self.width,
+            (cy - size * 0.6) / self.height,
+            (cx + size / 2) / self.width,
+            (cy + size * 0.5) / self.height,
+        ]
+        return clip_box(box)
+
+    def _person_box(self, lm: Landmarks, face: list[float] | None) -> list[float]:
+        usable = np.array([lm.xy[i] for i in range(len(lm.visibility)) if lm.usable(i)])
+        if usable.size == 0:
+            usable = lm.xy
+        x1, y1 = usable.min(axis=0)
+        x2, y2 = usable.max(axis=0)
+        if face:
+            x1, y1, x2, y2 = min(x1, face[0]), min(y1, face[1]), max(x2, face[2]), max(y2, face[3])
+        if self.mask is not None:
+            extent = self._mask_box(x1, y1, x2, y2)
+            if extent is not None:
+                x1, y1, x2, y2 = (
+                    min(x1, extent[0]),
+                    min(y1, extent[1]),
+                    max(x2, extent[2]),
+                    max(y2, extent[3]),
+                )
+        return clip_box([x1, y1, x2, y2])
+
+    def _mask_box(self, x1: float, y1: float, x2: float, y2: float) -> list[float] | None:
+        """Bounding box of the mask near the keypoints (ignores other people far away)."""
+        assert self.mask is not None
+        pad_x, pad_y = 0.25 * (x2 - x1), 0.15 * (y2 - y1)
+        c1, c2 = int(max(x1 - pad_x, 0) * self.width), int(min(x2 + pad_x, 1) * self.width)
+        r1, r2 = int(max(y1 - pad_y, 0) * self.height), int(min(y2 + pad_y, 1) * self.height)
+        window = self.mask[r1:r2, c1:c2] > MASK_THRESHOLD
+        if window.sum() < 50:
+            return None
+        rows, cols = np.flatnonzero(window.any(axis=1)), np.flatnonzero(window.any(axis=0))
+        return [
+            (c1 + cols[0]) / self.width,
+            (r1 + rows[0]) / self.height,
+            (c1 + cols[-1] + 1) / self.width,
+            (r1 + rows[-1] + 1) / self.height,
+        ]
+
+
+def skin_mask(image: np.ndarray, face_box: list[float] | None) -> np.ndarray:
+    """Skin pixels: the YCrCb skin rule, narrowed to this person's face tone when the face is seen."""
+    rgb = image.astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    cr = 128 + 0.5 * r - 0.4187 * g - 0.0813 * b
+    cb = 128 - 0.1687 * r - 0.3313 * g + 0.5 * b
+    skin = (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 130)
+    if face_box is None:
+        return skin
+    height, width = image.shape[:2]
+    fx1, fy1, fx2, fy2 = face_box
+    # the centre of the face box: cheeks and nose, little hair or background
+    rows = slice(int((fy1 + 0.35 * (fy2 - fy1)) * height), int((fy1 + 0.75 * (fy2 - fy1)) * height) + 1)
+    cols = slice(int((fx1 + 0.3 * (fx2 - fx1)) * width), int((fx1 + 0.7 * (fx2 - fx1)) * width) + 1)
+    face_skin = skin[rows, cols]
+    if face_skin.sum() < 20:
+        return skin
+    cr0, cb0 = float(np.median(cr[rows, cols][face_skin])), float(np.median(cb[rows, cols][face_skin]))
+    return skin & (np.abs(cr - cr0) <= 14) & (np.abs(cb - cb0) <= 14)
+
+
+def _is_skin(rgb: np.ndarray) -> bool:
+    """Classic YCrCb skin rule (Chai & Ngan), loose enough for a wide range of skin tones."""
+    r, g, b = rgb
+    cr = 128 + 0.5 * r - 0.4187 * g - 0.0813 * b
+    cb = 128 - 0.1687 * r - 0.3313 * g + 0.5 * b
+    return bool(133 <= cr <= 180 and 77 <= cb <= 130)
+
+
+def foreground_box(image: np.ndarray, threshold: float = 30.0) -> list[float]:
+    """Box of what differs from the border colour: the product on a plain or flat-lay background.
+
+    Falls back to the whole image when the background is not uniform enough to tell.
+    """
+    height, width = image.shape[:2]
+    border = max(1, min(height, width) // 50)
+    edges = np.concatenate(
+        [
+            image[:border].reshape(-1, 3),
+            image[-border:].reshape(-1, 3),
+            image[:, :border].reshape(-1, 3),
+            image[:, -border:].reshape(-1, 3),
+        ]
+    ).astype(np.float64)
+    background = np.median(edges, axis=0)
+    if np.median(np.linalg.norm(edges - background, axis=1)) > threshold:
+        return [0.0, 0.0, 1.0, 1.0]
+    distance = np.linalg.norm(image.astype(np.float64) - background, axis=2)
+    foreground = distance > threshold
+    if foreground.mean() < 0.01:
+        return [0.0, 0.0, 1.0, 1.0]
+    rows = np.flatnonzero(foreground.mean(axis=1) > 0.01)
+    cols = np.flatnonzero(foreground.mean(axis=0) > 0.01)
+    if rows.size == 0 or cols.size == 0:
+        return [0.0, 0.0, 1.0, 1.0]
+    pad_x, pad_y = 0.02 * width, 0.02 * height
+    return clip_box(
+        [
+            (cols[0] - pad_x) / width,
+            (rows[0] - pad_y) / height,
+            (cols[-1] + 1 + pad_x) / width,
+            (rows[-1] + 1 + pad_y) / height,
+        ]
+    )

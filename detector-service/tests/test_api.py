@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import io
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from shared.boxes import box_iou
+from tests.conftest import dev_photo
+
+
+def _jpeg(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+async def test_health_ready_and_metrics(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "alive"}
+    assert (await client.get("/readyz")).status_code == 200
+    await client.post("/detect", files={"image": ("x.jpg", _jpeg(np.zeros((64, 64, 3), np.uint8)))})
+    metrics = (await client.get("/metrics")).text
+    assert "detector_request_duration_seconds" in metrics
+    assert "detector_inference_duration_seconds" in metrics
+
+
+async def test_full_body_photo_has_top_bottom_and_shoes(client: httpx.AsyncClient) -> None:
+    response = await client.post("/detect", files={"image": ("p.jpg", dev_photo("ootd_model_model_8.png"))})
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["persons"]) == 1
+    person = body["persons"][0]
+    assert person["full_shot"] is True
+    assert person["face_box"] is not None
+    regions = {r["region"]: r["box"] for r in body["regions"]}
+    assert {"upper", "lower", "feet", "full"} <= set(regions)
+    # labelled in dev labels.json: topwear, bottomwear, footwear
+    assert box_iou(regions["upper"], [0.35, 0.165, 0.645, 0.4]) > 0.5
+    assert box_iou(regions["lower"], [0.385, 0.38, 0.648, 0.882]) > 0.5
+    assert box_iou(regions["feet"], [0.423, 0.862, 0.565, 0.985]) > 0.5
+
+
+async def test_half_body_photo_has_no_footwear(client: httpx.AsyncClient) -> None:
+    response = await client.post("/detect", files={"image": ("p.jpg", dev_photo("idm_human_00035_00.jpg"))})
+    body = response.json()
+    regions = {r["region"] for r in body["regions"]}
+    assert "feet" not in regions
+    assert "upper" in regions
+    assert body["persons"][0]["full_shot"] is False
+
+
+async def test_no_person_gives_one_product_region_around_the_object(client: httpx.AsyncClient) -> None:
+    canvas = np.full((400, 300, 3), 245, np.uint8)
+    canvas[100:300, 80:220] = (30, 60, 160)  # a blue "garment" on a plain background
+    response = await client.post("/detect", files={"image": ("flat.jpg", _jpeg(canvas))})
+    body = response.json()
+    assert body["persons"] == []
+    assert len(body["regions"]) == 1
+    region = body["regions"][0]
+    assert region["region"] == "product" and region["person"] is None
+    assert box_iou(region["box"], [80 / 300, 100 / 400, 220 / 300, 300 / 400]) > 0.7
+
+
+async def test_bad_inputs_are_4xx_with_json(client: httpx.AsyncClient) -> None:
+    text = await client.post("/detect", files={"image": ("a.txt", b"hello, not an image")})
+    assert text.status_code == 400 and text.json()["error"] == "invalid_image"
+    empty = await client.post("/detect", files={"image": ("a.jpg", b"")})
+    assert empty.status_code == 400
+    truncated = await client.post("/detect", files={"image": ("a.jpg", dev_photo("schp_demo.jpg")[:5000])})
+    assert truncated.status_code == 400
+    missing = await client.post("/detect")
+    assert missing.status_code == 422 and missing.json()["error"] == "validation_error"
+
+
+async def test_tiny_and_grayscale_images_are_answered(client: httpx.AsyncClient) -> None:
+    tiny = await client.post("/detect", files={"image": ("t.jpg", _jpeg(np.zeros((8, 8, 3), np.uint8)))})
+    assert tiny.status_code == 200
+    gray = Image.fromarray(np.full((120, 90), 128, np.uint8), mode="L")
+    buffer = io.BytesIO()
+    gray.save(buffer, format="PNG")
+    response = await client.post("/detect", files={"image": ("g.png", buffer.getvalue())})
+    assert response.status_code == 200

@@ -1,0 +1,88 @@
+"""The category and article-type head: softmax regressions on the L2-normalised backbone features.
+
+Trained by ``make train-classifier`` (tools/train_classifier.py) on catalog crops made the same
+way as query crops; stored as a small .npz beside this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared.contracts import ArticleTypeScore, Category
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    weights: np.ndarray  # (D, C)
+    bias: np.ndarray  # (C,)
+    labels: list[str]
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        logits = features @ self.weights + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+
+
+@dataclass(frozen=True)
+class ClassifierHead:
+    category: LinearHead
+    article: LinearHead
+    article_category: dict[str, Category]
+    backbone: str
+
+    @classmethod
+    def load(cls, path: Path) -> ClassifierHead:
+        with np.load(path, allow_pickle=False) as data:
+            category = LinearHead(
+                data["category_weights"], data["category_bias"], [str(x) for x in data["category_labels"]]
+            )
+            article = LinearHead(
+                data["article_weights"], data["article_bias"], [str(x) for x in data["article_labels"]]
+            )
+            article_category = {
+                str(a): Category(str(c))
+                for a, c in zip(data["article_labels"], data["article_categories"], strict=True)
+            }
+            backbone = str(data["backbone"])
+        return cls(category, article, article_category, backbone)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            path,
+            category_weights=self.category.weights.astype(np.float32),
+            category_bias=self.category.bias.astype(np.float32),
+            category_labels=np.array(self.category.labels),
+            article_weights=self.article.weights.astype(np.float32),
+            article_bias=self.article.bias.astype(np.float32),
+            article_labels=np.array(self.article.labels),
+            article_categories=np.array([self.article_category[a].value for a in self.article.labels]),
+            backbone=np.array(self.backbone),
+        )
+
+    def classify(
+        self, features: np.ndarray, top_articles: int = 8
+    ) -> list[tuple[dict[Category, float], list[ArticleTypeScore]]]:
+        """Per crop: probability of every category, and the most likely article types."""
+        category_p = self.category.probabilities(features)
+        article_p = self.article.probabilities(features)
+        results = []
+        for cat_row, art_row in zip(category_p, article_p, strict=True):
+            categories = {
+                Category(label): round(float(p), 4)
+                for label, p in zip(self.category.labels, cat_row, strict=True)
+            }
+            articles = [
+                ArticleTypeScore(
+                    name=self.article.labels[i],
+                    category=self.article_category[self.article.labels[i]],
+                    score=round(float(art_row[i]), 4),
+                )
+                for i in np.argsort(-art_row)[:top_articles]
+            ]
+            results.append((categories, articles))
+        return results

@@ -1,0 +1,75 @@
+"""embedding-service: vectors, category, article type and colour for a batch of crops."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+
+from embedding_service.config import Settings
+from embedding_service.model import EmbeddingModel
+from shared.contracts import EmbedResponse
+from shared.images import ImageError, decode_image
+from shared.logs import configure_logging
+from shared.service import InferencePool, create_app, read_upload, require_ready
+
+SERVICE = "embedding-service"
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    logger = configure_logging(SERVICE, settings.log_level)
+    model = EmbeddingModel(settings)
+
+    async def startup(app: FastAPI) -> None:
+        app.state.pool = InferencePool(settings.inference_threads, settings.max_waiting, "embedding")
+
+    async def load(app: FastAPI) -> None:
+        await app.state.pool.run(model.load)
+
+    async def shutdown(app: FastAPI) -> None:
+        app.state.pool.shutdown()
+
+    app = create_app(
+        service=SERVICE,
+        title="embedding-service",
+        version="0.1.0",
+        logger=logger,
+        load=load,
+        startup=startup,
+        shutdown=shutdown,
+        description="Embeds garment crops (batch in, batch out) and names their category and colour.",
+    )
+
+    def decode_all(blobs: list[bytes]) -> list[np.ndarray]:
+        crops = []
+        for index, blob in enumerate(blobs):
+            try:
+                crops.append(
+                    decode_image(blob, max_bytes=settings.max_crop_bytes, max_pixels=settings.max_crop_pixels)
+                )
+            except ImageError as exc:
+                raise type(exc)(f"crop {index}: {exc}") from exc
+        return crops
+
+    @app.post(
+        "/embed",
+        response_model=EmbedResponse,
+        dependencies=[Depends(require_ready)],
+        summary="Embed a batch of crops (multipart field `images`, repeated)",
+    )
+    async def embed(request: Request, images: Annotated[list[UploadFile], File()]) -> EmbedResponse:
+        if len(images) > settings.max_crops:
+            raise HTTPException(413, f"{len(images)} crops in one request; the limit is {settings.max_crops}")
+        blobs = [await read_upload(image, settings.max_crop_bytes) for image in images]
+        pool: InferencePool = request.app.state.pool
+        crops = await pool.run(decode_all, blobs)
+        with app.state.metrics.inference_duration.labels("embed").time():
+            items = await pool.run(model.predict, crops)
+        return EmbedResponse(model=model.name, dim=model.dim, items=items)
+
+    return app
+
+
+app = build_app()

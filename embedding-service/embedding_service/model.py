@@ -1,0 +1,79 @@
+"""EfficientNet-Lite2 features through onnxruntime, the classifier head and the colour namer."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from embedding_service.colour import dominant_colour
+from embedding_service.config import Settings
+from embedding_service.head import ClassifierHead
+from embedding_service.preprocess import to_batch
+from shared.contracts import CropEmbedding
+
+logger = logging.getLogger("embedding-service")
+BACKBONE_NAME = "efficientnet-lite2-imagenet"
+
+
+class EmbeddingModel:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._session: object | None = None
+        self.head: ClassifierHead | None = None
+        self.dim = 0
+
+    @property
+    def name(self) -> str:
+        return BACKBONE_NAME + ("+head" if self.head else "")
+
+    def load(self) -> None:
+        import onnxruntime
+
+        path = self.settings.backbone_path
+        if not path.exists():
+            raise FileNotFoundError(f"backbone {path} is missing: run `make models`")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.settings.onnx_threads
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._session = session
+        self.dim = int(self._features(np.zeros((1, 3, 260, 260), np.float32)).shape[1])
+        if self.settings.head_path.exists():
+            self.head = ClassifierHead.load(self.settings.head_path)
+            if self.head.category.weights.shape[0] != self.dim or self.head.backbone != BACKBONE_NAME:
+                raise ValueError(f"head {self.settings.head_path} does not fit backbone {BACKBONE_NAME}")
+        else:
+            logger.warning(
+                "no classifier head; crops get no category", extra={"path": str(self.settings.head_path)}
+            )
+
+    def _features(self, batch: np.ndarray) -> np.ndarray:
+        assert self._session is not None, "load() first"
+        features = self._session.run(None, {"image": batch})[0]  # type: ignore[attr-defined]
+        return np.asarray(features, dtype=np.float32)
+
+    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        """(N, dim) L2-normalised features, computed in batches of at most max_batch."""
+        parts = []
+        for start in range(0, len(crops), self.settings.max_batch):
+            parts.append(self._features(to_batch(crops[start : start + self.settings.max_batch])))
+        features = np.concatenate(parts)
+        return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+    def predict(self, crops: list[np.ndarray]) -> list[CropEmbedding]:
+        vectors = self.embed(crops)
+        classes = self.head.classify(vectors) if self.head else [({}, [])] * len(crops)
+        results = []
+        for crop, vector, (categories, articles) in zip(crops, vectors, classes, strict=True):
+            colour, share = dominant_colour(crop)
+            results.append(
+                CropEmbedding(
+                    vector=[round(float(v), 6) for v in vector],
+                    category_scores=categories,
+                    article_types=articles,
+                    colour=colour,
+                    colour_score=share,
+                )
+            )
+        return results

@@ -1,0 +1,143 @@
+"""Train the category and article-type head on catalog features (tools/catalog_features.py).
+
+Two softmax regressions on the L2-normalised backbone vectors, class-balanced, trained with Adam
+on a deterministic 85/15 split by product id; the held-out figures go into a model card.
+
+    python -m embedding_service.train_head --features data/cache/myntra.npz \
+        --output embedding_service/assets/classifier.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from embedding_service.head import ClassifierHead, LinearHead
+from embedding_service.model import BACKBONE_NAME
+from shared.contracts import Category
+
+logger = logging.getLogger("embedding-service")
+MIN_ARTICLE_EXAMPLES = 15
+FEATURE_SCALE = 30.0  # unit vectors have tiny components; scaling keeps the optimisation well posed
+
+
+def held_out(product_ids: np.ndarray, fraction: float = 0.15) -> np.ndarray:
+    """Deterministic split: a product is held out by the hash of its id, on every machine."""
+    buckets = [int(hashlib.sha1(str(pid).encode()).hexdigest()[:8], 16) % 1000 for pid in product_ids]
+    return np.array(buckets) < fraction * 1000
+
+
+def train_softmax(
+    x: np.ndarray, y: np.ndarray, classes: int, steps: int = 400, lr: float = 0.05, l2: float = 1e-4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class-balanced multinomial logistic regression, full-batch Adam. Returns (weights, bias)."""
+    rng = np.random.default_rng(0)
+    weights = rng.normal(0, 0.01, (x.shape[1], classes)).astype(np.float64)
+    bias = np.zeros(classes)
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    sample_weight = (1.0 / np.sqrt(np.maximum(counts, 1)))[y]
+    sample_weight /= sample_weight.sum()
+    onehot = np.eye(classes)[y]
+    moments = [np.zeros_like(weights), np.zeros_like(bias)]
+    squares = [np.zeros_like(weights), np.zeros_like(bias)]
+    for step in range(1, steps + 1):
+        logits = x @ weights + bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        error = (p - onehot) * sample_weight[:, None]
+        grads = [x.T @ error + l2 * weights, error.sum(axis=0)]
+        for i, (param, grad) in enumerate(zip((weights, bias), grads, strict=True)):
+            moments[i] = 0.9 * moments[i] + 0.1 * grad
+            squares[i] = 0.999 * squares[i] + 0.001 * grad**2
+            m_hat = moments[i] / (1 - 0.9**step)
+            v_hat = squares[i] / (1 - 0.999**step)
+            param -= lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+    return weights, bias
+
+
+def fit(x: np.ndarray, labels: np.ndarray, train: np.ndarray) -> tuple[LinearHead, dict[str, float]]:
+    names = sorted(set(labels[train]))
+    index = {name: i for i, name in enumerate(names)}
+    known = np.array([label in index for label in labels])
+    y = np.array([index.get(label, -1) for label in labels])
+    weights, bias = train_softmax(x[train & known] * FEATURE_SCALE, y[train & known], len(names))
+    head = LinearHead(weights * FEATURE_SCALE, bias, names)
+    test = ~train & known
+    probabilities = head.probabilities(x[test])
+    top = np.argsort(-probabilities, axis=1)
+    truth = y[test]
+    metrics = {
+        "held_out": int(test.sum()),
+        "top1_accuracy": round(float((top[:, 0] == truth).mean()), 4),
+        "top3_accuracy": round(float((top[:, :3] == truth[:, None]).any(axis=1).mean()), 4),
+    }
+    per_class = {
+        name: round(float((top[truth == i, 0] == i).mean()), 4)
+        for i, name in enumerate(names)
+        if (truth == i).any()
+    }
+    metrics["per_class_accuracy"] = per_class  # type: ignore[assignment]
+    return head, metrics
+
+
+def train(features: Path) -> tuple[ClassifierHead, dict[str, object]]:
+    data = np.load(features, allow_pickle=False)
+    x = data["vectors"].astype(np.float64)
+    categories, articles, ids = data["categories"], data["article_types"], data["product_ids"]
+    labelled = categories != ""
+    x, categories, articles, ids = x[labelled], categories[labelled], articles[labelled], ids[labelled]
+    test = held_out(ids)
+    category_head, category_metrics = fit(x, categories, ~test)
+    article_counts = {a: int(((articles == a) & ~test).sum()) for a in set(articles) if a}
+    frequent = {a for a, n in article_counts.items() if n >= MIN_ARTICLE_EXAMPLES}
+    article_labels = np.where(np.isin(articles, list(frequent)), articles, "")
+    has_article = article_labels != ""
+    article_head, article_metrics = fit(x[has_article], article_labels[has_article], ~test[has_article])
+    article_category = _article_categories(article_labels[has_article], categories[has_article])
+    head = ClassifierHead(category_head, article_head, article_category, BACKBONE_NAME)
+    card = {
+        "backbone": BACKBONE_NAME,
+        "features": str(features),
+        "train_products": int((~test).sum()),
+        "held_out_products": int(test.sum()),
+        "category": category_metrics,
+        "article_type": {**article_metrics, "classes": len(article_head.labels)},
+        "min_article_examples": MIN_ARTICLE_EXAMPLES,
+    }
+    return head, card
+
+
+def _article_categories(articles: np.ndarray, categories: np.ndarray) -> dict[str, Category]:
+    """Each article type's category: the one most of its products are filed under."""
+    mapping = {}
+    for article in sorted(set(articles)):
+        values, counts = np.unique(categories[articles == article], return_counts=True)
+        mapping[str(article)] = Category(str(values[np.argmax(counts)]))
+    return mapping
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--features", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    head, card = train(args.features)
+    head.save(args.output)
+    card_path = args.output.with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    logger.info("saved %s and %s", args.output, card_path)
+    logger.info(json.dumps({k: card[k] for k in ("category", "article_type")}, indent=1)[:2000])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

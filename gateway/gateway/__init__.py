@@ -1,0 +1,1 @@
+"""gateway: the public REST API of Shop The Look."""

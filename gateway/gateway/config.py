@@ -1,0 +1,37 @@
+"""Gateway settings, from GATEWAY_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    port: int = 8000
+    detector_url: str = Field(default="http://127.0.0.1:8001", description="detector-service base URL")
+    gender_url: str = Field(default="http://127.0.0.1:8002", description="gender-service base URL")
+    embedding_url: str = Field(default="http://127.0.0.1:8003", description="embedding-service base URL")
+    index_url: str = Field(default="http://127.0.0.1:8004", description="index-service base URL")
+    detector_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one detector call")
+    gender_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one gender call")
+    embedding_timeout_s: float = Field(default=20.0, gt=0, description="Timeout of one embedding call")
+    index_timeout_s: float = Field(default=5.0, gt=0, description="Timeout of one index call")
+    max_upload_bytes: int = Field(
+        default=DEFAULT_MAX_BYTES, description="Largest accepted upload (413 above)"
+    )
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, description="Largest accepted image area (413 above)")
+    analysis_side: int = Field(
+        default=1024, ge=256, description="Longer side of the copy sent to the detector and gender services"
+    )
+    crop_side: int = Field(default=384, ge=64, description="Longer side of each crop sent for embedding")
+    catalog_dir: Path | None = Field(
+        default=None, description="Folder whose images the index payloads name (served at /catalog/images)"
+    )
+    default_k: int = Field(default=6, ge=1, le=50, description="Recommendations per item when k is not given")

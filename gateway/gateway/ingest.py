@@ -1,0 +1,198 @@
+"""Catalog ingestion: every product image is cropped to its own garment (as query crops are),
+embedded in batches and upserted into the index. Idempotent: product ids are the point keys.
+
+    python -m gateway.ingest --catalog ../shared/catalog/myntra
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from gateway.catalog import CATEGORY_REGION, CatalogRow, read_catalog
+from gateway.config import Settings
+from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, IndexClient
+from shared.contracts import CropEmbedding, DetectResponse, IndexPoint, Region
+from shared.images import ImageError, crop_normalised, decode_image, encode_jpeg, resize_max_side
+
+logger = logging.getLogger("gateway")
+
+
+@dataclass
+class IngestReport:
+    total: int = 0
+    indexed: int = 0
+    on_model: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def per_second(self) -> float:
+        return self.indexed / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class EmbeddedProduct:
+    row: CatalogRow
+    embedding: CropEmbedding
+    on_model: bool
+
+
+class CatalogEmbedder:
+    """Crops catalog images the way query photos are cropped, and embeds them in batches."""
+
+    def __init__(
+        self,
+        catalog_dir: Path,
+        detector: DetectorClient,
+        embedding: EmbeddingClient,
+        settings: Settings,
+        concurrency: int = 4,
+    ) -> None:
+        self.catalog_dir = catalog_dir
+        self.detector = detector
+        self.embedding = embedding
+        self.settings = settings
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def crop(self, row: CatalogRow) -> tuple[bytes, bool]:
+        """JPEG of the product's own region, and whether the photo showed it on a person."""
+        async with self._slots:
+            data = await asyncio.to_thread((self.catalog_dir / row.image).read_bytes)
+            image = await asyncio.to_thread(decode_image, data)
+            analysis = await asyncio.to_thread(
+                lambda: encode_jpeg(resize_max_side(image, self.settings.analysis_side))
+            )
+            detection = await self.detector.detect(analysis)
+            box, on_model = product_box(detection, row)
+            crop = await asyncio.to_thread(
+                lambda: encode_jpeg(resize_max_side(crop_normalised(image, box), self.settings.crop_side))
+            )
+            return crop, on_model
+
+    async def embed_rows(self, rows: Sequence[CatalogRow], failed: dict[str, str]) -> list[EmbeddedProduct]:
+        """Embed a batch; rows whose image cannot be read or cropped are recorded in ``failed``."""
+        results = await asyncio.gather(*(self.crop(row) for row in rows), return_exceptions=True)
+        kept: list[tuple[CatalogRow, bytes, bool]] = []
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, ImageError | OSError):
+                failed[row.product_id] = f"{type(result).__name__}: {result}"
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                kept.append((row, *result))
+        if not kept:
+            return []
+        embedded = await self.embedding.embed([crop for _, crop, _ in kept])
+        return [
+            EmbeddedProduct(row=row, embedding=item, on_model=on_model)
+            for (row, _, on_model), item in zip(kept, embedded.items, strict=True)
+        ]
+
+    async def embed_catalog(
+        self, rows: Sequence[CatalogRow], failed: dict[str, str], batch_size: int = 32, progress: bool = True
+    ) -> AsyncIterator[list[EmbeddedProduct]]:
+        with tqdm(total=len(rows), unit="img", disable=not progress, desc="embedding catalog") as bar:
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                yield await self.embed_rows(batch, failed)
+                bar.update(len(batch))
+
+
+def product_box(detection: DetectResponse, row: CatalogRow) -> tuple[list[float], bool]:
+    """The region of the product's category on the first person, else the photo's foreground."""
+    region = CATEGORY_REGION.get(row.category) if row.category else None
+    if region is not None and detection.persons:
+        wanted = [region, Region.upper] if region == Region.full else [region]
+        for name in wanted:
+            for found in detection.regions:
+                if found.person == 0 and found.region == name:
+                    return found.box, True
+    product = next((r for r in detection.regions if r.region == Region.product), None)
+    return (product.box if product else [0.0, 0.0, 1.0, 1.0]), False
+
+
+def to_point(product: EmbeddedProduct) -> IndexPoint:
+    """The catalog's own metadata wins; what it lacks comes from the classifier."""
+    payload = product.row.payload()
+    embedding = product.embedding
+    if payload.category is None and embedding.category_scores:
+        payload.category = max(embedding.category_scores, key=lambda c: embedding.category_scores[c])
+    if payload.article_type is None and embedding.article_types:
+        payload.article_type = embedding.article_types[0].name
+    if payload.colour is None:
+        payload.colour = embedding.colour
+    return IndexPoint(vector=embedding.vector, product=payload)
+
+
+async def ingest(
+    catalog_dir: Path,
+    settings: Settings,
+    limit: int | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> IngestReport:
+    rows = read_catalog(catalog_dir)[:limit]
+    detector = DetectorClient("detector", settings.detector_url, 60.0)
+    embedding = EmbeddingClient("embedding", settings.embedding_url, 120.0)
+    index = IndexClient("index", settings.index_url, 60.0)
+    report = IngestReport(total=len(rows))
+    started = time.perf_counter()
+    try:
+        embedder = CatalogEmbedder(catalog_dir, detector, embedding, settings)
+        async for batch in embedder.embed_catalog(rows, report.failed, batch_size, progress):
+            if batch:
+                await index.upsert([to_point(p) for p in batch])
+                report.indexed += len(batch)
+                report.on_model += sum(p.on_model for p in batch)
+    finally:
+        report.seconds = time.perf_counter() - started
+        for client in (detector, embedding, index):
+            await client.aclose()
+    return report
+
+
+def log_report(report: IngestReport) -> None:
+    logger.info(
+        "ingestion finished",
+        extra={
+            "total": report.total,
+            "indexed": report.indexed,
+            "cropped_from_person": report.on_model,
+            "failed": len(report.failed),
+            "seconds": round(report.seconds, 1),
+            "images_per_second": round(report.per_second, 1),
+        },
+    )
+    for product_id, reason in sorted(report.failed.items()):
+        logger.warning("product not indexed", extra={"product_id": product_id, "reason": reason})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from shared.logs import configure_logging
+
+    parser = argparse.ArgumentParser(description="Embed and index a catalog folder (catalog.csv + images)")
+    parser.add_argument("--catalog", type=Path, required=True)
+    parser.add_argument("--limit", type=int, default=None, help="Only the first N products")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging("gateway", settings.log_level)
+    try:
+        report = asyncio.run(ingest(args.catalog, settings, args.limit, args.batch_size))
+    except DownstreamError as exc:
+        logger.error("ingestion stopped: a service failed", extra={"detail": str(exc)})
+        return 1
+    log_report(report)
+    return 0 if not report.failed else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

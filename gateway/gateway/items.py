@@ -1,0 +1,122 @@
+"""From detector regions and crop classifications to the items a person wears.
+
+The detector says where (upper body, legs, feet, shoulders-to-hem); the classifier says what.
+A region's category is the classifier's best among those the region can hold; a dress replaces
+the top and bottom it was split into.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from shared.contracts import REGION_CATEGORIES, Category, CropEmbedding, GenderLabel, Region
+
+DEFAULT_CATEGORY = {
+    Region.upper: Category.topwear,
+    Region.lower: Category.bottomwear,
+    Region.full: Category.dress,
+    Region.feet: Category.footwear,
+    Region.product: Category.topwear,
+}
+UPPER_WITHOUT_DRESS = (Category.topwear, Category.outerwear)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    person: int | None
+    region: Region
+    box: list[float]
+    score: float
+    embedding: CropEmbedding
+
+
+@dataclass(frozen=True)
+class ResolvedItem:
+    person: int | None
+    category: Category
+    article_type: str | None
+    colour: str
+    box: list[float]
+    score: float
+    vector: list[float]
+
+
+def restricted(scores: dict[Category, float], allowed: tuple[Category, ...]) -> dict[Category, float]:
+    """The classifier's distribution renormalised over the categories a region can hold."""
+    kept = {c: scores.get(c, 0.0) for c in allowed}
+    total = sum(kept.values())
+    return {c: p / total for c, p in kept.items()} if total > 0 else {}
+
+
+def choose(candidate: Candidate, allowed: tuple[Category, ...]) -> tuple[Category, float]:
+    distribution = restricted(candidate.embedding.category_scores, allowed)
+    if not distribution:
+        return DEFAULT_CATEGORY[candidate.region], 1.0
+    category = max(distribution, key=lambda c: distribution[c])
+    return category, distribution[category]
+
+
+def is_dress(upper: Candidate | None, full: Candidate | None, gender: GenderLabel) -> bool:
+    if full is None or gender == "Men":
+        return False
+    full_scores = full.embedding.category_scores
+    if full_scores and max(full_scores, key=lambda c: full_scores[c]) == Category.dress:
+        return True
+    return upper is not None and choose(upper, REGION_CATEGORIES[Region.upper])[0] == Category.dress
+
+
+def resolve(candidates: list[Candidate], genders: list[GenderLabel]) -> list[ResolvedItem]:
+    """Items in a stable order: persons in order, then product regions; top to toe within a person."""
+    by_person: dict[int | None, dict[Region, Candidate]] = defaultdict(dict)
+    products = []
+    for candidate in candidates:
+        if candidate.person is None:
+            products.append(candidate)
+        else:
+            by_person[candidate.person][candidate.region] = candidate
+    items = []
+    for person in sorted(p for p in by_person if p is not None):
+        gender = genders[person] if person < len(genders) else "unknown"
+        items.extend(_person_items(by_person[person], gender))
+    for candidate in products:
+        category, probability = choose(candidate, REGION_CATEGORIES[Region.product])
+        items.append(_item(candidate, category, probability))
+    return items
+
+
+def _person_items(regions: dict[Region, Candidate], gender: GenderLabel) -> list[ResolvedItem]:
+    upper, lower, full, feet = (
+        regions.get(r) for r in (Region.upper, Region.lower, Region.full, Region.feet)
+    )
+    items = []
+    if full is not None and is_dress(upper, full, gender):
+        items.append(_item(full, Category.dress, full.embedding.category_scores.get(Category.dress, 1.0)))
+    else:
+        if upper is not None:
+            items.append(_item(upper, *choose(upper, UPPER_WITHOUT_DRESS)))
+        if lower is not None:
+            items.append(_item(lower, Category.bottomwear, 1.0))
+    if feet is not None:
+        items.append(_item(feet, Category.footwear, 1.0))
+    return items
+
+
+def _item(candidate: Candidate, category: Category, probability: float) -> ResolvedItem:
+    article = next((a.name for a in candidate.embedding.article_types if a.category == category), None)
+    return ResolvedItem(
+        person=candidate.person,
+        category=category,
+        article_type=article,
+        colour=candidate.embedding.colour,
+        box=candidate.box,
+        score=round(candidate.score * probability, 4),
+        vector=candidate.embedding.vector,
+    )
+
+
+def gender_filter(label: GenderLabel) -> list[str] | None:
+    """Catalog genders a person of this label shops from; None (no filter) when unknown."""
+    if label == "unknown":
+        return None
+    return [label, "Unisex"]

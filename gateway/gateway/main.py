@@ -1,0 +1,146 @@
+"""gateway: POST /recommend, catalog images, OpenAPI docs at /docs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse
+
+from gateway.config import Settings
+from gateway.pipeline import Clients, GenderChoice, Recommender, Unavailable
+from gateway.pipeline import Query as RecommendQuery
+from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, GenderClient, IndexClient
+from shared.contracts import CATEGORIES, Category, ErrorBody, RecommendResponse
+from shared.logs import configure_logging
+from shared.service import InferencePool, create_app, error_response, read_upload
+
+SERVICE = "gateway"
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Not an image, or a corrupt one"},
+    413: {"model": ErrorBody, "description": "Over 20 MB or 40 megapixels"},
+    422: {"model": ErrorBody, "description": "A missing field or a bad parameter"},
+    503: {"model": ErrorBody, "description": "A service the answer needs is down"},
+}
+
+
+def make_clients(settings: Settings) -> Clients:
+    return Clients(
+        detector=DetectorClient("detector", settings.detector_url, settings.detector_timeout_s),
+        gender=GenderClient("gender", settings.gender_url, settings.gender_timeout_s),
+        embedding=EmbeddingClient("embedding", settings.embedding_url, settings.embedding_timeout_s),
+        index=IndexClient("index", settings.index_url, settings.index_timeout_s),
+    )
+
+
+def parse_categories(raw: str | None) -> set[Category]:
+    if raw is None or not raw.strip():
+        return set(CATEGORIES)
+    names = [name.strip().lower() for name in raw.split(",") if name.strip()]
+    unknown = [n for n in names if n not in Category.__members__]
+    if unknown:
+        allowed = ", ".join(c.value for c in CATEGORIES)
+        raise HTTPException(422, f"unknown categories {unknown}; use a comma list of: {allowed}")
+    return {Category(n) for n in names}
+
+
+def build_app(settings: Settings | None = None, clients: Clients | None = None) -> FastAPI:
+    settings = settings or Settings()
+    logger = configure_logging(SERVICE, settings.log_level)
+
+    async def startup(app: FastAPI) -> None:
+        app.state.pool = InferencePool(settings.inference_threads, settings.max_waiting, "gateway")
+        app.state.clients = clients or make_clients(settings)
+        app.state.recommender = Recommender(settings, app.state.clients, app.state.pool)
+        app.state.readiness_check = lambda: _downstream_readiness(app.state.clients)
+
+    async def shutdown(app: FastAPI) -> None:
+        await app.state.clients.aclose()
+        app.state.pool.shutdown()
+
+    app = create_app(
+        service=SERVICE,
+        title="Shop The Look",
+        version="0.1.0",
+        logger=logger,
+        startup=startup,
+        shutdown=shutdown,
+        description=(
+            "Post a photo of a person (or of one product) to /recommend: every item worn is detected, "
+            "classified and matched with similar catalog products of the person's gender and the item's "
+            "category."
+        ),
+    )
+
+    @app.post(
+        "/recommend",
+        response_model=RecommendResponse,
+        responses=ERRORS,
+        summary="Detect the items worn in a photo and recommend similar products for each",
+    )
+    async def recommend(
+        request: Request,
+        image: Annotated[UploadFile, File(description="A JPEG, PNG or WebP photo, at most 20 MB")],
+        k: Annotated[int, Query(ge=1, le=50, description="Recommendations per item")] = settings.default_k,
+        gender: Annotated[GenderChoice, Query(description="auto: read it from the face")] = "auto",
+        categories: Annotated[
+            str | None, Query(description="Comma list of categories to return; default all")
+        ] = None,
+    ) -> Any:
+        wanted = parse_categories(categories)
+        data = await read_upload(image, settings.max_upload_bytes)
+        query = RecommendQuery(data=data, k=k, gender=gender, categories=wanted)
+
+        def image_url(product_id: str) -> str:
+            return str(request.url_for("catalog_image", product_id=product_id))
+
+        try:
+            return await request.app.state.recommender.recommend(query, image_url)
+        except Unavailable as exc:
+            return error_response(503, "unavailable", f"{exc.stage} service failed: {exc.detail}")
+
+    @app.get(
+        "/catalog/images/{product_id}",
+        name="catalog_image",
+        responses={404: {"model": ErrorBody}},
+        summary="A catalog product's image",
+    )
+    async def catalog_image(request: Request, product_id: str) -> FileResponse:
+        if settings.catalog_dir is None:
+            raise HTTPException(404, "no catalog folder is configured (GATEWAY_CATALOG_DIR)")
+        try:
+            product = await request.app.state.clients.index.get(product_id)
+        except DownstreamError as exc:
+            raise HTTPException(503, f"index service failed: {exc.detail}") from exc
+        if product is None or not product.image:
+            raise HTTPException(404, f"no product {product_id!r} in the index")
+        path = _inside_catalog(settings.catalog_dir, product.image)
+        if path is None:
+            raise HTTPException(404, f"the image of product {product_id!r} is not in the catalog folder")
+        return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+
+    return app
+
+
+def _inside_catalog(catalog_dir: Path, relative: str) -> Path | None:
+    """The image path, only if it really lies inside the catalog folder."""
+    root = catalog_dir.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path
+
+
+async def _downstream_readiness(clients: Clients) -> tuple[bool, str, dict[str, Any]]:
+    """Ready when the services an answer cannot do without are; the others only degrade it."""
+    names = ("detector", "gender", "embedding", "index")
+    checks = await asyncio.gather(*(getattr(clients, n).ready() for n in names))
+    services = {n: {"ready": ok, "reason": reason} for n, (ok, reason) in zip(names, checks, strict=True)}
+    required_ok = services["embedding"]["ready"] and services["index"]["ready"]
+    reason = "ready" if required_ok else "embedding or index service not ready"
+    return bool(required_ok), reason, {"services": services}
+
+
+app = build_app()

@@ -1,0 +1,263 @@
+"""The /recommend pipeline: decode once, detect and read faces in parallel, embed every crop in one
+batch, search every item concurrently, and say which stage failed instead of failing silently."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+import numpy as np
+
+from gateway.config import Settings
+from gateway.items import Candidate, ResolvedItem, gender_filter, resolve
+from shared.boxes import box_area, box_centre, box_iou, contains
+from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, GenderClient, IndexClient
+from shared.contracts import (
+    REGION_CATEGORIES,
+    Category,
+    DetectResponse,
+    FaceGender,
+    GenderLabel,
+    GenderResponse,
+    Hit,
+    ImageSize,
+    Item,
+    Person,
+    PersonDetection,
+    PersonGender,
+    Recommendation,
+    RecommendResponse,
+    Region,
+    RegionDetection,
+    SearchFilter,
+    SearchRequest,
+)
+from shared.images import crop_normalised, decode_image, encode_jpeg, resize_max_side, to_pixel_box
+from shared.logs import request_id_var
+from shared.service import InferencePool
+
+T = TypeVar("T")
+GenderChoice = Literal["auto", "Men", "Women"]
+
+
+class Unavailable(Exception):
+    """A stage without which no answer can be given failed: the gateway answers 503."""
+
+    def __init__(self, stage: str, detail: str) -> None:
+        super().__init__(f"{stage}: {detail}")
+        self.stage = stage
+        self.detail = detail
+
+
+@dataclass
+class Clients:
+    detector: DetectorClient
+    gender: GenderClient
+    embedding: EmbeddingClient
+    index: IndexClient
+
+    async def aclose(self) -> None:
+        for client in (self.detector, self.gender, self.embedding, self.index):
+            await client.aclose()
+
+
+@dataclass
+class Timings:
+    started: float = field(default_factory=time.perf_counter)
+    stages: dict[str, float] = field(default_factory=dict)
+
+    async def measure(self, stage: str, awaitable: Awaitable[T]) -> T:
+        start = time.perf_counter()
+        try:
+            return await awaitable
+        finally:
+            self.stages[stage] = round((time.perf_counter() - start) * 1000, 1)
+
+    def total(self) -> dict[str, float]:
+        return {**self.stages, "total": round((time.perf_counter() - self.started) * 1000, 1)}
+
+
+@dataclass
+class Query:
+    data: bytes
+    k: int
+    gender: GenderChoice
+    categories: set[Category]
+
+
+ImageUrl = Callable[[str], str]
+
+
+class Recommender:
+    def __init__(self, settings: Settings, clients: Clients, pool: InferencePool) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.pool = pool
+
+    async def recommend(self, query: Query, image_url: ImageUrl) -> RecommendResponse:
+        timings = Timings()
+        degraded: list[str] = []
+        image = await timings.measure("decode", self.pool.run(self._decode, query.data))
+        height, width = image.shape[:2]
+        analysis = await self.pool.run(self._analysis_copy, image)
+        detection, faces = await asyncio.gather(
+            timings.measure("detect", self._detect(analysis, degraded)),
+            timings.measure("gender", self._faces(analysis, degraded)),
+        )
+        genders = [self._person_gender(p, faces.faces, query.gender) for p in detection.persons]
+        regions = [r for r in detection.regions if set(REGION_CATEGORIES[r.region]) & query.categories]
+        crops = await timings.measure("crop", self.pool.run(self._crops, image, regions))
+        candidates = await timings.measure("embed", self._embed(regions, crops))
+        labels = [g.label for g in genders]
+        items = [i for i in resolve(candidates, labels) if i.category in query.categories]
+        searched = await timings.measure("search", self._search_all(items, labels, query, degraded))
+        return RecommendResponse(
+            request_id=_request_id(),
+            image=ImageSize(width=width, height=height),
+            persons=[
+                Person(
+                    box=_pixels(p.box, width, height),
+                    face_box=_pixels(p.face_box, width, height) if p.face_box else None,
+                    gender=g,
+                    full_shot=p.full_shot,
+                )
+                for p, g in zip(detection.persons, genders, strict=True)
+            ],
+            items=[
+                Item(
+                    person=item.person,
+                    category=item.category,
+                    article_type=item.article_type,
+                    colour=item.colour,
+                    box=_pixels(item.box, width, height),
+                    score=item.score,
+                    recommendations=[_recommendation(hit, image_url) for hit in hits],
+                )
+                for item, hits in zip(items, searched, strict=True)
+            ],
+            timings_ms=timings.total(),
+            degraded=degraded,
+        )
+
+    # --- stages ------------------------------------------------------------------------------
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        return decode_image(
+            data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_pixels
+        )
+
+    def _analysis_copy(self, image: np.ndarray) -> bytes:
+        return encode_jpeg(resize_max_side(image, self.settings.analysis_side), quality=90)
+
+    async def _detect(self, analysis: bytes, degraded: list[str]) -> DetectResponse:
+        try:
+            return await self.clients.detector.detect(analysis)
+        except DownstreamError:
+            degraded.append("detector")
+            # without the detector the whole photo is one item: still an answer, marked degraded
+            whole = RegionDetection(person=None, region=Region.product, box=[0.0, 0.0, 1.0, 1.0], score=0.0)
+            return DetectResponse(width=0, height=0, persons=[], regions=[whole])
+
+    async def _faces(self, analysis: bytes, degraded: list[str]) -> GenderResponse:
+        try:
+            return await self.clients.gender.faces(analysis)
+        except DownstreamError:
+            degraded.append("gender")
+            return GenderResponse(width=0, height=0, faces=[])
+
+    def _person_gender(
+        self, person: PersonDetection, faces: list[FaceGender], choice: GenderChoice
+    ) -> PersonGender:
+        if choice != "auto":
+            return PersonGender(label=choice, score=1.0, source="request")
+        face = _face_of(person, faces)
+        if face is None or face.label == "unknown":
+            return PersonGender(label="unknown", score=0.0, source="none")
+        return PersonGender(label=face.label, score=face.score, source="face")
+
+    def _crops(self, image: np.ndarray, regions: list[RegionDetection]) -> list[bytes]:
+        return [
+            encode_jpeg(resize_max_side(crop_normalised(image, r.box), self.settings.crop_side), quality=90)
+            for r in regions
+        ]
+
+    async def _embed(self, regions: list[RegionDetection], crops: list[bytes]) -> list[Candidate]:
+        if not crops:
+            return []
+        try:
+            embedded = await self.clients.embedding.embed(crops)
+        except DownstreamError as exc:
+            raise Unavailable("embedding", exc.detail) from exc
+        return [
+            Candidate(person=r.person, region=r.region, box=r.box, score=r.score, embedding=e)
+            for r, e in zip(regions, embedded.items, strict=True)
+        ]
+
+    async def _search_all(
+        self, items: list[ResolvedItem], labels: list[GenderLabel], query: Query, degraded: list[str]
+    ) -> list[list[Hit]]:
+        results = await asyncio.gather(
+            *(self._search(item, labels, query) for item in items), return_exceptions=True
+        )
+        hits: list[list[Hit]] = []
+        for result in results:
+            if isinstance(result, DownstreamError):
+                if "index" not in degraded:
+                    degraded.append("index")
+                hits.append([])
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                hits.append(result)
+        return hits
+
+    async def _search(self, item: ResolvedItem, labels: list[GenderLabel], query: Query) -> list[Hit]:
+        if query.gender != "auto":
+            label: GenderLabel = query.gender
+        elif item.person is not None:
+            label = labels[item.person]
+        else:
+            label = "unknown"
+        request = SearchRequest(
+            vector=item.vector,
+            k=query.k,
+            filter=SearchFilter(genders=gender_filter(label), categories=[item.category]),
+        )
+        return (await self.clients.index.search(request)).hits
+
+
+def _face_of(person: PersonDetection, faces: list[FaceGender]) -> FaceGender | None:
+    """The face read by the gender service that belongs to this person, if any."""
+    inside = [f for f in faces if contains(person.box, box_centre(f.box))]
+    if not inside:
+        return None
+    if person.face_box is None:
+        return max(inside, key=lambda f: box_area(f.box))
+    best = max(inside, key=lambda f: box_iou(f.box, person.face_box or f.box))
+    return best if box_iou(best.box, person.face_box) > 0.1 else None
+
+
+def _pixels(box: list[float], width: int, height: int) -> list[float]:
+    return [float(v) for v in to_pixel_box(box, width, height)]
+
+
+def _recommendation(hit: Hit, image_url: ImageUrl) -> Recommendation:
+    product = hit.product
+    return Recommendation(
+        product_id=product.product_id,
+        score=round(hit.score, 4),
+        name=product.name,
+        image_url=image_url(product.product_id),
+        gender=product.gender,
+        category=product.category,
+        article_type=product.article_type,
+        colour=product.colour,
+    )
+
+
+def _request_id() -> str:
+    return request_id_var.get() or uuid.uuid4().hex

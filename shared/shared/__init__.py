@@ -1,0 +1,1 @@
+"""Shop The Look common library: contracts, image decoding, service scaffolding and clients."""

@@ -1,0 +1,138 @@
+"""Typed async clients for the services. One ``httpx.AsyncClient`` per downstream, made by the caller's
+lifespan; every call has a timeout and turns transport failures into ``DownstreamError``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from shared.contracts import (
+    CountResponse,
+    DetectResponse,
+    EmbedResponse,
+    GenderResponse,
+    IndexPoint,
+    ProductPayload,
+    SearchRequest,
+    SearchResponse,
+    UpsertRequest,
+    UpsertResponse,
+)
+from shared.logs import request_id_var
+from shared.service import REQUEST_ID_HEADER
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class DownstreamError(Exception):
+    """A downstream service failed, timed out, was unreachable or refused the request."""
+
+    def __init__(self, service: str, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{service}: {detail}")
+        self.service = service
+        self.detail = detail
+        self.status = status
+
+
+class ServiceClient:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        timeout_s: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 32,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_connections),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", None) or {})
+        request_id = request_id_var.get()
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        try:
+            response = await self._client.request(method, path, headers=headers, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise DownstreamError(self.name, f"timed out calling {path}") from exc
+        except httpx.HTTPError as exc:
+            raise DownstreamError(self.name, f"unreachable ({type(exc).__name__}: {exc})") from exc
+        if response.status_code >= 400 and response.status_code != 404:
+            raise DownstreamError(self.name, _error_text(response), status=response.status_code)
+        return response
+
+    async def _parse(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        response = await self.request(method, path, **kwargs)
+        if response.status_code == 404:
+            raise DownstreamError(self.name, f"{path} not found", status=404)
+        try:
+            return model.model_validate_json(response.content)
+        except ValueError as exc:
+            raise DownstreamError(self.name, f"answered {path} with an unexpected body: {exc}") from exc
+
+    async def ready(self) -> tuple[bool, str]:
+        try:
+            response = await self._client.get("/readyz", timeout=2.0)
+        except httpx.HTTPError as exc:
+            return False, f"unreachable ({type(exc).__name__})"
+        if response.status_code == 200:
+            return True, "ready"
+        return False, _error_text(response)
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    if isinstance(body, dict):
+        return f"HTTP {response.status_code}: {body.get('detail') or body.get('reason') or body}"
+    return f"HTTP {response.status_code}: {body}"
+
+
+class DetectorClient(ServiceClient):
+    async def detect(self, image: bytes) -> DetectResponse:
+        files = {"image": ("image.jpg", image, "image/jpeg")}
+        return await self._parse(DetectResponse, "POST", "/detect", files=files)
+
+
+class GenderClient(ServiceClient):
+    async def faces(self, image: bytes) -> GenderResponse:
+        files = {"image": ("image.jpg", image, "image/jpeg")}
+        return await self._parse(GenderResponse, "POST", "/faces", files=files)
+
+
+class EmbeddingClient(ServiceClient):
+    async def embed(self, crops: Sequence[bytes]) -> EmbedResponse:
+        files = [("images", (f"crop{i}.jpg", crop, "image/jpeg")) for i, crop in enumerate(crops)]
+        return await self._parse(EmbedResponse, "POST", "/embed", files=files)
+
+
+class IndexClient(ServiceClient):
+    async def upsert(self, points: Sequence[IndexPoint]) -> UpsertResponse:
+        body = UpsertRequest(points=list(points)).model_dump(mode="json")
+        return await self._parse(UpsertResponse, "POST", "/points", json=body)
+
+    async def search(self, request: SearchRequest) -> SearchResponse:
+        return await self._parse(SearchResponse, "POST", "/search", json=request.model_dump(mode="json"))
+
+    async def get(self, product_id: str) -> ProductPayload | None:
+        response = await self.request("GET", f"/points/{product_id}")
+        if response.status_code == 404:
+            return None
+        return ProductPayload.model_validate_json(response.content)
+
+    async def count(self) -> int:
+        return (await self._parse(CountResponse, "GET", "/count")).count

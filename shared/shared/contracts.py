@@ -1,0 +1,221 @@
+"""Pydantic contracts exchanged between the services and with API clients.
+
+Internal boxes (detector, gender) are normalised ``[x1, y1, x2, y2]`` in 0..1 of the image the
+service received; the gateway turns them into pixels of the posted image for its public answer.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+Box = Annotated[list[float], Field(min_length=4, max_length=4, description="[x1, y1, x2, y2]")]
+
+
+class Category(StrEnum):
+    topwear = "topwear"
+    bottomwear = "bottomwear"
+    footwear = "footwear"
+    dress = "dress"
+    outerwear = "outerwear"
+    accessories = "accessories"
+
+
+CATEGORIES: tuple[Category, ...] = tuple(Category)
+
+GenderLabel = Literal["Men", "Women", "unknown"]
+GenderSource = Literal["face", "request", "none"]
+
+
+class Region(StrEnum):
+    """Where on the body a detector box was taken from; the classifier turns it into a category."""
+
+    upper = "upper"  # shoulders to hips: topwear, outerwear or the top of a dress
+    lower = "lower"  # hips down: bottomwear or the skirt of a dress
+    full = "full"  # shoulders to hem: a dress candidate
+    feet = "feet"  # footwear
+    product = "product"  # no person: the image's foreground is one product of any category
+
+
+REGION_CATEGORIES: dict[Region, tuple[Category, ...]] = {
+    Region.upper: (Category.topwear, Category.outerwear, Category.dress),
+    Region.lower: (Category.bottomwear, Category.dress),
+    Region.full: (Category.dress,),
+    Region.feet: (Category.footwear,),
+    Region.product: CATEGORIES,
+}
+
+
+# --- detector-service -------------------------------------------------------------------------
+
+
+class PersonDetection(BaseModel):
+    box: Box
+    face_box: Box | None = None
+    score: float
+    full_shot: bool
+    keypoints_visible: int = Field(description="Body keypoints seen inside the frame (of 33)")
+
+
+class RegionDetection(BaseModel):
+    person: int | None = Field(description="Index into persons, or null for a product photo")
+    region: Region
+    box: Box
+    score: float
+
+
+class DetectResponse(BaseModel):
+    width: int
+    height: int
+    persons: list[PersonDetection]
+    regions: list[RegionDetection]
+
+
+# --- gender-service ---------------------------------------------------------------------------
+
+
+class FaceGender(BaseModel):
+    box: Box
+    detection_score: float
+    label: GenderLabel
+    score: float = Field(description="Confidence in label, 0.5..1; 0 when unknown")
+
+
+class GenderResponse(BaseModel):
+    width: int
+    height: int
+    faces: list[FaceGender]
+
+
+# --- embedding-service ------------------------------------------------------------------------
+
+
+class ArticleTypeScore(BaseModel):
+    name: str
+    category: Category
+    score: float
+
+
+class CropEmbedding(BaseModel):
+    vector: list[float]
+    category_scores: dict[Category, float] = Field(description="Empty when no classifier head is loaded")
+    article_types: list[ArticleTypeScore] = Field(description="Most likely article types, best first")
+    colour: str
+    colour_score: float = Field(description="Share of garment pixels of that colour")
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    dim: int
+    items: list[CropEmbedding]
+
+
+# --- index-service ----------------------------------------------------------------------------
+
+
+class ProductPayload(BaseModel):
+    product_id: str
+    gender: str | None = None
+    category: Category | None = None
+    article_type: str | None = None
+    colour: str | None = None
+    name: str | None = None
+    usage: str | None = None
+    image: str | None = Field(default=None, description="Image path relative to the catalog folder")
+
+
+class IndexPoint(BaseModel):
+    vector: list[float]
+    product: ProductPayload
+
+
+class UpsertRequest(BaseModel):
+    points: list[IndexPoint] = Field(min_length=1)
+
+
+class UpsertResponse(BaseModel):
+    upserted: int
+
+
+class SearchFilter(BaseModel):
+    genders: list[str] | None = Field(default=None, description="Any of these genders; null: any")
+    categories: list[Category] | None = None
+    article_types: list[str] | None = None
+    colours: list[str] | None = None
+
+
+class SearchRequest(BaseModel):
+    vector: list[float]
+    k: int = Field(default=6, ge=1, le=100)
+    filter: SearchFilter = Field(default_factory=SearchFilter)
+
+
+class Hit(BaseModel):
+    score: float
+    product: ProductPayload
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+
+
+class CountResponse(BaseModel):
+    count: int
+
+
+# --- gateway (public API) ---------------------------------------------------------------------
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class PersonGender(BaseModel):
+    label: GenderLabel
+    score: float
+    source: GenderSource
+
+
+class Person(BaseModel):
+    box: Box
+    face_box: Box | None
+    gender: PersonGender
+    full_shot: bool
+
+
+class Recommendation(BaseModel):
+    product_id: str
+    score: float
+    name: str | None
+    image_url: str
+    gender: str | None
+    category: Category | None
+    article_type: str | None
+    colour: str | None
+
+
+class Item(BaseModel):
+    person: int | None
+    category: Category
+    article_type: str | None
+    colour: str
+    box: Box
+    score: float
+    recommendations: list[Recommendation]
+
+
+class RecommendResponse(BaseModel):
+    request_id: str
+    image: ImageSize
+    persons: list[Person]
+    items: list[Item]
+    timings_ms: dict[str, float]
+    degraded: list[str]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str | list[dict[str, object]]

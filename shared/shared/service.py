@@ -1,0 +1,288 @@
+"""What every service has: health and readiness, Prometheus metrics, JSON errors, request ids,
+a bounded inference pool and background model loading."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from shared.images import ImageError, ImageTooLarge
+from shared.logs import request_id_var
+from shared.settings import ServiceSettings
+
+T = TypeVar("T")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Busy(Exception):
+    """The inference queue is full: answer 503 instead of queueing without bound."""
+
+
+class Readiness:
+    """Not ready until ``mark_ready``; ``mark_failed`` records why loading failed."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.reason = "loading"
+
+    def mark_ready(self) -> None:
+        self.ready, self.reason = True, "ready"
+
+    def mark_failed(self, reason: str) -> None:
+        self.ready, self.reason = False, reason
+
+
+class InferencePool:
+    """A fixed number of worker threads plus a bounded number of waiting calls."""
+
+    def __init__(self, workers: int, max_waiting: int, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._slots = threading.BoundedSemaphore(workers + max_waiting)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if not self._slots.acquire(blocking=False):
+            raise Busy("too many requests are waiting for inference; try again shortly")
+        try:
+            call = functools.partial(fn, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        finally:
+            self._slots.release()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class ServiceMetrics:
+    """Per-app registry so that several apps can live in one test process."""
+
+    def __init__(self, service: str) -> None:
+        prefix = service.removesuffix("-service").replace("-", "_")
+        self.prefix = prefix
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            f"{prefix}_requests_total",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.request_duration = Histogram(
+            f"{prefix}_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inference_duration = Histogram(
+            f"{prefix}_inference_duration_seconds",
+            "Model or index work per call",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+
+def error_response(status: int, error: str, detail: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": error, "detail": detail})
+
+
+def _http_error_name(status: int) -> str:
+    return {
+        400: "bad_request",
+        401: "unauthorized",
+        404: "not_found",
+        409: "conflict",
+        413: "payload_too_large",
+        422: "validation_error",
+        503: "unavailable",
+    }.get(status, "error")
+
+
+def create_app(
+    *,
+    service: str,
+    title: str,
+    version: str,
+    logger: logging.Logger,
+    load: Callable[[FastAPI], Awaitable[None]] | None = None,
+    startup: Callable[[FastAPI], Awaitable[None]] | None = None,
+    shutdown: Callable[[FastAPI], Awaitable[None]] | None = None,
+    description: str = "",
+) -> FastAPI:
+    """A FastAPI app with the common routes and handlers.
+
+    ``startup``/``shutdown`` run in the lifespan (clients, pools); ``load`` runs in the background
+    after startup and marks the service ready when it returns, or records the failure.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if startup:
+            await startup(app)
+        task = asyncio.create_task(_load_in_background(app)) if load else None
+        if not load:
+            app.state.readiness.mark_ready()
+        try:
+            yield
+        finally:
+            if task and not task.done():
+                task.cancel()
+            if shutdown:
+                await shutdown(app)
+
+    async def _load_in_background(app: FastAPI) -> None:
+        assert load is not None
+        started = time.perf_counter()
+        try:
+            await load(app)
+        except Exception as exc:  # a failed load keeps the service alive but unready, with the reason
+            logger.exception("loading failed")
+            app.state.readiness.mark_failed(f"loading failed: {exc}")
+            return
+        app.state.readiness.mark_ready()
+        logger.info("ready", extra={"load_seconds": round(time.perf_counter() - started, 3)})
+
+    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan)
+    app.state.readiness = Readiness()
+    app.state.metrics = ServiceMetrics(service)
+    app.state.logger = logger
+    _add_common_routes(app)
+    _add_error_handlers(app, logger)
+    _add_request_middleware(app, logger)
+    return app
+
+
+def _add_common_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["ops"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["ops"], summary="Models or index are loaded")
+    async def readyz(request: Request) -> JSONResponse:
+        readiness: Readiness = request.app.state.readiness
+        extra_check = getattr(request.app.state, "readiness_check", None)
+        ready, reason = readiness.ready, readiness.reason
+        details: dict[str, Any] = {}
+        if ready and extra_check is not None:
+            ready, reason, details = await extra_check()
+        status = 200 if ready else 503
+        return JSONResponse(status_code=status, content={"ready": ready, "reason": reason, **details})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def metrics(request: Request) -> Response:
+        registry = request.app.state.metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_error_handlers(app: FastAPI, logger: logging.Logger) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return error_response(422, "validation_error", errors)
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc.detail, dict) and "error" in exc.detail:
+            return JSONResponse(status_code=exc.status_code, content=exc.detail, headers=exc.headers)
+        response = error_response(exc.status_code, _http_error_name(exc.status_code), exc.detail)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(ImageError)
+    async def on_image_error(_: Request, exc: ImageError) -> JSONResponse:
+        return error_response(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(Busy)
+    async def on_busy(_: Request, exc: Busy) -> JSONResponse:
+        response = error_response(503, "busy", str(exc))
+        response.headers["Retry-After"] = "1"
+        return response
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def _add_request_middleware(app: FastAPI, logger: logging.Logger) -> None:
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        request.state.request_id = request_id
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers[REQUEST_ID_HEADER] = request_id
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = request.scope.get("route")
+            route_path = getattr(route, "path", "unmatched")
+            metrics: ServiceMetrics = request.app.state.metrics
+            metrics.requests.labels(request.method, route_path, str(status)).inc()
+            metrics.request_duration.labels(request.method, route_path).observe(elapsed)
+            if route_path not in ("/healthz", "/readyz", "/metrics"):
+                logger.info(
+                    "request",
+                    extra={
+                        "method": request.method,
+                        "path": request.url.path,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 1),
+                    },
+                )
+            request_id_var.reset(token)
+
+
+def require_ready(request: Request) -> None:
+    """Route dependency: 503 while the model or index is still loading."""
+    readiness: Readiness = request.app.state.readiness
+    if not readiness.ready:
+        raise HTTPException(status_code=503, detail=f"not ready: {readiness.reason}")
+
+
+async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
+    """Read an uploaded file, refusing it with 413 as soon as it passes ``max_bytes``."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await upload.read(1024 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            raise ImageTooLarge(f"the upload is over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def serve(app_path: str, settings: ServiceSettings) -> None:
+    """Run a service's app with uvicorn, logging through the service's JSON logger."""
+    import uvicorn
+
+    uvicorn.run(
+        app_path,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,34 @@
+"""Helpers for in-process service tests: run an app's lifespan and talk to it over ASGITransport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+
+@asynccontextmanager
+async def running_app(app: FastAPI, ready_timeout_s: float = 120.0) -> AsyncIterator[httpx.AsyncClient]:
+    """Start ``app``'s lifespan, wait until /readyz answers 200 (or fail), and yield a client."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            await wait_ready(client, ready_timeout_s)
+            yield client
+
+
+async def wait_ready(client: httpx.AsyncClient, timeout_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        response = await client.get("/readyz")
+        if response.status_code == 200:
+            return
+        body = response.json()
+        if str(body.get("reason", "")).startswith("loading failed"):
+            raise RuntimeError(f"service failed to load: {body}")
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"service not ready after {timeout_s}s: {body}")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,1 @@
+"""Developer tooling: local stack launcher, benchmark, catalog feature extraction."""

@@ -1,0 +1,239 @@
+"""Start the five services as local processes (each from its own virtual environment), wait until
+they are ready, and stop them cleanly. Used by `make run`, `make ingest`, the end-to-end tests,
+the benchmark and the training commands.
+
+    python -m tools.stack run --catalog ../shared/catalog/myntra
+    python -m tools.stack ingest --catalog ../shared/catalog/myntra
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+logger = logging.getLogger("stack")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    package: str
+    port: int
+    env_prefix: str
+
+
+SPECS = (
+    ServiceSpec("index-service", "index_service", 8004, "INDEX_"),
+    ServiceSpec("embedding-service", "embedding_service", 8003, "EMBEDDING_"),
+    ServiceSpec("gender-service", "gender_service", 8002, "GENDER_"),
+    ServiceSpec("detector-service", "detector_service", 8001, "DETECTOR_"),
+    ServiceSpec("gateway", "gateway", 8000, "GATEWAY_"),
+)
+BY_NAME = {spec.name: spec for spec in SPECS}
+DOWNSTREAM_SETTING = {
+    "detector-service": "GATEWAY_DETECTOR_URL",
+    "gender-service": "GATEWAY_GENDER_URL",
+    "embedding-service": "GATEWAY_EMBEDDING_URL",
+    "index-service": "GATEWAY_INDEX_URL",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """Processes for some or all services on loopback. ``ports`` defaults to the standard ones."""
+
+    services: tuple[str, ...] = tuple(spec.name for spec in SPECS)
+    ports: dict[str, int] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path = ROOT / "data" / "logs"
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def port(self, name: str) -> int:
+        return self.ports.get(name, BY_NAME[name].port)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port(name)}"
+
+    def gateway_env(self) -> dict[str, str]:
+        """GATEWAY_* URLs of the downstream services, for a gateway or a client of them."""
+        return {setting: self.url(name) for name, setting in DOWNSTREAM_SETTING.items()}
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for spec in SPECS:
+            if spec.name in self.services:
+                self._spawn(spec)
+
+    def _spawn(self, spec: ServiceSpec) -> None:
+        python = ROOT / ".venv" / spec.name / "bin" / "python"
+        if not python.exists():
+            raise RuntimeError(f"{python} is missing: run `make install`")
+        env = {**os.environ, **self.gateway_env(), **self.env}
+        env[f"{spec.env_prefix}PORT"] = str(self.port(spec.name))
+        env[f"{spec.env_prefix}HOST"] = "127.0.0.1"
+        env["PYTHONUNBUFFERED"] = "1"
+        log = (self.log_dir / f"{spec.name}.log").open("ab")
+        self.processes[spec.name] = subprocess.Popen(
+            [str(python), "-m", spec.package], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+
+    def wait_ready(self, timeout_s: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = [name for name in self.services if name in self.processes]
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for name in list(pending):
+                    process = self.processes[name]
+                    if process.poll() is not None:
+                        raise RuntimeError(
+                            f"{name} exited with {process.returncode}; see {self.log_path(name)}"
+                        )
+                    try:
+                        response = client.get(f"{self.url(name)}/readyz")
+                    except httpx.HTTPError:
+                        continue
+                    if response.status_code == 200:
+                        pending.remove(name)
+                    elif "loading failed" in response.text:
+                        raise RuntimeError(f"{name} failed to load: {response.text}")
+                if pending and time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready after {timeout_s:.0f}s: {pending}")
+                time.sleep(0.3)
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+
+@contextmanager
+def running(stack: Stack, timeout_s: float = 300.0) -> Iterator[Stack]:
+    stack.start()
+    try:
+        stack.wait_ready(timeout_s)
+        yield stack
+    finally:
+        stack.stop()
+
+
+def reachable(urls: Iterable[str]) -> bool:
+    try:
+        with httpx.Client(timeout=2.0) as client:
+            return all(client.get(f"{url}/readyz").status_code == 200 for url in urls)
+    except httpx.HTTPError:
+        return False
+
+
+def index_count(url: str) -> int:
+    response = httpx.get(f"{url}/count", timeout=10.0)
+    response.raise_for_status()
+    return int(response.json()["count"])
+
+
+def run_ingestion(stack: Stack, catalog: Path, limit: int | None = None) -> int:
+    from gateway.config import Settings
+    from gateway.ingest import ingest, log_report
+
+    settings = Settings(**{k.removeprefix("GATEWAY_").lower(): v for k, v in stack.gateway_env().items()})
+    report = asyncio.run(ingest(catalog, settings, limit))
+    log_report(report)
+    return 0 if not report.failed else 2
+
+
+def command_run(args: argparse.Namespace) -> int:
+    catalog = args.catalog.resolve()
+    stack = Stack(env={"GATEWAY_CATALOG_DIR": str(catalog)})
+    logger.info("starting services", extra={"logs": str(stack.log_dir)})
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    with running(stack):
+        count = index_count(stack.url("index-service"))
+        if count == 0:
+            logger.info("the index is empty: ingesting the catalog", extra={"catalog": str(catalog)})
+            run_ingestion(stack, catalog)
+        else:
+            logger.info("index already holds products", extra={"count": count})
+        url = stack.url("gateway")
+        sys.stdout.write(
+            f"\nShop The Look is running at {url}  (API docs: {url}/docs)\n"
+            f"  try: curl -F image=@../shared/queries/dev/ootd_model_model_8.png '{url}/recommend'\n"
+            "Press Ctrl-C to stop.\n"
+        )
+        sys.stdout.flush()
+        while not stopping:
+            dead = [n for n, p in stack.processes.items() if p.poll() is not None]
+            if dead:
+                logger.error("a service exited", extra={"services": dead, "logs": str(stack.log_dir)})
+                return 1
+            time.sleep(0.5)
+    logger.info("stopped")
+    return 0
+
+
+def command_ingest(args: argparse.Namespace) -> int:
+    catalog = args.catalog.resolve()
+    stack = Stack(services=("index-service", "embedding-service", "detector-service"))
+    needed = [stack.url(name) for name in stack.services]
+    if reachable(needed):
+        return run_ingestion(stack, catalog, args.limit)
+    with running(stack):
+        return run_ingestion(stack, catalog, args.limit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from shared.logs import configure_logging
+
+    configure_logging("stack")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="start everything; ingest the catalog if the index is empty")
+    run.add_argument("--catalog", type=Path, required=True)
+    ingest = commands.add_parser("ingest", help="ingest a catalog (starting the services it needs)")
+    ingest.add_argument("--catalog", type=Path, required=True)
+    ingest.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args(argv)
+    return {"run": command_run, "ingest": command_ingest}[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
