@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -25,6 +26,7 @@ from shared.logs import request_id_var
 from shared.service import REQUEST_ID_HEADER
 
 M = TypeVar("M", bound=BaseModel)
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class DownstreamError(Exception):
@@ -122,14 +124,15 @@ class EmbeddingClient(ServiceClient):
 
 class IndexClient(ServiceClient):
     async def upsert(self, points: Sequence[IndexPoint]) -> UpsertResponse:
-        body = UpsertRequest(points=list(points)).model_dump(mode="json")
-        return await self._parse(UpsertResponse, "POST", "/points", json=body)
+        body = UpsertRequest(points=list(points)).model_dump_json()
+        return await self._parse(UpsertResponse, "POST", "/points", content=body, headers=JSON_HEADERS)
 
     async def search(self, request: SearchRequest) -> SearchResponse:
-        return await self._parse(SearchResponse, "POST", "/search", json=request.model_dump(mode="json"))
+        body = request.model_dump_json()
+        return await self._parse(SearchResponse, "POST", "/search", content=body, headers=JSON_HEADERS)
 
     async def get(self, product_id: str) -> ProductPayload | None:
-        response = await self.request("GET", f"/points/{product_id}")
+        response = await self.request("GET", f"/points/{quote(product_id, safe='')}")
         if response.status_code == 404:
             return None
         return ProductPayload.model_validate_json(response.content)

@@ -1,0 +1,192 @@
+"""In-process gateway tests: the four downstream services are small ASGI stand-ins that speak the
+shared contracts (the real services are exercised by the end-to-end tests in tests/)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI, File, HTTPException, UploadFile
+from PIL import Image
+
+from gateway.config import Settings
+from gateway.main import build_app
+from gateway.pipeline import Clients
+from shared.clients import DetectorClient, EmbeddingClient, GenderClient, IndexClient
+from shared.contracts import (
+    ArticleTypeScore,
+    Category,
+    CountResponse,
+    CropEmbedding,
+    DetectResponse,
+    EmbedResponse,
+    FaceGender,
+    GenderResponse,
+    Hit,
+    PersonDetection,
+    ProductPayload,
+    Region,
+    RegionDetection,
+    SearchRequest,
+    SearchResponse,
+)
+from shared.testing import running_app
+
+PRODUCTS = [
+    ProductPayload(product_id="t1", gender="Women", category=Category.topwear, article_type="Tops", image="t1.jpg"),
+    ProductPayload(product_id="t2", gender="Men", category=Category.topwear, article_type="Tshirts"),
+    ProductPayload(product_id="b1", gender="Unisex", category=Category.bottomwear, article_type="Jeans"),
+    ProductPayload(product_id="d1", gender="Women", category=Category.dress, article_type="Dresses"),
+    ProductPayload(product_id="f1", gender="Women", category=Category.footwear, article_type="Heels"),
+]
+
+
+@dataclass
+class Downstream:
+    """Knobs the tests turn: which services fail, and what the classifier says per region."""
+
+    failing: set[str] = field(default_factory=set)
+    gender: str = "Women"
+    upper_category: Category = Category.topwear
+    searches: list[SearchRequest] = field(default_factory=list)
+
+    def check(self, name: str) -> None:
+        if name in self.failing:
+            raise HTTPException(500, f"{name} is broken")
+
+
+def jpeg(width: int = 300, height: int = 400, colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((height, width, 3), colour, np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def ready_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/readyz")
+    async def ready() -> dict[str, bool]:
+        return {"ready": True}
+
+    return app
+
+
+def detector_app(state: Downstream) -> FastAPI:
+    app = ready_app()
+
+    @app.post("/detect")
+    async def detect(image: Annotated[UploadFile, File()]) -> DetectResponse:
+        state.check("detector")
+        size = Image.open(io.BytesIO(await image.read())).size
+        person = PersonDetection(
+            box=[0.2, 0.0, 0.8, 1.0], face_box=[0.4, 0.02, 0.6, 0.15], score=0.9, full_shot=True, keypoints_visible=33
+        )
+        regions = [
+            RegionDetection(person=0, region=Region.upper, box=[0.25, 0.15, 0.75, 0.5], score=0.9),
+            RegionDetection(person=0, region=Region.lower, box=[0.3, 0.45, 0.7, 0.85], score=0.9),
+            RegionDetection(person=0, region=Region.full, box=[0.25, 0.15, 0.75, 0.85], score=0.9),
+            RegionDetection(person=0, region=Region.feet, box=[0.3, 0.85, 0.7, 1.0], score=0.8),
+        ]
+        return DetectResponse(width=size[0], height=size[1], persons=[person], regions=regions)
+
+    return app
+
+
+def gender_app(state: Downstream) -> FastAPI:
+    app = ready_app()
+
+    @app.post("/faces")
+    async def faces(image: Annotated[UploadFile, File()]) -> GenderResponse:
+        state.check("gender")
+        face = FaceGender(box=[0.41, 0.03, 0.59, 0.14], detection_score=0.9, label=state.gender, score=0.97)  # type: ignore[arg-type]
+        return GenderResponse(width=1, height=1, faces=[face])
+
+    return app
+
+
+def embedding_app(state: Downstream) -> FastAPI:
+    app = ready_app()
+
+    @app.post("/embed")
+    async def embed(images: Annotated[list[UploadFile], File()]) -> EmbedResponse:
+        state.check("embedding")
+        items = []
+        for index, _ in enumerate(images):
+            vector = np.zeros(8)
+            vector[index % 8] = 1.0
+            scores = {c: 0.02 for c in Category}
+            scores[state.upper_category] = 0.9
+            items.append(
+                CropEmbedding(
+                    vector=vector.tolist(),
+                    category_scores=scores,
+                    article_types=[ArticleTypeScore(name="Tops", category=Category.topwear, score=0.8)],
+                    colour="Red",
+                    colour_score=0.8,
+                )
+            )
+        return EmbedResponse(model="stand-in", dim=8, items=items)
+
+    return app
+
+
+def index_app(state: Downstream) -> FastAPI:
+    app = ready_app()
+
+    @app.post("/search")
+    async def search(request: SearchRequest) -> SearchResponse:
+        state.check("index")
+        state.searches.append(request)
+        wanted = request.filter
+        hits = [
+            Hit(score=0.9 - i * 0.1, product=p)
+            for i, p in enumerate(PRODUCTS)
+            if (wanted.categories is None or p.category in wanted.categories)
+            and (wanted.genders is None or p.gender in wanted.genders)
+        ]
+        return SearchResponse(hits=hits[: request.k])
+
+    @app.get("/points/{product_id}")
+    async def get(product_id: str) -> ProductPayload:
+        for product in PRODUCTS:
+            if product.product_id == product_id:
+                return product
+        raise HTTPException(404, "unknown")
+
+    @app.get("/count")
+    async def count() -> CountResponse:
+        return CountResponse(count=len(PRODUCTS))
+
+    return app
+
+
+def stand_in_clients(state: Downstream) -> Clients:
+    def transport(app: FastAPI) -> httpx.ASGITransport:
+        return httpx.ASGITransport(app=app)
+
+    return Clients(
+        detector=DetectorClient("detector", "http://detector", 5, transport=transport(detector_app(state))),
+        gender=GenderClient("gender", "http://gender", 5, transport=transport(gender_app(state))),
+        embedding=EmbeddingClient("embedding", "http://embedding", 5, transport=transport(embedding_app(state))),
+        index=IndexClient("index", "http://index", 5, transport=transport(index_app(state))),
+    )
+
+
+@pytest.fixture
+def downstream() -> Downstream:
+    return Downstream()
+
+
+@pytest.fixture
+async def client(downstream: Downstream, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    (tmp_path / "t1.jpg").write_bytes(jpeg(20, 20))
+    settings = Settings(catalog_dir=tmp_path, max_upload_bytes=2_000_000, max_pixels=5_000_000)
+    app = build_app(settings, clients=stand_in_clients(downstream))
+    async with running_app(app) as c:
+        yield c

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import httpx
+
+from shared.contracts import Category, RecommendResponse
+from tests.conftest import Downstream, jpeg
+
+
+async def _recommend(client: httpx.AsyncClient, params: str = "", image: bytes | None = None) -> httpx.Response:
+    return await client.post(f"/recommend{params}", files={"image": ("look.jpg", image or jpeg())})
+
+
+async def test_answer_has_every_item_with_consistent_recommendations(client: httpx.AsyncClient) -> None:
+    response = await _recommend(client)
+    assert response.status_code == 200, response.text
+    body = RecommendResponse.model_validate(response.json())
+    assert body.image.width == 300 and body.image.height == 400
+    assert len(body.persons) == 1
+    person = body.persons[0]
+    assert person.gender.label == "Women" and person.gender.source == "face"
+    assert person.box == [60.0, 0.0, 240.0, 400.0]  # pixels of the posted image
+    assert [i.category for i in body.items] == [Category.topwear, Category.bottomwear, Category.footwear]
+    for item in body.items:
+        assert item.person == 0
+        assert item.colour == "Red"
+        for rec in item.recommendations:
+            assert rec.category == item.category
+            assert rec.gender in ("Women", "Unisex")
+            assert rec.image_url.endswith(f"/catalog/images/{rec.product_id}")
+    assert body.items[0].article_type == "Tops"
+    assert body.degraded == []
+    assert {"decode", "detect", "gender", "embed", "search", "total"} <= set(body.timings_ms)
+
+
+async def test_dress_replaces_top_and_bottom(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    downstream.upper_category = Category.dress
+    body = (await _recommend(client)).json()
+    assert [i["category"] for i in body["items"]] == ["dress", "footwear"]
+    assert body["items"][0]["recommendations"][0]["product_id"] == "d1"
+
+
+async def test_men_get_no_dress_and_mens_products(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    downstream.upper_category = Category.dress
+    downstream.gender = "Men"
+    body = (await _recommend(client)).json()
+    assert "dress" not in [i["category"] for i in body["items"]]
+    for search in downstream.searches:
+        assert search.filter.genders == ["Men", "Unisex"]
+
+
+async def test_gender_override_and_category_filter_and_k(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    body = (await _recommend(client, "?gender=Men&categories=topwear&k=1")).json()
+    assert [i["category"] for i in body["items"]] == ["topwear"]
+    assert body["persons"][0]["gender"] == {"label": "Men", "score": 1.0, "source": "request"}
+    assert [r["product_id"] for r in body["items"][0]["recommendations"]] == ["t2"]
+
+
+async def test_failed_gender_service_degrades_to_unknown(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    downstream.failing = {"gender"}
+    response = await _recommend(client)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["degraded"] == ["gender"]
+    assert body["persons"][0]["gender"]["label"] == "unknown"
+    assert all(s.filter.genders is None for s in downstream.searches)
+
+
+async def test_failed_detector_makes_the_photo_one_item(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    downstream.failing = {"detector"}
+    body = (await _recommend(client)).json()
+    assert body["degraded"] == ["detector"]
+    assert body["persons"] == [] and len(body["items"]) == 1
+    assert body["items"][0]["person"] is None
+
+
+async def test_failed_index_keeps_items_and_says_so(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    downstream.failing = {"index"}
+    body = (await _recommend(client)).json()
+    assert body["degraded"] == ["index"]
+    assert body["items"] and all(i["recommendations"] == [] for i in body["items"])
+
+
+async def test_failed_embedding_is_503(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    downstream.failing = {"embedding"}
+    response = await _recommend(client)
+    assert response.status_code == 503
+    assert response.json()["error"] == "unavailable"
+    assert "embedding" in response.json()["detail"]
+
+
+async def test_bad_uploads_are_4xx_with_json(client: httpx.AsyncClient) -> None:
+    not_image = await _recommend(client, image=b"just some text")
+    assert not_image.status_code == 400 and not_image.json()["error"] == "invalid_image"
+    truncated = await _recommend(client, image=jpeg()[:300])
+    assert truncated.status_code == 400
+    empty = await client.post("/recommend", files={"image": ("e.jpg", b"")})
+    assert empty.status_code == 400
+    missing = await client.post("/recommend")
+    assert missing.status_code == 422 and missing.json()["error"] == "validation_error"
+    too_big = await _recommend(client, image=b"\xff" * 2_000_001)
+    assert too_big.status_code == 413
+    too_many_pixels = await _recommend(client, image=jpeg(3000, 2000))
+    assert too_many_pixels.status_code == 413 and "pixels" in too_many_pixels.json()["detail"]
+
+
+async def test_bad_parameters_are_422(client: httpx.AsyncClient) -> None:
+    assert (await _recommend(client, "?k=0")).status_code == 422
+    assert (await _recommend(client, "?k=51")).status_code == 422
+    assert (await _recommend(client, "?gender=Robots")).status_code == 422
+    response = await _recommend(client, "?categories=hats")
+    assert response.status_code == 422 and "hats" in response.json()["detail"]
+
+
+async def test_catalog_images_are_served_and_unknown_is_404(client: httpx.AsyncClient) -> None:
+    image = await client.get("/catalog/images/t1")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert (await client.get("/catalog/images/nope")).status_code == 404
+    assert (await client.get("/catalog/images/t2")).status_code == 404  # no image file
+
+
+async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["services"]["index"]["ready"] is True
+    await _recommend(client)
+    assert "gateway_request_duration_seconds" in (await client.get("/metrics")).text
+    docs = await client.get("/openapi.json")
+    assert "/recommend" in docs.json()["paths"]

@@ -1,0 +1,123 @@
+"""index-service: stores product embeddings and answers filtered nearest-neighbour searches."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from index_service.config import Settings
+from index_service.model import IndexUnavailable, InvalidInput, VectorIndex
+from shared.contracts import (
+    CountResponse,
+    ProductPayload,
+    SearchRequest,
+    SearchResponse,
+    UpsertRequest,
+    UpsertResponse,
+)
+from shared.logs import configure_logging
+from shared.service import InferencePool, create_app, error_response, require_ready
+
+SERVICE = "index-service"
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    logger = configure_logging(SERVICE, settings.log_level)
+    index = VectorIndex(settings)
+
+    async def startup(app: FastAPI) -> None:
+        app.state.pool = InferencePool(settings.inference_threads, settings.max_waiting, "index")
+
+    async def load(app: FastAPI) -> None:
+        await app.state.pool.run(index.load)
+        points = await app.state.pool.run(index.count)
+        logger.info(
+            "index open",
+            extra={"path": str(settings.path.resolve()), "dim": settings.vector_dim, "points": points},
+        )
+
+    async def shutdown(app: FastAPI) -> None:
+        app.state.readiness.mark_failed("shutting down")
+        # Not through the pool: closing must happen even when its queue is full; the index lock
+        # makes it wait for a call (or a load) that is still running.
+        await asyncio.to_thread(index.close)
+        app.state.pool.shutdown()
+
+    app = create_app(
+        service=SERVICE,
+        title="index-service",
+        version="0.1.0",
+        logger=logger,
+        load=load,
+        startup=startup,
+        shutdown=shutdown,
+        description="Product embeddings with their catalog attributes; filtered nearest-neighbour search.",
+    )
+    _add_index_error_handlers(app)
+
+    @app.post(
+        "/points",
+        response_model=UpsertResponse,
+        dependencies=[Depends(require_ready)],
+        summary="Insert or replace products (one point per product_id; flushed to disk before answering)",
+    )
+    async def upsert(request: Request, body: UpsertRequest) -> UpsertResponse:
+        pool: InferencePool = request.app.state.pool
+        with app.state.metrics.inference_duration.labels("upsert").time():
+            upserted = await pool.run(index.upsert, body.points)
+        return UpsertResponse(upserted=upserted)
+
+    @app.post(
+        "/search",
+        response_model=SearchResponse,
+        dependencies=[Depends(require_ready)],
+        summary="Nearest products by cosine similarity among those the filter allows, best first",
+    )
+    async def search(request: Request, body: SearchRequest) -> SearchResponse:
+        pool: InferencePool = request.app.state.pool
+        with app.state.metrics.inference_duration.labels("search").time():
+            hits = await pool.run(index.search, body)
+        return SearchResponse(hits=hits)
+
+    @app.get(
+        "/points/{product_id:path}",
+        response_model=ProductPayload,
+        dependencies=[Depends(require_ready)],
+        summary="The stored attributes of one product (404 when it is not indexed)",
+    )
+    async def get_point(request: Request, product_id: str) -> ProductPayload:
+        pool: InferencePool = request.app.state.pool
+        product = await pool.run(index.get, product_id)
+        if product is None:
+            raise HTTPException(status_code=404, detail=f"product {product_id!r} is not in the index")
+        return product
+
+    @app.get(
+        "/count",
+        response_model=CountResponse,
+        dependencies=[Depends(require_ready)],
+        summary="Number of indexed products",
+    )
+    async def count(request: Request) -> CountResponse:
+        pool: InferencePool = request.app.state.pool
+        return CountResponse(count=await pool.run(index.count))
+
+    return app
+
+
+def _add_index_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InvalidInput)
+    async def on_invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
+        return error_response(422, "validation_error", str(exc))
+
+    @app.exception_handler(IndexUnavailable)
+    async def on_unavailable(_: Request, exc: IndexUnavailable) -> JSONResponse:
+        response = error_response(503, "unavailable", str(exc))
+        response.headers["Retry-After"] = "1"
+        return response
+
+
+app = build_app()
