@@ -1,0 +1,1 @@
+"""gender-service: faces (BlazeFace) and the gender of each face (FaceRes)."""

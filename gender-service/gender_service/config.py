@@ -1,0 +1,44 @@
+"""Gender settings, from GENDER_* environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GENDER_", extra="ignore")
+
+    port: int = 8002
+    model_dir: str = Field(
+        default="models/gender",
+        description="Folder with faceres.json/.bin and blazeface.json/.bin (relative to the working directory)",
+    )
+    min_face_score: float = Field(
+        default=0.75, ge=0, le=1, description="Face detection threshold (BlazeFace score, 0..1)"
+    )
+    min_face_px: int = Field(
+        default=32,
+        ge=1,
+        description="Faces whose box is smaller than this, in pixels of the posted image, are 'unknown'",
+    )
+    max_face_outside: float = Field(
+        default=0.15,
+        ge=0,
+        le=1,
+        description="Faces with more than this fraction of their box outside the image (cut by the frame) are 'unknown'",
+    )
+    min_gender_confidence: float = Field(
+        default=0.6, ge=0.5, le=1, description="Gender confidence below which the label is 'unknown'"
+    )
+    face_margin: float = Field(
+        default=0.2, ge=0, le=1, description="Margin added around the face box on each side before gender"
+    )
+    max_faces: int = Field(
+        default=8, ge=1, le=64, description="Most faces reported per image (largest first)"
+    )
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_BYTES, description="Largest accepted upload")
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, description="Largest accepted image area")

@@ -1,0 +1,155 @@
+"""Faces found by BlazeFace, each labelled Men or Women by FaceRes (both from @vladmandic/human)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from gender_service.blazeface import Face, FaceDetector
+from gender_service.config import Settings
+from gender_service.tfjs import GraphFunction, load_graph_model
+from shared.contracts import FaceGender, GenderLabel, GenderResponse
+
+logger = logging.getLogger(__name__)
+
+FACERES_INPUT = "input_1:0"
+FACERES_GENDER = "gender_pred/Sigmoid:0"  # probability that the face is a man's
+FACERES_SIZE = 224
+
+
+class GenderClassifier:
+    """FaceRes: 224×224 RGB face crops in 0..255 → probability of male; thread-safe once loaded."""
+
+    def __init__(self, model_path: Path) -> None:
+        self.model_path = model_path
+        self._run: GraphFunction | None = None
+
+    def load(self) -> None:
+        self._run = load_graph_model(self.model_path, [FACERES_INPUT], [FACERES_GENDER])
+
+    def male_probabilities(self, crops: np.ndarray) -> np.ndarray:
+        """(N,) probabilities for a (N, 224, 224, 3) batch, in one model call."""
+        import tensorflow as tf
+
+        if self._run is None:
+            raise RuntimeError("the gender classifier is not loaded")
+        (probabilities,) = self._run(tf.constant(crops, dtype=tf.float32))
+        return np.asarray(probabilities.numpy(), dtype=np.float64).reshape(-1)
+
+
+def face_square(face: Face, margin: float) -> tuple[int, int, int, int]:
+    """Square pixel box around the face centre, ``margin`` of the face size added on each side."""
+    centre_x, centre_y = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+    side = max(face.width, face.height, 1.0) * (1.0 + 2.0 * margin)
+    left, top = round(centre_x - side / 2), round(centre_y - side / 2)
+    size = max(1, round(side))
+    return left, top, left + size, top + size
+
+
+def face_crop(image: np.ndarray, face: Face, margin: float) -> np.ndarray:
+    """224×224 float32 RGB crop in 0..255; parts of the square outside the image are black."""
+    square = face_square(face, margin)
+    crop = Image.fromarray(image).crop(square)  # PIL fills outside the image with zeros
+    resized = crop.resize((FACERES_SIZE, FACERES_SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32)
+
+
+def face_size_px(face: Face) -> float:
+    return max(face.width, face.height)
+
+
+def fraction_outside(face: Face, width: int, height: int) -> float:
+    """Share of the face box that lies outside the image: a face cut by the frame."""
+    x1, y1, x2, y2 = face.box
+    inside_w = max(0.0, min(x2, width) - max(x1, 0.0))
+    inside_h = max(0.0, min(y2, height) - max(y1, 0.0))
+    area = face.width * face.height
+    return 1.0 - inside_w * inside_h / area if area > 0 else 1.0
+
+
+def normalised_box(face: Face, width: int, height: int) -> list[float]:
+    x1, y1, x2, y2 = face.box
+    return [
+        round(min(max(x1 / width, 0.0), 1.0), 4),
+        round(min(max(y1 / height, 0.0), 1.0), 4),
+        round(min(max(x2 / width, 0.0), 1.0), 4),
+        round(min(max(y2 / height, 0.0), 1.0), 4),
+    ]
+
+
+def gender_label(male_probability: float, min_confidence: float) -> tuple[GenderLabel, float]:
+    """Men above 0.5, Women below; 'unknown' with score 0 when the confidence is too low."""
+    confidence = max(male_probability, 1.0 - male_probability)
+    if confidence < min_confidence:
+        return "unknown", 0.0
+    return ("Men" if male_probability > 0.5 else "Women"), round(confidence, 4)
+
+
+class GenderModel:
+    """Face detection on the whole image, then gender of every large enough face in one batch."""
+
+    name = "blazeface-back+faceres"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        model_dir = Path(settings.model_dir)
+        self.detector = FaceDetector(model_dir / "blazeface.json")
+        self.classifier = GenderClassifier(model_dir / "faceres.json")
+
+    def load(self) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+        self.detector.load()
+        self.classifier.load()
+        self._warm_up()
+        logger.info("models loaded", extra={"model": self.name, "model_dir": self.settings.model_dir})
+
+    def _warm_up(self) -> None:
+        """The first call of each graph is slow (graph optimisation); make it here, not in a request."""
+        self.detector.detect(np.zeros((240, 320, 3), dtype=np.uint8), self.settings.min_face_score)
+        self.classifier.male_probabilities(np.zeros((1, FACERES_SIZE, FACERES_SIZE, 3), np.float32))
+
+    def predict(self, image: np.ndarray) -> GenderResponse:
+        height, width = image.shape[:2]
+        faces = self.detector.detect(image, self.settings.min_face_score)
+        faces = sorted(faces, key=lambda f: -f.width * f.height)[: self.settings.max_faces]
+        probabilities = self._male_probabilities(image, faces)
+        results = [
+            self._face_gender(face, probability, width, height)
+            for face, probability in zip(faces, probabilities, strict=True)
+        ]
+        return GenderResponse(width=width, height=height, faces=results)
+
+    def _male_probabilities(self, image: np.ndarray, faces: list[Face]) -> list[float | None]:
+        """Probability of male for each face, None for faces too small or too cut; one batch."""
+        judged = [i for i, face in enumerate(faces) if self._judgeable(face, image)]
+        probabilities: list[float | None] = [None] * len(faces)
+        if not judged:
+            return probabilities
+        crops = np.stack([face_crop(image, faces[i], self.settings.face_margin) for i in judged])
+        for i, probability in zip(judged, self.classifier.male_probabilities(crops), strict=True):
+            probabilities[i] = float(probability)
+        return probabilities
+
+    def _judgeable(self, face: Face, image: np.ndarray) -> bool:
+        """Large enough, and not cut by the frame, for its gender to mean something."""
+        height, width = image.shape[:2]
+        return (
+            face_size_px(face) >= self.settings.min_face_px
+            and fraction_outside(face, width, height) <= self.settings.max_face_outside
+        )
+
+    def _face_gender(self, face: Face, male_probability: float | None, width: int, height: int) -> FaceGender:
+        label: GenderLabel = "unknown"
+        score = 0.0
+        if male_probability is not None:
+            label, score = gender_label(male_probability, self.settings.min_gender_confidence)
+        return FaceGender(
+            box=normalised_box(face, width, height),
+            detection_score=round(face.score, 4),
+            label=label,
+            score=score,
+        )
