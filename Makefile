@@ -84,11 +84,13 @@ lint:
 	$(VENV)/tools/bin/ruff format --check .
 
 typecheck:
-	@for s in shared $(SERVICES) tools; do \
-	  venv=$$( [ "$$s" = shared ] || [ "$$s" = tools ] && echo gateway || echo $$s ); \
+	@for s in shared $(SERVICES); do \
+	  venv=$$( [ "$$s" = shared ] && echo gateway || echo $$s ); \
 	  echo "==> mypy $$s"; \
-	  $(VENV)/tools/bin/mypy --python-executable $(VENV)/$$venv/bin/python $$s; \
+	  (cd $$s && ../$(VENV)/tools/bin/mypy --config-file ../pyproject.toml --python-executable ../$(VENV)/$$venv/bin/python .); \
 	done
+	@echo "==> mypy tools tests"
+	@$(VENV)/tools/bin/mypy --python-executable $(VENV)/gateway/bin/python tools tests
 
 unit:
 	@for s in shared $(SERVICES); do \

@@ -69,7 +69,7 @@ def main() -> int:
     with running(stack):
         data = asyncio.run(extract(args.catalog.resolve(), stack, args.limit))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.output, **data)
+    np.savez_compressed(args.output, **data)  # type: ignore[arg-type]
     logger.info("saved catalog features", extra={"path": str(args.output), "products": len(data["vectors"])})
     return 0
 

@@ -176,7 +176,7 @@ class Localiser:
         x1, x2 = self._x_range(lm, arm_points, y1, min(y2, 1.0), pad=0.15 * torso)
         box = self._tighten([x1, y1, x2, y2], keep_bottom=split is not None)
         score = lm.score(SHOULDERS + (HIPS if lm.all_usable(HIPS) else ()))
-        return RegionBox(Region.upper, clip_box(box), score)
+        return RegionBox(Region.upper_body, clip_box(box), score)
 
     def _lower(self, lm: Landmarks, torso: float, split: float | None) -> RegionBox | None:
         if not lm.all_usable(HIPS):
@@ -189,7 +189,7 @@ class Localiser:
         leg_points = tuple(i for leg in LEGS for i in leg)
         x1, x2 = self._x_range(lm, leg_points, hip_y, y2, pad=0.12 * torso)
         box = self._tighten([x1, y1, x2, y2], keep_top=split is not None)
-        return RegionBox(Region.lower, clip_box(box), lm.score(HIPS))
+        return RegionBox(Region.lower_body, clip_box(box), lm.score(HIPS))
 
     def _lower_hem(self, lm: Landmarks, torso: float) -> float:
         """Lowest point the lower garment reaches: a hem found on the legs, the ankles, or the frame."""

@@ -33,7 +33,7 @@ def held_out(product_ids: np.ndarray, fraction: float = 0.15) -> np.ndarray:
 
 
 def train_softmax(
-    x: np.ndarray, y: np.ndarray, classes: int, steps: int = 400, lr: float = 0.05, l2: float = 1e-4
+    x: np.ndarray, y: np.ndarray, classes: int, steps: int = 400, lr: float = 0.05, l2: float = 1e-3
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced multinomial logistic regression, full-batch Adam. Returns (weights, bias)."""
     rng = np.random.default_rng(0)

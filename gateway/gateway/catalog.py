@@ -30,9 +30,9 @@ ACCESSORY_MASTER = "accessories"
 
 # Where on a worn body each category is found: the detector region a catalog crop is taken from.
 CATEGORY_REGION = {
-    Category.topwear: Region.upper,
-    Category.outerwear: Region.upper,
-    Category.bottomwear: Region.lower,
+    Category.topwear: Region.upper_body,
+    Category.outerwear: Region.upper_body,
+    Category.bottomwear: Region.lower_body,
     Category.dress: Region.full,
     Category.footwear: Region.feet,
 }

@@ -110,7 +110,7 @@ def product_box(detection: DetectResponse, row: CatalogRow) -> tuple[list[float]
     """The region of the product's category on the first person, else the photo's foreground."""
     region = CATEGORY_REGION.get(row.category) if row.category else None
     if region is not None and detection.persons:
-        wanted = [region, Region.upper] if region == Region.full else [region]
+        wanted = [region, Region.upper_body] if region == Region.full else [region]
         for name in wanted:
             for found in detection.regions:
                 if found.person == 0 and found.region == name:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from shared.contracts import REGION_CATEGORIES, Category, CropEmbedding, GenderLabel, Region
 
 DEFAULT_CATEGORY = {
-    Region.upper: Category.topwear,
-    Region.lower: Category.bottomwear,
+    Region.upper_body: Category.topwear,
+    Region.lower_body: Category.bottomwear,
     Region.full: Category.dress,
     Region.feet: Category.footwear,
     Region.product: Category.topwear,
@@ -58,12 +58,17 @@ def choose(candidate: Candidate, allowed: tuple[Category, ...]) -> tuple[Categor
 
 
 def is_dress(upper: Candidate | None, full: Candidate | None, gender: GenderLabel) -> bool:
+    """A one-piece garment: the shoulders-to-hem crop reads as a dress to either head, or the upper
+    body alone already does. Men's looks are never split into a dress."""
     if full is None or gender == "Men":
         return False
-    full_scores = full.embedding.category_scores
-    if full_scores and max(full_scores, key=lambda c: full_scores[c]) == Category.dress:
+    scores = full.embedding.category_scores
+    if scores and max(scores, key=lambda c: scores[c]) == Category.dress:
         return True
-    return upper is not None and choose(upper, REGION_CATEGORIES[Region.upper])[0] == Category.dress
+    articles = full.embedding.article_types
+    if articles and articles[0].category == Category.dress:
+        return True
+    return upper is not None and choose(upper, REGION_CATEGORIES[Region.upper_body])[0] == Category.dress
 
 
 def resolve(candidates: list[Candidate], genders: list[GenderLabel]) -> list[ResolvedItem]:
@@ -87,7 +92,7 @@ def resolve(candidates: list[Candidate], genders: list[GenderLabel]) -> list[Res
 
 def _person_items(regions: dict[Region, Candidate], gender: GenderLabel) -> list[ResolvedItem]:
     upper, lower, full, feet = (
-        regions.get(r) for r in (Region.upper, Region.lower, Region.full, Region.feet)
+        regions.get(r) for r in (Region.upper_body, Region.lower_body, Region.full, Region.feet)
     )
     items = []
     if full is not None and is_dress(upper, full, gender):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -125,9 +126,10 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
 
 
 def _inside_catalog(catalog_dir: Path, relative: str) -> Path | None:
-    """The image path, only if it really lies inside the catalog folder."""
-    root = catalog_dir.resolve()
-    path = (root / relative).resolve()
+    """The image path, only if it lies inside the catalog folder (no ``..`` escapes; links the
+    operator placed inside the folder are followed)."""
+    root = Path(os.path.normpath(catalog_dir.absolute()))
+    path = Path(os.path.normpath(root / relative))
     if not path.is_relative_to(root) or not path.is_file():
         return None
     return path

@@ -39,7 +39,9 @@ from shared.contracts import (
 from shared.testing import running_app
 
 PRODUCTS = [
-    ProductPayload(product_id="t1", gender="Women", category=Category.topwear, article_type="Tops", image="t1.jpg"),
+    ProductPayload(
+        product_id="t1", gender="Women", category=Category.topwear, article_type="Tops", image="t1.jpg"
+    ),
     ProductPayload(product_id="t2", gender="Men", category=Category.topwear, article_type="Tshirts"),
     ProductPayload(product_id="b1", gender="Unisex", category=Category.bottomwear, article_type="Jeans"),
     ProductPayload(product_id="d1", gender="Women", category=Category.dress, article_type="Dresses"),
@@ -85,11 +87,15 @@ def detector_app(state: Downstream) -> FastAPI:
         state.check("detector")
         size = Image.open(io.BytesIO(await image.read())).size
         person = PersonDetection(
-            box=[0.2, 0.0, 0.8, 1.0], face_box=[0.4, 0.02, 0.6, 0.15], score=0.9, full_shot=True, keypoints_visible=33
+            box=[0.2, 0.0, 0.8, 1.0],
+            face_box=[0.4, 0.02, 0.6, 0.15],
+            score=0.9,
+            full_shot=True,
+            keypoints_visible=33,
         )
         regions = [
-            RegionDetection(person=0, region=Region.upper, box=[0.25, 0.15, 0.75, 0.5], score=0.9),
-            RegionDetection(person=0, region=Region.lower, box=[0.3, 0.45, 0.7, 0.85], score=0.9),
+            RegionDetection(person=0, region=Region.upper_body, box=[0.25, 0.15, 0.75, 0.5], score=0.9),
+            RegionDetection(person=0, region=Region.lower_body, box=[0.3, 0.45, 0.7, 0.85], score=0.9),
             RegionDetection(person=0, region=Region.full, box=[0.25, 0.15, 0.75, 0.85], score=0.9),
             RegionDetection(person=0, region=Region.feet, box=[0.3, 0.85, 0.7, 1.0], score=0.8),
         ]
@@ -173,7 +179,9 @@ def stand_in_clients(state: Downstream) -> Clients:
     return Clients(
         detector=DetectorClient("detector", "http://detector", 5, transport=transport(detector_app(state))),
         gender=GenderClient("gender", "http://gender", 5, transport=transport(gender_app(state))),
-        embedding=EmbeddingClient("embedding", "http://embedding", 5, transport=transport(embedding_app(state))),
+        embedding=EmbeddingClient(
+            "embedding", "http://embedding", 5, transport=transport(embedding_app(state))
+        ),
         index=IndexClient("index", "http://index", 5, transport=transport(index_app(state))),
     )
 

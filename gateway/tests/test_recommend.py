@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
+from gateway.main import _inside_catalog
 from shared.contracts import Category, RecommendResponse
 from tests.conftest import Downstream, jpeg
 
 
-async def _recommend(client: httpx.AsyncClient, params: str = "", image: bytes | None = None) -> httpx.Response:
+async def _recommend(
+    client: httpx.AsyncClient, params: str = "", image: bytes | None = None
+) -> httpx.Response:
     return await client.post(f"/recommend{params}", files={"image": ("look.jpg", image or jpeg())})
 
 
@@ -48,14 +53,18 @@ async def test_men_get_no_dress_and_mens_products(client: httpx.AsyncClient, dow
         assert search.filter.genders == ["Men", "Unisex"]
 
 
-async def test_gender_override_and_category_filter_and_k(client: httpx.AsyncClient, downstream: Downstream) -> None:
+async def test_gender_override_and_category_filter_and_k(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
     body = (await _recommend(client, "?gender=Men&categories=topwear&k=1")).json()
     assert [i["category"] for i in body["items"]] == ["topwear"]
     assert body["persons"][0]["gender"] == {"label": "Men", "score": 1.0, "source": "request"}
     assert [r["product_id"] for r in body["items"][0]["recommendations"]] == ["t2"]
 
 
-async def test_failed_gender_service_degrades_to_unknown(client: httpx.AsyncClient, downstream: Downstream) -> None:
+async def test_failed_gender_service_degrades_to_unknown(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
     downstream.failing = {"gender"}
     response = await _recommend(client)
     assert response.status_code == 200
@@ -65,7 +74,9 @@ async def test_failed_gender_service_degrades_to_unknown(client: httpx.AsyncClie
     assert all(s.filter.genders is None for s in downstream.searches)
 
 
-async def test_failed_detector_makes_the_photo_one_item(client: httpx.AsyncClient, downstream: Downstream) -> None:
+async def test_failed_detector_makes_the_photo_one_item(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
     downstream.failing = {"detector"}
     body = (await _recommend(client)).json()
     assert body["degraded"] == ["detector"]
@@ -73,7 +84,9 @@ async def test_failed_detector_makes_the_photo_one_item(client: httpx.AsyncClien
     assert body["items"][0]["person"] is None
 
 
-async def test_failed_index_keeps_items_and_says_so(client: httpx.AsyncClient, downstream: Downstream) -> None:
+async def test_failed_index_keeps_items_and_says_so(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
     downstream.failing = {"index"}
     body = (await _recommend(client)).json()
     assert body["degraded"] == ["index"]
@@ -126,3 +139,14 @@ async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
     assert "gateway_request_duration_seconds" in (await client.get("/metrics")).text
     docs = await client.get("/openapi.json")
     assert "/recommend" in docs.json()["paths"]
+
+
+def test_catalog_image_paths_cannot_escape_the_folder(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "a.jpg").write_bytes(b"x")
+    (tmp_path / "secret.txt").write_text("no")
+    assert _inside_catalog(catalog, "a.jpg") == catalog / "a.jpg"
+    assert _inside_catalog(catalog, "../secret.txt") is None
+    assert _inside_catalog(catalog, "/etc/hostname") is None
+    assert _inside_catalog(catalog, "missing.jpg") is None

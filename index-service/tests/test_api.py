@@ -8,8 +8,8 @@ import httpx
 import numpy as np
 
 from index_service.main import build_app
-from shared.testing import running_app
-from tests.conftest import DIM, axis, load_outcome, make_settings, point, started_app
+from shared.testing import load_outcome, running_app, started_app
+from tests.conftest import DIM, axis, make_settings, point
 
 CATALOG = [
     point("10000", axis(0), gender="Men", category="topwear", article_type="Tshirts", colour="Blue"),

@@ -32,16 +32,16 @@ GenderSource = Literal["face", "request", "none"]
 class Region(StrEnum):
     """Where on the body a detector box was taken from; the classifier turns it into a category."""
 
-    upper = "upper"  # shoulders to hips: topwear, outerwear or the top of a dress
-    lower = "lower"  # hips down: bottomwear or the skirt of a dress
+    upper_body = "upper"  # shoulders to hips: topwear, outerwear or the top of a dress
+    lower_body = "lower"  # hips down: bottomwear or the skirt of a dress
     full = "full"  # shoulders to hem: a dress candidate
     feet = "feet"  # footwear
     product = "product"  # no person: the image's foreground is one product of any category
 
 
 REGION_CATEGORIES: dict[Region, tuple[Category, ...]] = {
-    Region.upper: (Category.topwear, Category.outerwear, Category.dress),
-    Region.lower: (Category.bottomwear, Category.dress),
+    Region.upper_body: (Category.topwear, Category.outerwear, Category.dress),
+    Region.lower_body: (Category.bottomwear, Category.dress),
     Region.full: (Category.dress,),
     Region.feet: (Category.footwear,),
     Region.product: CATEGORIES,

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from embedding_service.colour import dominant_colour, name_colour
+from embedding_service.config import Settings
+from embedding_service.main import build_app
+from shared.testing import load_outcome, started_app
+from tests.conftest import CATALOG
+
+
+def _jpeg(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def _solid(colour: tuple[int, int, int], size: tuple[int, int] = (120, 90)) -> np.ndarray:
+    return np.full((*size, 3), colour, np.uint8)
+
+
+async def test_batch_in_batch_out_with_unit_vectors(client: httpx.AsyncClient) -> None:
+    crops = [_solid((200, 20, 30)), _solid((20, 30, 120), (50, 200)), _solid((240, 240, 240), (300, 40))]
+    files = [("images", (f"c{i}.jpg", _jpeg(c), "image/jpeg")) for i, c in enumerate(crops)]
+    response = await client.post("/embed", files=files)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["dim"] == 1280 and len(body["items"]) == 3
+    for item in body["items"]:
+        assert np.isclose(np.linalg.norm(item["vector"]), 1.0, atol=1e-4)
+        assert len(item["vector"]) == 1280
+    assert body["items"][0]["colour"] == "Red"
+
+
+async def test_catalog_products_get_their_category(client: httpx.AsyncClient) -> None:
+    """A top, shoes, jeans and a watch from the catalog the head was trained on."""
+    if not (CATALOG / "images").exists():
+        pytest.skip("catalog images not available")
+    expected = {"10003": "topwear", "10035": "footwear", "10438": "bottomwear", "10098": "accessories"}
+    files = [("images", (f"{i}.jpg", (CATALOG / "images" / f"{i}.jpg").read_bytes())) for i in expected]
+    body = (await client.post("/embed", files=files)).json()
+    if not body["items"][0]["category_scores"]:
+        pytest.skip("no classifier head (make train-classifier)")
+    for (product_id, category), item in zip(expected.items(), body["items"], strict=True):
+        best = max(item["category_scores"], key=item["category_scores"].get)
+        assert best == category, (product_id, item["category_scores"])
+        assert item["article_types"][0]["category"] == category
+
+
+async def test_bad_crops_and_limits(client: httpx.AsyncClient) -> None:
+    bad = await client.post("/embed", files=[("images", ("a.jpg", b"not an image"))])
+    assert bad.status_code == 400 and "crop 0" in bad.json()["detail"]
+    many = [("images", (f"{i}.jpg", _jpeg(_solid((1, 2, 3))))) for i in range(9)]
+    assert (await client.post("/embed", files=many)).status_code == 413
+    assert (await client.post("/embed")).status_code == 422
+
+
+async def test_missing_backbone_keeps_service_unready() -> None:
+    app = build_app(Settings(backbone_path=Path("/nonexistent/model.onnx")))
+    async with started_app(app) as client:
+        body = (await load_outcome(client)).json()
+        assert body["ready"] is False and "make models" in body["reason"]
+        crop = [("images", ("a.jpg", _jpeg(_solid((1, 2, 3)))))]
+        assert (await client.post("/embed", files=crop)).status_code == 503
+
+
+def test_colour_names() -> None:
+    assert name_colour(np.array([20, 22, 25])) == "Black"
+    assert name_colour(np.array([250, 250, 250])) == "White"
+    assert name_colour(np.array([30, 40, 75])) == "Navy Blue"
+    # a red garment on a white background: the background is not the dominant colour
+    crop = _solid((250, 250, 250), (100, 100))
+    crop[20:80, 25:75] = (190, 25, 35)
+    assert dominant_colour(crop)[0] == "Red"

@@ -1,0 +1,161 @@
+"""End-to-end: real services as processes, real catalog products, real photos."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from gateway.ingest import ingest
+from shared.boxes import box_iou
+from shared.contracts import Category, RecommendResponse
+from tests.conftest import CONSUMER, DEV, E2E
+
+FULLY_VISIBLE = 0.9
+
+
+def _photos(labels: list[dict[str, Any]]) -> list[str]:
+    return [str(entry["path"]) for entry in labels]
+
+
+def _match_persons(body: RecommendResponse, labelled: list[dict[str, Any]]) -> dict[int, int]:
+    """Labelled person index -> returned person index, greedily by box overlap."""
+    width, height = body.image.width, body.image.height
+    found = [[p.box[0] / width, p.box[1] / height, p.box[2] / width, p.box[3] / height] for p in body.persons]
+    pairs = sorted(
+        (
+            (box_iou(label["person_box"], box), li, fi)
+            for li, label in enumerate(labelled)
+            for fi, box in enumerate(found)
+        ),
+        reverse=True,
+    )
+    matched: dict[int, int] = {}
+    for overlap, li, fi in pairs:
+        if overlap >= 0.3 and li not in matched and fi not in matched.values():
+            matched[li] = fi
+    return matched
+
+
+def _face_visible(entry: dict[str, Any]) -> bool:
+    """The labels' notes say when the head is cut off by the frame."""
+    notes = str(entry.get("notes", "")).lower()
+    return "head cropped" not in notes and "face only visible" not in notes
+
+
+def test_ingestion_indexed_the_sample(e2e: E2E) -> None:
+    assert e2e.report.failed == {}
+    assert e2e.report.indexed == e2e.products >= 200
+    assert e2e.report.on_model > 0, "topwear shown on models should be cropped from the person"
+    count = httpx.get(f"{e2e.stack.url('index-service')}/count").json()["count"]
+    assert count == e2e.products
+
+
+def test_every_dev_photo_gets_consistent_recommendations(e2e: E2E, dev_labels: list[dict[str, Any]]) -> None:
+    missing: list[str] = []
+    wrong_gender: list[str] = []
+    faces_read = faces_seen = 0
+    for entry in dev_labels:
+        response = e2e.recommend(DEV / str(entry["path"]))
+        assert response.status_code == 200, (entry["path"], response.text)
+        body = RecommendResponse.model_validate(response.json())
+        assert body.degraded == [], (entry["path"], body.degraded)
+        assert (body.image.width, body.image.height) == (entry["width"], entry["height"])
+        labelled = list(entry["persons"])
+        assert body.persons, f"{entry['path']}: no person found"
+        matched = _match_persons(body, labelled)
+        assert 0 in matched or len(labelled) > 1, f"{entry['path']}: the main person was not found"
+        for li, fi in matched.items():
+            person = body.persons[fi]
+            label = labelled[li]
+            if person.gender.label not in ("unknown", label["gender"]):
+                wrong_gender.append(f"{entry['path']}#{li}: {person.gender.label} for {label['gender']}")
+            if _face_visible(entry):
+                faces_seen += 1
+                faces_read += person.gender.label == label["gender"]
+            worn = {item.category for item in body.items if item.person == fi}
+            for garment in label["garments"]:
+                if garment["visible_fraction"] >= FULLY_VISIBLE and Category(garment["category"]) not in worn:
+                    missing.append(f"{entry['path']}#{li}: {garment['category']} not in {sorted(worn)}")
+        for item in body.items:
+            assert item.recommendations, f"{entry['path']}: {item.category} has no recommendations"
+            gender = body.persons[item.person].gender.label if item.person is not None else "unknown"
+            for rec in item.recommendations:
+                assert rec.category == item.category
+                if gender != "unknown":
+                    assert rec.gender in (gender, "Unisex"), (entry["path"], rec)
+    assert not wrong_gender, wrong_gender  # an honest "unknown" is allowed, a wrong gender is not
+    assert faces_read >= 0.8 * faces_seen, f"gender read for only {faces_read} of {faces_seen} visible faces"
+    assert not missing, missing
+
+
+def test_recommended_images_are_served(e2e: E2E) -> None:
+    body = e2e.recommend(DEV / "ootd_model_model_8.png").json()
+    url = body["items"][0]["recommendations"][0]["image_url"]
+    image = httpx.get(url)
+    assert image.status_code == 200 and image.headers["content-type"].startswith("image/")
+
+
+def test_product_photo_without_person_is_one_item(e2e: E2E) -> None:
+    photos = sorted((CONSUMER / "images").glob("*.jpg"))[:5]
+    if not photos:
+        pytest.skip("no consumer photos")
+    for photo in photos:
+        body = e2e.recommend(photo).json()
+        assert body["persons"] == [], photo.name
+        assert len(body["items"]) == 1, photo.name
+        item = body["items"][0]
+        assert item["person"] is None and item["recommendations"]
+        assert {r["category"] for r in item["recommendations"]} == {item["category"]}
+
+
+def test_gender_override_filters_the_catalog(e2e: E2E) -> None:
+    body = e2e.recommend(DEV / "idm_human_00121_00.jpg", "?gender=Men&categories=topwear&k=10").json()
+    assert body["items"] and {i["category"] for i in body["items"]} == {"topwear"}
+    for rec in body["items"][0]["recommendations"]:
+        assert rec["gender"] in ("Men", "Unisex")
+
+
+def _png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_bad_inputs(e2e: E2E) -> None:
+    text = e2e.recommend(b"this is a text file, not a photo", name="notes.txt")
+    assert text.status_code == 400 and text.json()["error"] == "invalid_image"
+    truncated = e2e.recommend((DEV / "schp_demo.jpg").read_bytes()[:20000])
+    assert truncated.status_code == 400 and "detail" in truncated.json()
+    empty = e2e.recommend(b"")
+    assert empty.status_code == 400
+    huge = e2e.recommend(_png(8000, 6000), name="huge.png")
+    assert huge.status_code == 413 and "pixels" in huge.json()["detail"]
+    missing = httpx.post(f"{e2e.gateway}/recommend", timeout=10)
+    assert missing.status_code == 422
+
+
+def test_ingestion_is_idempotent(e2e: E2E) -> None:
+    index = e2e.stack.url("index-service")
+    before = httpx.get(f"{index}/count").json()["count"]
+    report = asyncio.run(ingest(e2e.catalog, e2e.settings(), limit=24, progress=False))
+    assert report.indexed == 24
+    assert httpx.get(f"{index}/count").json()["count"] == before
+
+
+def test_a_downstream_that_is_down_degrades_or_503(e2e: E2E) -> None:
+    """Runs last: it stops services."""
+    e2e.stack.processes["gender-service"].terminate()
+    e2e.stack.processes["gender-service"].wait(timeout=20)
+    degraded = e2e.recommend(DEV / "idm_human_00035_00.jpg")
+    assert degraded.status_code == 200
+    assert degraded.json()["degraded"] == ["gender"]
+    e2e.stack.processes["embedding-service"].terminate()
+    e2e.stack.processes["embedding-service"].wait(timeout=20)
+    down = e2e.recommend(DEV / "idm_human_00035_00.jpg")
+    assert down.status_code == 503 and down.json()["error"] == "unavailable"

@@ -1,0 +1,175 @@
+"""Latency of /recommend over a folder of photos, sequential and concurrent, with per-stage times.
+
+Uses the stack already running on the standard ports if there is one; otherwise starts it on the
+default index (ingesting CATALOG first when that index is empty). Writes reports/bench.json and
+reports/bench.md and prints the table.
+
+    python -m tools.bench --queries ../shared/queries/dev --catalog ../shared/catalog/myntra
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tools.stack import ROOT, Stack, index_count, reachable, run_ingestion, running
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    position = (len(ordered) - 1) * q
+    low, high = int(position), min(int(position) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50_ms": round(percentile(values, 0.5), 1),
+        "p95_ms": round(percentile(values, 0.95), 1),
+        "mean_ms": round(statistics.fmean(values), 1) if values else float("nan"),
+    }
+
+
+async def timed_post(
+    client: httpx.AsyncClient, url: str, photo: Path, data: bytes
+) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    response = await client.post(url, files={"image": (photo.name, data)})
+    elapsed = (time.perf_counter() - started) * 1000
+    response.raise_for_status()
+    return elapsed, response.json()
+
+
+async def measure(gateway: str, photos: list[Path], rounds: int, concurrency: int) -> dict[str, Any]:
+    blobs = {photo: photo.read_bytes() for photo in photos}
+    url = f"{gateway}/recommend"
+    async with httpx.AsyncClient(timeout=120) as client:
+        for photo in photos:  # warm-up: first calls pay for lazy initialisation
+            await timed_post(client, url, photo, blobs[photo])
+        sequential: list[float] = []
+        stages: dict[str, list[float]] = defaultdict(list)
+        for _ in range(rounds):
+            for photo in photos:
+                elapsed, body = await timed_post(client, url, photo, blobs[photo])
+                sequential.append(elapsed)
+                for stage, ms in body["timings_ms"].items():
+                    stages[stage].append(ms)
+        queue = [photo for _ in range(rounds) for photo in photos]
+        concurrent: list[float] = []
+
+        async def worker() -> None:
+            while queue:
+                photo = queue.pop()
+                elapsed, _ = await timed_post(client, url, photo, blobs[photo])
+                concurrent.append(elapsed)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return {
+        "sequential": summary(sequential),
+        f"concurrency_{concurrency}": {
+            **summary(concurrent),
+            "throughput_rps": round(len(concurrent) / wall, 2),
+        },
+        "stages_sequential": {stage: summary(values) for stage, values in stages.items()},
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "# /recommend benchmark",
+        "",
+        f"{result['photos']} photos from `{result['queries']}`, {result['rounds']} rounds, "
+        f"index of {result['index_products']} products, {result['machine']}.",
+        "",
+        "| run | n | p50 ms | p95 ms | mean ms |",
+        "|---|---|---|---|---|",
+    ]
+    for run in ("sequential", f"concurrency_{result['concurrency']}"):
+        row = result[run]
+        lines.append(f"| {run} | {row['n']} | {row['p50_ms']} | {row['p95_ms']} | {row['mean_ms']} |")
+    concurrent = result[f"concurrency_{result['concurrency']}"]
+    lines += [
+        "",
+        f"Throughput at concurrency {result['concurrency']}: {concurrent['throughput_rps']} requests/s.",
+    ]
+    lines += [
+        "",
+        "Per stage (sequential, as reported in `timings_ms`):",
+        "",
+        "| stage | p50 ms | p95 ms |",
+        "|---|---|---|",
+    ]
+    for stage, row in result["stages_sequential"].items():
+        lines.append(f"| {stage} | {row['p50_ms']} | {row['p95_ms']} |")
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def stack_for(catalog: Path) -> Iterator[Stack]:
+    """The stack running on the standard ports, or one started for the benchmark."""
+    default = Stack()
+    if reachable([default.url(name) for name in default.services]):
+        yield default
+        return
+    stack = Stack(env={"GATEWAY_CATALOG_DIR": str(catalog)})
+    with running(stack):
+        if index_count(stack.url("index-service")) == 0:
+            run_ingestion(stack, catalog)
+        yield stack
+
+
+def main() -> int:
+    from shared.logs import configure_logging
+
+    configure_logging("stack")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--queries", type=Path, required=True)
+    parser.add_argument("--catalog", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--output", type=Path, default=ROOT / "reports" / "bench.json")
+    args = parser.parse_args()
+    photos = sorted(p for p in args.queries.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    with stack_for(args.catalog.resolve()) as stack:
+        products = index_count(stack.url("index-service"))
+        result = asyncio.run(measure(stack.url("gateway"), photos, args.rounds, args.concurrency))
+    result.update(
+        photos=len(photos),
+        queries=str(args.queries),
+        rounds=args.rounds,
+        concurrency=args.concurrency,
+        index_products=products,
+        machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    args.output.with_suffix(".md").write_text(table)
+    sys.stdout.write(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
