@@ -12,33 +12,19 @@ from embedding_service.model import EmbeddingModel
 from shared.contracts import EmbedResponse
 from shared.images import ImageError, decode_image
 from shared.logs import configure_logging
-from shared.service import InferencePool, create_app, read_upload, require_ready
+from shared.service import InferencePool, create_pooled_app, read_upload, require_ready
 
 SERVICE = "embedding-service"
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    logger = configure_logging(SERVICE, settings.log_level)
     model = EmbeddingModel(settings)
-
-    async def startup(app: FastAPI) -> None:
-        app.state.pool = InferencePool(settings.inference_threads, settings.max_waiting, "embedding")
-
-    async def load(app: FastAPI) -> None:
-        await app.state.pool.run(model.load)
-
-    async def shutdown(app: FastAPI) -> None:
-        app.state.pool.shutdown()
-
-    app = create_app(
+    app = create_pooled_app(
         service=SERVICE,
-        title="embedding-service",
-        version="0.1.0",
-        logger=logger,
-        load=load,
-        startup=startup,
-        shutdown=shutdown,
+        settings=settings,
+        logger=configure_logging(SERVICE, settings.log_level),
+        load=model.load,
         description="Embeds garment crops (batch in, batch out) and names their category and colour.",
     )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
@@ -18,7 +16,7 @@ from shared.contracts import (
     UpsertResponse,
 )
 from shared.logs import configure_logging
-from shared.service import InferencePool, create_app, error_response, require_ready
+from shared.service import InferencePool, create_pooled_app, error_response, require_ready
 
 SERVICE = "index-service"
 
@@ -28,32 +26,20 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     logger = configure_logging(SERVICE, settings.log_level)
     index = VectorIndex(settings)
 
-    async def startup(app: FastAPI) -> None:
-        app.state.pool = InferencePool(settings.inference_threads, settings.max_waiting, "index")
-
-    async def load(app: FastAPI) -> None:
-        await app.state.pool.run(index.load)
-        points = await app.state.pool.run(index.count)
+    def open_index() -> None:
+        index.load()
         logger.info(
             "index open",
-            extra={"path": str(settings.path.resolve()), "dim": settings.vector_dim, "points": points},
+            extra={"path": str(settings.path.resolve()), "dim": settings.vector_dim, "points": index.count()},
         )
 
-    async def shutdown(app: FastAPI) -> None:
-        app.state.readiness.mark_failed("shutting down")
-        # Not through the pool: closing must happen even when its queue is full; the index lock
-        # makes it wait for a call (or a load) that is still running.
-        await asyncio.to_thread(index.close)
-        app.state.pool.shutdown()
-
-    app = create_app(
+    # close waits (on the index lock) for a call or a load still running
+    app = create_pooled_app(
         service=SERVICE,
-        title="index-service",
-        version="0.1.0",
+        settings=settings,
         logger=logger,
-        load=load,
-        startup=startup,
-        shutdown=shutdown,
+        load=open_index,
+        close=index.close,
         description="Product embeddings with their catalog attributes; filtered nearest-neighbour search.",
     )
     _add_index_error_handlers(app)

@@ -14,12 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import numpy as np
 from fastapi import FastAPI, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from shared.images import ImageError, ImageTooLarge
+from shared.images import ImageError, ImageTooLarge, decode_image
 from shared.logs import request_id_var
 from shared.settings import ServiceSettings
 
@@ -164,6 +165,49 @@ def create_app(
     _add_error_handlers(app, logger)
     _add_request_middleware(app, logger)
     return app
+
+
+def create_pooled_app(
+    *,
+    service: str,
+    settings: ServiceSettings,
+    logger: logging.Logger,
+    load: Callable[[], Any],
+    description: str,
+    close: Callable[[], Any] | None = None,
+) -> FastAPI:
+    """A model or index service: ``app.state.pool`` runs the work, ``load`` runs in it at start-up,
+    and at shutdown the service turns unready before ``close`` releases what ``load`` opened."""
+
+    async def startup(app: FastAPI) -> None:
+        app.state.pool = InferencePool(settings.inference_threads, settings.max_waiting, service)
+
+    async def load_in_pool(app: FastAPI) -> None:
+        await app.state.pool.run(load)
+
+    async def shutdown(app: FastAPI) -> None:
+        app.state.readiness.mark_failed("shutting down")
+        if close is not None:  # not through the pool: closing must happen even when its queue is full
+            await asyncio.to_thread(close)
+        app.state.pool.shutdown()
+
+    return create_app(
+        service=service,
+        title=service,
+        version="0.1.0",
+        logger=logger,
+        load=load_in_pool,
+        startup=startup,
+        shutdown=shutdown,
+        description=description,
+    )
+
+
+async def decode_upload(request: Request, upload: UploadFile, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Read an uploaded image and decode it (in the app's pool) with the size limits."""
+    data = await read_upload(upload, max_bytes)
+    pool: InferencePool = request.app.state.pool
+    return await pool.run(decode_image, data, max_bytes=max_bytes, max_pixels=max_pixels)
 
 
 def _add_common_routes(app: FastAPI) -> None:
