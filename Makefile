@@ -18,13 +18,14 @@ EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install models run ingest test lint typecheck unit e2e bench train-classifier clean-index clean
+.PHONY: help install models run ingest test lint typecheck unit e2e bench eval-detector train-classifier clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
 	@echo "make test                install and run every test (lint, types, unit, end-to-end)"
 	@echo "make ingest CATALOG=dir  embed and index a catalog folder (catalog.csv + images)"
 	@echo "make bench               latency of /recommend over QUERIES, written to reports/bench.json"
+	@echo "make eval-detector       detection recall/precision/mAP on QUERIES (YOLO=weights.pt to add a YOLO model)"
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
 
 # --- environments: one virtual environment per service, as in its container -------------------
@@ -72,6 +73,9 @@ run: install models
 
 ingest: install models
 	$(VENV)/gateway/bin/python -m tools.stack ingest --catalog $(CATALOG)
+
+eval-detector: install models
+	$(VENV)/gateway/bin/python -m tools.eval_detector --queries $(QUERIES) $(if $(YOLO),--yolo $(YOLO))
 
 bench: install models
 	$(VENV)/gateway/bin/python -m tools.bench --queries $(QUERIES) --catalog $(CATALOG)

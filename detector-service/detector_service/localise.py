@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from shared.boxes import clip_box
-from shared.contracts import Region
+from shared.contracts import Region, View
 
 NOSE = 0
 LEFT_EYE, RIGHT_EYE = 2, 5
@@ -37,6 +38,8 @@ TOP_HEM_BELOW_HIPS = 0.12
 WAISTBAND_ABOVE_HIPS = 0.3
 TROUSER_HEM_BELOW_ANKLES = 0.06
 MASK_THRESHOLD = 0.5
+PROFILE_SHOULDER_SPAN = 0.45  # shoulders seen edge-on span less than this many torso lengths
+PROFILE_HEAD_YAW = 0.4  # nose off the middle of the ears by this share of their span: a turned head
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class PersonLayout:
     box: list[float]
     face_box: list[float] | None
     full_shot: bool
+    view: View
     keypoints_visible: int
     score: float
     regions: list[RegionBox] = field(default_factory=list)
@@ -85,26 +89,25 @@ class PersonLayout:
 class Localiser:
     """Turns one person's keypoints, mask and pixels into garment regions."""
 
-    def __init__(
-        self, image: np.ndarray, mask: np.ndarray | None, face_box: list[float] | None = None
-    ) -> None:
+    def __init__(self, image: np.ndarray, mask: np.ndarray | None) -> None:
         self.image = image
         self.height, self.width = image.shape[:2]
         self.mask = mask if mask is not None and mask.shape == image.shape[:2] else None
         self.person = self.mask > MASK_THRESHOLD if self.mask is not None else None
-        self.skin = skin_mask(image, face_box)
+        self.skin = np.zeros(image.shape[:2], dtype=bool)  # set by layout, once the face is known
+        self._smooth: np.ndarray | None = None
 
-    def layout(self, lm: Landmarks, face_box: list[float] | None) -> PersonLayout:
+    def layout(self, lm: Landmarks) -> PersonLayout:
+        face = self._face_from_landmarks(lm)
+        self.skin = skin_mask(self.image, face)
         torso = self._torso_length(lm)
-        regions: list[RegionBox] = []
         split = self._torso_split(lm, torso)
         upper = self._upper(lm, torso, split)
         lower = self._lower(lm, torso, split)
         feet = self._feet(lm, torso)
-        for found in (upper, lower, feet):
-            if found is not None:
-                regions.append(found)
-        if upper is not None and lower is not None:
+        regions = [found for found in (upper, lower, feet) if found is not None]
+        if upper is not None and lower is not None and split is None:
+            # one garment from the shoulders down, with no colour change at the waist: maybe a dress
             full = [
                 min(upper.box[0], lower.box[0]),
                 upper.box[1],
@@ -112,13 +115,11 @@ class Localiser:
                 lower.box[3],
             ]
             regions.append(RegionBox(Region.full, clip_box(full), min(upper.score, lower.score)))
-        face = face_box or self._face_from_landmarks(lm)
-        head_seen = face_box is not None or lm.usable(NOSE)
-        full_shot = head_seen and lm.all_usable((LEFT_ANKLE, RIGHT_ANKLE))
         return PersonLayout(
             box=self._person_box(lm, face),
             face_box=face,
-            full_shot=full_shot,
+            full_shot=self._head_in_frame(lm) and self._feet_in_frame(lm),
+            view=self._view(lm, torso, face_seen=lm.all_usable((NOSE, LEFT_EYE, RIGHT_EYE))),
             keypoints_visible=lm.count_usable(),
             score=lm.score(SHOULDERS + HIPS),
             regions=regions,
@@ -175,8 +176,29 @@ class Localiser:
         arm_points = (LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_HIP, RIGHT_HIP)
         x1, x2 = self._x_range(lm, arm_points, y1, min(y2, 1.0), pad=0.15 * torso)
         box = self._tighten([x1, y1, x2, y2], keep_bottom=split is not None)
+        for wrist in self._sleeved_wrists(lm):
+            # a long sleeve is part of the top: the box reaches the cuff
+            pad = 0.04 * torso
+            box = [
+                min(box[0], wrist[0] - pad),
+                box[1],
+                max(box[2], wrist[0] + pad),
+                max(box[3], wrist[1] + pad),
+            ]
         score = lm.score(SHOULDERS + (HIPS if lm.all_usable(HIPS) else ()))
         return RegionBox(Region.upper_body, clip_box(box), score)
+
+    def _sleeved_wrists(self, lm: Landmarks) -> list[np.ndarray]:
+        """Wrists whose forearm is covered (little skin from elbow to wrist): long sleeves."""
+        covered = []
+        for elbow, wrist in ((LEFT_ELBOW, LEFT_WRIST), (RIGHT_ELBOW, RIGHT_WRIST)):
+            if not (lm.usable(elbow) and lm.usable(wrist)):
+                continue
+            start, end = lm.xy[elbow], lm.xy[wrist]
+            shares = [self._patch(start + (end - start) * t)[1] for t in np.linspace(0.15, 0.85, 5)]
+            if float(np.mean(shares)) < 0.25:
+                covered.append(end)
+        return covered
 
     def _lower(self, lm: Landmarks, torso: float, split: float | None) -> RegionBox | None:
         if not lm.all_usable(HIPS):
@@ -205,25 +227,39 @@ class Localiser:
         return 1.0
 
     def _leg_hem(self, lm: Landmarks, leg: tuple[int, int, int]) -> float | None:
-        """Where the garment colour on the upper thigh gives way to skin along the leg, if it does."""
+        """Where the garment on the upper thigh gives way to bare skin along the leg, if it does.
+
+        Patches along the leg are compared with the upper thigh by their colour histograms (a print
+        stays like itself), and a hem needs the leg to be mostly skin from there on.
+        """
         hip, knee, ankle = (lm.xy[i] for i in leg)
-        path = [hip + (knee - hip) * t for t in np.linspace(0, 1, 24, endpoint=False)]
+        path = [hip + (knee - hip) * t for t in np.linspace(0, 1, 14, endpoint=False)]
         if lm.usable(leg[1]):
-            path += [knee + (ankle - knee) * t for t in np.linspace(0, 1, 24)]
+            path += [knee + (ankle - knee) * t for t in np.linspace(0, 1, 14)]
         points = [p for p in path if 0 <= p[0] < 1 and 0 <= p[1] < 1]
-        if len(points) < 12:
+        if len(points) < 8:
             return None
-        colours = np.array([self._patch_colour(p) for p in points])
-        reference = np.median(colours[2:8], axis=0)
-        differs = np.linalg.norm(colours - reference, axis=1) > 28.0
-        skin = np.array([_is_skin(c) for c in colours])
-        off_garment = differs & skin
-        run_needed = max(3, len(points) // 8)
-        for start in range(8, len(points) - run_needed + 1):
-            # a hem is where the leg turns to skin and mostly stays skin: prints do not do that
-            if off_garment[start : start + run_needed].all() and off_garment[start:].mean() >= 0.7:
+        patches = [self._patch(p) for p in points]
+        reference = np.mean([histogram for histogram, _ in patches[1:4]], axis=0)
+        unlike = np.array([np.minimum(histogram, reference).sum() < 0.35 for histogram, _ in patches])
+        skin = np.array([skin_share > 0.5 for _, skin_share in patches])
+        bare = unlike & skin
+        run = max(3, len(points) // 8)
+        for start in range(4, len(points) - run + 1):
+            if bare[start : start + run].all() and bare[start:].mean() >= 0.7:
                 return float(points[start][1])
         return None
+
+    def _patch(self, point: np.ndarray) -> tuple[np.ndarray, float]:
+        """Coarse colour histogram (64 bins, sums to 1) and skin share of the patch around a point."""
+        radius = max(3, int(0.02 * self.height))
+        cx, cy = int(point[0] * self.width), int(point[1] * self.height)
+        rows = slice(max(cy - radius, 0), cy + radius + 1)
+        cols = slice(max(cx - radius, 0), cx + radius + 1)
+        pixels = self.image[rows, cols].reshape(-1, 3) // 64
+        codes = pixels[:, 0].astype(np.int64) * 16 + pixels[:, 1] * 4 + pixels[:, 2]
+        histogram = np.bincount(codes, minlength=64).astype(np.float64)
+        return histogram / max(histogram.sum(), 1.0), float(self.skin[rows, cols].mean())
 
     def _torso_split(self, lm: Landmarks, torso: float) -> float | None:
         """Height where the top garment meets a differently coloured bottom, if it does.
@@ -286,11 +322,14 @@ class Localiser:
         return [(c1 + cols[0]) / self.width, top, (c1 + cols[-1] + 1) / self.width, bottom]
 
     def _patch_colour(self, point: np.ndarray) -> np.ndarray:
-        """Median RGB of a small patch, robust to prints and noise."""
-        radius = max(2, int(0.012 * self.height))
-        cx, cy = int(point[0] * self.width), int(point[1] * self.height)
-        patch = self.image[max(cy - radius, 0) : cy + radius + 1, max(cx - radius, 0) : cx + radius + 1]
-        return np.median(patch.reshape(-1, 3), axis=0).astype(np.float64)
+        """Median RGB of the small patch around a point (robust to prints and noise)."""
+        if self._smooth is None:
+            # the mean of the patch around every pixel: prints and noise average out
+            size = 2 * max(2, int(0.012 * self.height)) + 1
+            self._smooth = cv2.blur(self.image, (size, size))
+        cx = min(max(int(point[0] * self.width), 0), self.width - 1)
+        cy = min(max(int(point[1] * self.height), 0), self.height - 1)
+        return self._smooth[cy, cx].astype(np.float64)
 
     def _feet(self, lm: Landmarks, torso: float) -> RegionBox | None:
         feet = [foot for foot in FEET if lm.usable(foot[0]) and (lm.usable(foot[1]) or lm.usable(foot[2]))]
@@ -304,10 +343,51 @@ class Localiser:
         foot = max(max(lengths), 0.12 * torso)
         pad_x = 0.3 * foot * self.height / self.width
         x1, x2 = points[:, 0].min() - pad_x, points[:, 0].max() + pad_x
-        y1 = points[:, 1].min() - 0.3 * foot
-        y2 = points[:, 1].max() + 0.2 * foot
+        ankles = [lm.xy[ankle][1] for ankle, _, _ in feet]
+        y1 = min(ankles) - 0.1 * foot  # most shoes start at the ankle; boots are taller
+        y2 = points[:, 1].max() + 0.3 * foot
+        # the person mask knows where the shoes end: the sole and the toe cap reach past the keypoints
+        reach_x = foot * self.height / self.width
+        extent = self._mask_bounds(
+            [points[:, 0].min() - reach_x, y1, points[:, 0].max() + reach_x, y2 + 0.5 * foot]
+        )
+        if extent is not None:
+            x1, x2, y2 = extent[0], extent[2], max(extent[3], points[:, 1].max())
         score = float(np.mean([lm.visibility[i] for f in feet for i in f]))
         return RegionBox(Region.feet, clip_box([x1, y1, x2, y2]), score)
+
+    # --- person: framing, view, face ----------------------------------------------------------
+
+    def _head_in_frame(self, lm: Landmarks) -> bool:
+        """Eyes and mouth seen, and the crown (about two eye-to-mouth heights above the eyes) inside."""
+        if not lm.all_usable((NOSE, LEFT_EYE, RIGHT_EYE, MOUTH_LEFT, MOUTH_RIGHT)):
+            return False
+        eye_y = float(np.mean([lm.xy[i][1] for i in (LEFT_EYE, RIGHT_EYE)]))
+        mouth_y = float(np.mean([lm.xy[i][1] for i in (MOUTH_LEFT, MOUTH_RIGHT)]))
+        return eye_y - 2.0 * max(mouth_y - eye_y, 0.0) >= -0.02
+
+    @staticmethod
+    def _feet_in_frame(lm: Landmarks) -> bool:
+        return all(lm.usable(ankle) and (lm.usable(heel) or lm.usable(toe)) for ankle, heel, toe in FEET)
+
+    def _view(self, lm: Landmarks, torso: float, face_seen: bool) -> View:
+        """front/back from which shoulder is on which side of the image; left/right (the side of
+        the image the person faces) when the shoulders are seen edge-on or the head is turned
+        more than about 45 degrees (the nose far off the middle of the ears)."""
+        left, right = self._to_pixels(lm.xy[LEFT_SHOULDER]), self._to_pixels(lm.xy[RIGHT_SHOULDER])
+        nose = self._to_pixels(lm.xy[NOSE])
+        shoulders_mid = (left[0] + right[0]) / 2
+        edge_on = abs(float(left[0] - right[0])) < PROFILE_SHOULDER_SPAN * torso * self.height
+        if edge_on and lm.usable(NOSE) and abs(nose[0] - shoulders_mid) > 0.05 * torso * self.height:
+            return "right" if nose[0] > shoulders_mid else "left"
+        if lm.all_usable((NOSE, LEFT_EAR, RIGHT_EAR)):
+            ear_left, ear_right = self._to_pixels(lm.xy[LEFT_EAR]), self._to_pixels(lm.xy[RIGHT_EAR])
+            ears_mid = (ear_left[0] + ear_right[0]) / 2
+            yaw = (nose[0] - ears_mid) / max(abs(float(ear_left[0] - ear_right[0])), 1.0)
+            if abs(yaw) > PROFILE_HEAD_YAW:
+                return "right" if yaw > 0 else "left"
+        facing_camera = left[0] > right[0]  # the person's left shoulder on the image's right
+        return "front" if facing_camera or face_seen else "back"
 
     # --- person and face -----------------------------------------------------------------------
 
@@ -345,6 +425,27 @@ class Localiser:
                 )
         return clip_box([x1, y1, x2, y2])
 
+    def _mask_bounds(self, box: list[float]) -> list[float] | None:
+        """Rows and columns of the box that the person mask covers (at least 5% of the box)."""
+        if self.person is None:
+            return None
+        x1, y1, x2, y2 = clip_box(box)
+        c1, c2 = int(x1 * self.width), int(x2 * self.width)
+        r1, r2 = int(y1 * self.height), int(y2 * self.height)
+        if c2 - c1 < 3 or r2 - r1 < 3:
+            return None
+        window = self.person[r1:r2, c1:c2]
+        rows = np.flatnonzero(window.mean(axis=1) >= 0.05)
+        cols = np.flatnonzero(window.mean(axis=0) >= 0.05)
+        if rows.size < 2 or cols.size < 2:
+            return None
+        return [
+            (c1 + cols[0]) / self.width,
+            (r1 + rows[0]) / self.height,
+            (c1 + cols[-1] + 1) / self.width,
+            (r1 + rows[-1] + 1) / self.height,
+        ]
+
     def _mask_box(self, x1: float, y1: float, x2: float, y2: float) -> list[float] | None:
         """Bounding box of the mask near the keypoints (ignores other people far away)."""
         assert self.mask is not None
@@ -365,11 +466,8 @@ class Localiser:
 
 def skin_mask(image: np.ndarray, face_box: list[float] | None) -> np.ndarray:
     """Skin pixels: the YCrCb skin rule, narrowed to this person's face tone when the face is seen."""
-    rgb = image.astype(np.float32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    cr = 128 + 0.5 * r - 0.4187 * g - 0.0813 * b
-    cb = 128 - 0.1687 * r - 0.3313 * g + 0.5 * b
-    skin = (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 130)
+    ycrcb = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
+    skin = cv2.inRange(ycrcb, np.array([0, 133, 77]), np.array([255, 180, 130])) > 0
     if face_box is None:
         return skin
     height, width = image.shape[:2]
@@ -380,16 +478,10 @@ def skin_mask(image: np.ndarray, face_box: list[float] | None) -> np.ndarray:
     face_skin = skin[rows, cols]
     if face_skin.sum() < 20:
         return skin
-    cr0, cb0 = float(np.median(cr[rows, cols][face_skin])), float(np.median(cb[rows, cols][face_skin]))
-    return skin & (np.abs(cr - cr0) <= 14) & (np.abs(cb - cb0) <= 14)
-
-
-def _is_skin(rgb: np.ndarray) -> bool:
-    """Classic YCrCb skin rule (Chai & Ngan), loose enough for a wide range of skin tones."""
-    r, g, b = rgb
-    cr = 128 + 0.5 * r - 0.4187 * g - 0.0813 * b
-    cb = 128 - 0.1687 * r - 0.3313 * g + 0.5 * b
-    return bool(133 <= cr <= 180 and 77 <= cb <= 130)
+    cr0, cb0 = (float(np.median(ycrcb[rows, cols, channel][face_skin])) for channel in (1, 2))
+    low, high = np.array([0, max(cr0 - 14, 0), max(cb0 - 14, 0)]), np.array([255, cr0 + 14, cb0 + 14])
+    tone = cv2.inRange(ycrcb, low, high) > 0
+    return skin & tone
 
 
 def foreground_box(image: np.ndarray, threshold: float = 30.0) -> list[float]:

@@ -33,7 +33,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         summary="Persons and garment regions (normalised boxes)",
     )
     async def detect(request: Request, image: Annotated[UploadFile, File()]) -> DetectResponse:
-        pixels = await decode_upload(request, image, settings.max_upload_bytes, settings.max_pixels)
+        pixels = await decode_upload(
+            request, image, settings.max_upload_bytes, settings.max_pixels, at_least=settings.work_side
+        )
         with app.state.metrics.inference_duration.labels("detect").time():
             return await request.app.state.pool.run(model.predict, pixels)  # type: ignore[no-any-return]
 

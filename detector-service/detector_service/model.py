@@ -1,59 +1,65 @@
-"""MediaPipe pose + person mask + face detection, turned into persons and garment regions."""
+"""Persons and garment regions: BlazePose person detection, landmarks and person mask for every
+person found (the models of the mediapipe wheel, run with LiteRT), then the keypoint localiser."""
 
 from __future__ import annotations
 
+import importlib.util
 import queue
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
+import cv2
 import numpy as np
 
+from detector_service.blazepose import PoseLandmarker
 from detector_service.config import Settings
 from detector_service.localise import Landmarks, Localiser, PersonLayout, foreground_box
-from shared.boxes import box_centre, box_iou, clip_box, contains
+from detector_service.persons import BodyDetection, PersonDetector
+from shared.boxes import box_iou
 from shared.contracts import DetectResponse, PersonDetection, Region, RegionDetection
-from shared.images import resize_max_side
+
+
+def mediapipe_modules() -> Path:
+    """Where the mediapipe wheel keeps its .tflite models (found without importing mediapipe)."""
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the mediapipe package (0.10.21) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "modules"
 
 
 @dataclass
 class _Engines:
-    pose: Any
-    faces: Any
-
-
-@dataclass
-class _Face:
-    box: list[float]
-    score: float
+    bodies: PersonDetector
+    landmarks: PoseLandmarker
 
 
 class DetectorModel:
-    """Holds one MediaPipe graph set per inference thread (the graphs are not thread-safe)."""
+    """One interpreter pair per inference thread (a LiteRT interpreter is not thread-safe)."""
 
-    name = "mediapipe-pose-full+selfie-mask+face-full-range"
+    name = "blazepose-detector+landmark-full (LiteRT)"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._engines: queue.Queue[_Engines] = queue.Queue()
 
     def load(self) -> None:
-        import mediapipe as mp  # heavy import: only when the service loads its model
-
+        modules = mediapipe_modules()
         for _ in range(self.settings.inference_threads):
             engines = _Engines(
-                pose=mp.solutions.pose.Pose(
-                    static_image_mode=True,
-                    model_complexity=1,
-                    enable_segmentation=True,
-                    min_detection_confidence=self.settings.min_pose_confidence,
+                bodies=PersonDetector(
+                    modules / "pose_detection" / "pose_detection.tflite",
+                    threads=self.settings.model_threads,
+                    min_score=self.settings.min_person_confidence,
                 ),
-                faces=mp.solutions.face_detection.FaceDetection(
-                    model_selection=1, min_detection_confidence=self.settings.min_face_confidence
+                landmarks=PoseLandmarker(
+                    modules / "pose_landmark" / "pose_landmark_full.tflite",
+                    threads=self.settings.model_threads,
+                    min_presence=self.settings.min_pose_confidence,
                 ),
             )
-            engines.pose.process(np.zeros((256, 192, 3), dtype=np.uint8))
+            engines.bodies.detect(np.zeros((256, 192, 3), dtype=np.uint8))
             self._engines.put(engines)
 
     @contextmanager
@@ -66,10 +72,10 @@ class DetectorModel:
 
     def predict(self, image: np.ndarray) -> DetectResponse:
         height, width = image.shape[:2]
-        work = np.ascontiguousarray(resize_max_side(image, self.settings.work_side))
+        work = _work_copy(image, self.settings.work_side)
         with self._checkout() as engines:
-            faces = self._faces(engines, work)
-            layouts = self._people(engines, work, faces)
+            bodies = self._bodies(engines, work)
+            layouts = self._people(engines, work, bodies)
         layouts = [p for p in layouts if p.box[3] - p.box[1] >= self.settings.min_person_height]
         layouts.sort(key=lambda p: -(p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))
         layouts = layouts[: self.settings.max_persons]
@@ -79,6 +85,7 @@ class DetectorModel:
                 face_box=p.face_box,
                 score=round(p.score, 4),
                 full_shot=p.full_shot,
+                view=p.view,
                 keypoints_visible=p.keypoints_visible,
             )
             for p in layouts
@@ -94,84 +101,74 @@ class DetectorModel:
             ]
         return DetectResponse(width=width, height=height, persons=persons, regions=regions)
 
-    def _faces(self, engines: _Engines, image: np.ndarray) -> list[_Face]:
-        result = engines.faces.process(image)
-        faces = []
-        for detection in result.detections or []:
-            rel = detection.location_data.relative_bounding_box
-            box = clip_box([rel.xmin, rel.ymin, rel.xmin + rel.width, rel.ymin + rel.height])
-            if box[3] - box[1] >= self.settings.min_person_height / 10:
-                faces.append(_Face(box=box, score=float(detection.score[0])))
-        return sorted(faces, key=lambda f: -(f.box[3] - f.box[1]))
+    def _bodies(self, engines: _Engines, image: np.ndarray) -> list[BodyDetection]:
+        """People found on the whole image and, for a wide photo, on overlapping square tiles across
+        it (small or partly hidden people stand out there); one detection per face."""
+        found = engines.bodies.detect(image)
+        for tile in _square_tiles(image.shape[1], image.shape[0]):
+            found += [_from_tile(body, tile) for body in engines.bodies.detect(_crop(image, tile))]
+        found.sort(key=lambda b: -b.score)
+        kept: list[BodyDetection] = []
+        for body in found:
+            if all(box_iou(body.face, other.face) < 0.3 for other in kept):
+                kept.append(body)
+        return kept[: 2 * self.settings.max_persons]
 
-    def _people(self, engines: _Engines, image: np.ndarray, faces: list[_Face]) -> list[PersonLayout]:
-        """Pose on the whole image, then on a window below each face no person has claimed yet."""
+    def _people(
+        self, engines: _Engines, image: np.ndarray, bodies: list[BodyDetection]
+    ) -> list[PersonLayout]:
+        height, width = image.shape[:2]
         people: list[PersonLayout] = []
-        unclaimed = list(faces)
-        whole = self._pose(engines, image, [0.0, 0.0, 1.0, 1.0])
-        if whole is not None:
-            landmarks, mask = whole
-            face = _claim_face(unclaimed, landmarks)
-            face_box = face.box if face else None
-            people.append(Localiser(image, mask, face_box).layout(landmarks, face_box))
-        while unclaimed and len(people) < self.settings.max_persons:
-            face = unclaimed.pop(0)
-            if any(
-                contains(p.box, box_centre(face.box)) and p.face_box and box_iou(face.box, p.face_box) > 0.2
-                for p in people
-            ):
+        for body in bodies:
+            if len(people) >= self.settings.max_persons:
+                break
+            pose = engines.landmarks.estimate(image, body.roi(width, height))
+            if pose is None:
                 continue
-            seeded = self._pose(engines, image, _window_below_face(face.box, image.shape[1] / image.shape[0]))
-            if seeded is None:
-                continue
-            landmarks, mask = seeded
-            if not contains(_grow(face.box, 0.5), landmarks.xy[0]):
-                continue  # the pose found someone else in the window
-            people.append(Localiser(image, mask, face.box).layout(landmarks, face.box))
+            landmarks = Landmarks(
+                pose.xy, pose.visibility, min_visibility=self.settings.min_keypoint_visibility
+            )
+            layout = Localiser(image, pose.mask).layout(landmarks)
+            if all(box_iou(layout.box, p.box) < 0.6 for p in people):
+                people.append(layout)
         return people
 
-    def _pose(
-        self, engines: _Engines, image: np.ndarray, window: list[float]
-    ) -> tuple[Landmarks, np.ndarray] | None:
-        height, width = image.shape[:2]
-        x1, y1 = int(window[0] * width), int(window[1] * height)
-        x2, y2 = max(int(window[2] * width), x1 + 1), max(int(window[3] * height), y1 + 1)
-        crop = np.ascontiguousarray(image[y1:y2, x1:x2])
-        result = engines.pose.process(crop)
-        if result.pose_landmarks is None:
-            return None
-        points = result.pose_landmarks.landmark
-        local = np.array([[p.x, p.y] for p in points])
-        xy = (local * [x2 - x1, y2 - y1] + [x1, y1]) / [width, height]
-        visibility = np.array([p.visibility for p in points])
-        mask = np.zeros((height, width), dtype=np.float32)
-        if result.segmentation_mask is not None:
-            mask[y1:y2, x1:x2] = result.segmentation_mask
-        return Landmarks(
-            xy=xy, visibility=visibility, min_visibility=self.settings.min_keypoint_visibility
-        ), mask
+
+def _work_copy(image: np.ndarray, side: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1.0:
+        return np.ascontiguousarray(image)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # area averaging only pays for a large reduction; bilinear is several times faster
+    interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(image, size, interpolation=interpolation))
 
 
-def _grow(box: list[float], fraction: float) -> list[float]:
-    dx, dy = (box[2] - box[0]) * fraction, (box[3] - box[1]) * fraction
-    return [box[0] - dx, box[1] - dy, box[2] + dx, box[3] + dy]
+def _crop(image: np.ndarray, box: list[float]) -> np.ndarray:
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = int(box[0] * width), int(box[1] * height), int(box[2] * width), int(box[3] * height)
+    return np.ascontiguousarray(image[y1:y2, x1:x2])
 
 
-def _claim_face(faces: list[_Face], landmarks: Landmarks) -> _Face | None:
-    """The detected face around this pose's nose, removed from the unclaimed list."""
-    for face in faces:
-        if contains(_grow(face.box, 0.25), landmarks.xy[0]):
-            faces.remove(face)
-            return face
-    return None
+def _square_tiles(width: int, height: int, min_ratio: float = 1.3) -> list[list[float]]:
+    """Overlapping square windows (normalised) across a wide image, where people stand side by side
+    and may be small; a tall photo is not cut, that would halve the people in it."""
+    if width < min_ratio * height:
+        return []
+    count = int(np.ceil(2 * width / height)) - 1
+    size = height / width
+    return [[float(s), 0.0, float(s + size), 1.0] for s in np.linspace(0.0, 1.0 - size, count)]
 
 
-def _window_below_face(face: list[float], aspect: float) -> list[float]:
-    """Where the body of the person with this face should be: a generous window under the head.
-
-    ``aspect`` is width / height of the image, so that the window is measured in face sizes.
-    """
-    size_y = max((face[2] - face[0]) * aspect, face[3] - face[1])
-    size_x = size_y / aspect
-    cx = (face[0] + face[2]) / 2
-    return clip_box([cx - 3.0 * size_x, face[1] - 0.6 * size_y, cx + 3.0 * size_x, face[3] + 8.0 * size_y])
+def _from_tile(body: BodyDetection, tile: list[float]) -> BodyDetection:
+    """A detection made on a tile, in the coordinates of the whole image."""
+    x0, y0 = tile[0], tile[1]
+    sx, sy = tile[2] - tile[0], tile[3] - tile[1]
+    face = body.face
+    return BodyDetection(
+        score=body.score,
+        face=(x0 + face[0] * sx, y0 + face[1] * sy, x0 + face[2] * sx, y0 + face[3] * sy),
+        hip=(x0 + body.hip[0] * sx, y0 + body.hip[1] * sy),
+        reach=(x0 + body.reach[0] * sx, y0 + body.reach[1] * sy),
+    )

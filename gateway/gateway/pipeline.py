@@ -92,17 +92,24 @@ class Query:
 ImageUrl = Callable[[str], str]
 
 
+@dataclass
+class Analysis:
+    width: int
+    height: int
+    persons: list[PersonDetection]
+    genders: list[PersonGender]
+    items: list[ResolvedItem]
+
+
 class Recommender:
     def __init__(self, settings: Settings, clients: Clients, pool: InferencePool) -> None:
         self.settings = settings
         self.clients = clients
         self.pool = pool
 
-    async def recommend(self, query: Query, image_url: ImageUrl) -> RecommendResponse:
-        timings = Timings()
-        degraded: list[str] = []
+    async def analyse(self, query: Query, timings: Timings, degraded: list[str]) -> Analysis:
+        """Everything but the search: persons with their gender, and the items they wear."""
         image = await timings.measure("decode", self.pool.run(self._decode, query.data))
-        height, width = image.shape[:2]
         analysis = await self.pool.run(self._analysis_copy, image)
         detection, faces = await asyncio.gather(
             timings.measure("detect", self._detect(analysis, degraded)),
@@ -112,9 +119,17 @@ class Recommender:
         regions = [r for r in detection.regions if set(REGION_CATEGORIES[r.region]) & query.categories]
         crops = await timings.measure("crop", self.pool.run(self._crops, image, regions))
         candidates = await timings.measure("embed", self._embed(regions, crops))
-        labels = [g.label for g in genders]
-        items = [i for i in resolve(candidates, labels) if i.category in query.categories]
-        searched = await timings.measure("search", self._search_all(items, labels, query, degraded))
+        items = [i for i in resolve(candidates, [g.label for g in genders]) if i.category in query.categories]
+        height, width = image.shape[:2]
+        return Analysis(width=width, height=height, persons=detection.persons, genders=genders, items=items)
+
+    async def recommend(self, query: Query, image_url: ImageUrl) -> RecommendResponse:
+        timings = Timings()
+        degraded: list[str] = []
+        found = await self.analyse(query, timings, degraded)
+        labels = [g.label for g in found.genders]
+        searched = await timings.measure("search", self._search_all(found.items, labels, query, degraded))
+        width, height = found.width, found.height
         return RecommendResponse(
             request_id=_request_id(),
             image=ImageSize(width=width, height=height),
@@ -124,8 +139,9 @@ class Recommender:
                     face_box=_pixels(p.face_box, width, height) if p.face_box else None,
                     gender=g,
                     full_shot=p.full_shot,
+                    view=p.view,
                 )
-                for p, g in zip(detection.persons, genders, strict=True)
+                for p, g in zip(found.persons, found.genders, strict=True)
             ],
             items=[
                 Item(
@@ -137,7 +153,7 @@ class Recommender:
                     score=item.score,
                     recommendations=[_recommendation(hit, image_url) for hit in hits],
                 )
-                for item, hits in zip(items, searched, strict=True)
+                for item, hits in zip(found.items, searched, strict=True)
             ],
             timings_ms=timings.total(),
             degraded=degraded,

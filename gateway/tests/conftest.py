@@ -91,6 +91,7 @@ def detector_app(state: Downstream) -> FastAPI:
             face_box=[0.4, 0.02, 0.6, 0.15],
             score=0.9,
             full_shot=True,
+            view="front",
             keypoints_visible=33,
         )
         regions = [

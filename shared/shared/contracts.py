@@ -26,6 +26,7 @@ class Category(StrEnum):
 CATEGORIES: tuple[Category, ...] = tuple(Category)
 
 GenderLabel = Literal["Men", "Women", "unknown"]
+View = Literal["front", "back", "left", "right"]
 GenderSource = Literal["face", "request", "none"]
 
 
@@ -55,7 +56,8 @@ class PersonDetection(BaseModel):
     box: Box
     face_box: Box | None = None
     score: float
-    full_shot: bool
+    full_shot: bool = Field(description="Head and both feet inside the frame")
+    view: View = Field(description="Which side faces the camera; left/right: facing that side of the image")
     keypoints_visible: int = Field(description="Body keypoints seen inside the frame (of 33)")
 
 
@@ -67,7 +69,7 @@ class RegionDetection(BaseModel):
 
 
 class DetectResponse(BaseModel):
-    width: int
+    width: int = Field(description="Size of the image as analysed (a large JPEG may be decoded smaller)")
     height: int
     persons: list[PersonDetection]
     regions: list[RegionDetection]
@@ -183,7 +185,8 @@ class Person(BaseModel):
     box: Box
     face_box: Box | None
     gender: PersonGender
-    full_shot: bool
+    full_shot: bool = Field(description="Head and both feet inside the frame")
+    view: View = Field(description="front, back, or left/right: facing that side of the image")
 
 
 class Recommendation(BaseModel):

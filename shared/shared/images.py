@@ -36,8 +36,13 @@ def decode_image(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    at_least: int | None = None,
 ) -> np.ndarray:
-    """Decode ``data`` into an upright HxWx3 uint8 RGB array, enforcing the size limits."""
+    """Decode ``data`` into an upright HxWx3 uint8 RGB array, enforcing the size limits.
+
+    ``at_least``: the caller needs only this many pixels on the longer side; a JPEG is then decoded
+    at a reduced scale (much faster), never below it. The array keeps the reduced size.
+    """
     if not data:
         raise ImageError("the upload is empty (0 bytes)")
     if len(data) > max_bytes:
@@ -52,6 +57,10 @@ def decode_image(
                     f"the image is {width}x{height} = {width * height} pixels; "
                     f"the limit is {max_pixels} pixels"
                 )
+            if at_least and image.format == "JPEG":
+                scale = at_least / max(width, height)
+                if scale < 1.0:
+                    image.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
             image.load()
     except ImageTooLarge:
         raise
@@ -75,7 +84,9 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     if image.mode in ("RGBA", "LA", "PA"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    array = np.asarray(image, dtype=np.uint8)
     if array.ndim != 3 or array.shape[0] < MIN_SIDE or array.shape[1] < MIN_SIDE:
         raise ImageError("the image has no pixels")
     return array

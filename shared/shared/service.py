@@ -203,11 +203,14 @@ def create_pooled_app(
     )
 
 
-async def decode_upload(request: Request, upload: UploadFile, max_bytes: int, max_pixels: int) -> np.ndarray:
-    """Read an uploaded image and decode it (in the app's pool) with the size limits."""
+async def decode_upload(
+    request: Request, upload: UploadFile, max_bytes: int, max_pixels: int, at_least: int | None = None
+) -> np.ndarray:
+    """Read an uploaded image and decode it (in the app's pool) with the size limits; see
+    ``decode_image`` for ``at_least``."""
     data = await read_upload(upload, max_bytes)
     pool: InferencePool = request.app.state.pool
-    return await pool.run(decode_image, data, max_bytes=max_bytes, max_pixels=max_pixels)
+    return await pool.run(decode_image, data, max_bytes=max_bytes, max_pixels=max_pixels, at_least=at_least)
 
 
 def _add_common_routes(app: FastAPI) -> None:

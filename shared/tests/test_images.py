@@ -89,3 +89,10 @@ def test_resize_and_crop_helpers() -> None:
     assert resize_max_side(image, 1000).shape == (400, 200, 3)
     assert crop_normalised(image, [0.5, 0.5, 1.0, 1.0]).shape == (200, 100, 3)
     assert to_pixel_box([0.0, 0.0, 0.0, 0.0], 200, 400) == (0, 0, 1, 1)
+
+
+def test_jpeg_can_be_decoded_smaller_but_not_below_the_need() -> None:
+    data = _encode(Image.new("RGB", (1600, 1200), (90, 90, 90)), "JPEG")
+    small = decode_image(data, at_least=500)
+    assert max(small.shape[:2]) >= 500 and max(small.shape[:2]) < 1600
+    assert decode_image(data).shape == (1200, 1600, 3)
