@@ -21,6 +21,9 @@ from shared.boxes import box_iou
 from shared.contracts import DetectResponse, PersonDetection, Region, RegionDetection
 
 
+MIN_TILE_SIDE = 96
+
+
 def mediapipe_modules() -> Path:
     """Where the mediapipe wheel keeps its .tflite models (found without importing mediapipe)."""
     spec = importlib.util.find_spec("mediapipe")
@@ -151,12 +154,13 @@ def _crop(image: np.ndarray, box: list[float]) -> np.ndarray:
     return np.ascontiguousarray(image[y1:y2, x1:x2])
 
 
-def _square_tiles(width: int, height: int, min_ratio: float = 1.3) -> list[list[float]]:
+def _square_tiles(width: int, height: int, min_ratio: float = 1.3, most: int = 5) -> list[list[float]]:
     """Overlapping square windows (normalised) across a wide image, where people stand side by side
-    and may be small; a tall photo is not cut, that would halve the people in it."""
-    if width < min_ratio * height:
+    and may be small; a tall photo is not cut, that would halve the people in it. A strip too thin
+    to hold a person gets none."""
+    if width < min_ratio * height or height < MIN_TILE_SIDE:
         return []
-    count = int(np.ceil(2 * width / height)) - 1
+    count = min(int(np.ceil(2 * width / height)) - 1, most)
     size = height / width
     return [[float(s), 0.0, float(s + size), 1.0] for s in np.linspace(0.0, 1.0 - size, count)]
 

@@ -82,3 +82,48 @@ async def test_tiny_and_grayscale_images_are_answered(client: httpx.AsyncClient)
     gray.save(buffer, format="PNG")
     response = await client.post("/detect", files={"image": ("g.png", buffer.getvalue())})
     assert response.status_code == 200
+
+
+def _encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+async def test_odd_images_are_answered_cleanly(client: httpx.AsyncClient) -> None:
+    odd = {
+        "blank.png": _encoded(Image.new("RGB", (640, 480), "white"), "PNG"),
+        "strip.png": _encoded(Image.new("RGB", (4000, 12), (120, 30, 30)), "PNG"),
+        "tall-strip.png": _encoded(Image.new("RGB", (9, 3000), (30, 30, 120)), "PNG"),
+        "cmyk.jpg": _encoded(Image.new("CMYK", (300, 400), (10, 200, 30, 0)), "JPEG"),
+        "alpha.png": _encoded(Image.new("RGBA", (300, 400), (0, 0, 0, 0)), "PNG"),
+        "one-pixel.png": _encoded(Image.new("L", (1, 1), 0), "PNG"),
+    }
+    for name, data in odd.items():
+        response = await client.post("/detect", files={"image": (name, data)})
+        assert response.status_code == 200, (name, response.text)
+        body = response.json()
+        assert body["persons"] == [], name
+        assert [r["region"] for r in body["regions"]] == ["product"], name
+
+
+async def test_exif_rotated_photo_gives_boxes_of_the_upright_image(client: httpx.AsyncClient) -> None:
+    upright = Image.open(io.BytesIO(dev_photo("ootd_model_model_8.png"))).convert("RGB")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # as a camera stores a portrait shot
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    rotated = await client.post("/detect", files={"image": ("r.jpg", _encoded(stored, "JPEG", exif=exif))})
+    plain = await client.post("/detect", files={"image": ("p.jpg", _encoded(upright, "JPEG"))})
+    got, expected = rotated.json(), plain.json()
+    assert (got["width"], got["height"]) == (expected["width"], expected["height"])
+    assert len(got["persons"]) == 1
+    assert box_iou(got["persons"][0]["box"], expected["persons"][0]["box"]) > 0.9
+
+
+async def test_several_people_each_get_their_own_regions(client: httpx.AsyncClient) -> None:
+    body = (await client.post("/detect", files={"image": ("z.jpg", dev_photo("ultralytics_assets_zidane.jpg"))})).json()
+    assert len(body["persons"]) == 2
+    owners = {r["person"] for r in body["regions"]}
+    assert owners == {0, 1}
+    left, right = sorted(body["persons"], key=lambda p: p["box"][0])
+    assert left["box"][2] < right["box"][2] and left["box"][0] < 0.3 < right["box"][0]
