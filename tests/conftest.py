@@ -9,6 +9,7 @@ import json
 import random
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -69,10 +70,30 @@ class E2E:
             **{k.removeprefix("GATEWAY_").lower(): v for k, v in self.stack.gateway_env().items()}
         )
 
-    def recommend(self, path: Path | bytes, params: str = "", name: str = "photo.jpg") -> httpx.Response:
+    def recommend(
+        self, path: Path | bytes, params: str = "", name: str = "photo.jpg", gateway: str | None = None
+    ) -> httpx.Response:
         data = path if isinstance(path, bytes) else path.read_bytes()
         filename = name if isinstance(path, bytes) else path.name
-        return httpx.post(f"{self.gateway}/recommend{params}", files={"image": (filename, data)}, timeout=60)
+        url = f"{gateway or self.gateway}/recommend{params}"
+        return httpx.post(url, files={"image": (filename, data)}, timeout=60)
+
+    @contextmanager
+    def variant(
+        self, services: tuple[str, ...], env: dict[str, str], down: tuple[str, ...] = ()
+    ) -> Iterator[Stack]:
+        """Extra processes of some services (say a gateway and a differently configured detector)
+        that use the session's other services; those named in ``down`` point at a closed port."""
+        ports = {**self.stack.ports, **{name: free_port() for name in services + down}}
+        extra = Stack(
+            services=services,
+            ports=ports,
+            env={**self.stack.env, **env},
+            log_dir=self.stack.log_dir,
+            alive_is_enough=("gateway",) if down else (),
+        )
+        with running(extra, timeout_s=300):
+            yield extra
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     log_dir: Path = ROOT / "data" / "logs"
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    alive_is_enough: tuple[str, ...] = ()  # wait for /healthz only (their downstreams are meant to be down)
 
     def port(self, name: str) -> int:
         return self.ports.get(name, BY_NAME[name].port)
@@ -109,8 +110,9 @@ class Stack:
                         raise RuntimeError(
                             f"{name} exited with {process.returncode}; see {self.log_path(name)}"
                         )
+                    probe = "/healthz" if name in self.alive_is_enough else "/readyz"
                     try:
-                        response = client.get(f"{self.url(name)}/readyz")
+                        response = client.get(f"{self.url(name)}{probe}")
                     except httpx.HTTPError:
                         continue
                     if response.status_code == 200:

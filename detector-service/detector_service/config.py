@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -23,13 +26,33 @@ class Settings(ServiceSettings):
         default=0.25, gt=0, le=1, description="Smallest person to report, as a fraction of image height"
     )
     max_persons: int = Field(default=4, ge=1, le=16, description="Most persons reported per image")
-    min_pose_confidence: float = Field(default=0.5, ge=0, le=1, description="Pose detector threshold")
-    min_person_confidence: float = Field(
-        default=0.5, ge=0, le=1, description="Person detector threshold (each person found gets a pose pass)"
+    min_pose_confidence: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="Landmark model's person-presence threshold (garments laid flat can pass below it)",
     )
-    min_face_confidence: float = Field(default=0.6, ge=0, le=1, description="Face detector threshold")
+    min_person_confidence: float = Field(
+        default=0.6, ge=0, le=1, description="Person detector threshold (each person found gets a pose pass)"
+    )
     min_keypoint_visibility: float = Field(
         default=0.5, ge=0, le=1, description="A keypoint counts as seen above this visibility"
     )
+    yolo_weights: Path | None = Field(
+        default=None, description="ONNX export of a YOLO garment detector (make train-detector); optional"
+    )
+    backend: Literal["keypoints", "yolo", "merged"] | None = Field(
+        default=None,
+        description="Where garment boxes come from; default: merged when YOLO weights are set, else keypoints",
+    )
+    yolo_min_score: float = Field(default=0.25, ge=0, le=1, description="YOLO detection threshold")
+    yolo_class_map: str = Field(
+        default="{}", description='JSON map from YOLO class names to categories, e.g. {"shirt": "topwear"}'
+    )
     max_upload_bytes: int = Field(default=DEFAULT_MAX_BYTES, description="Largest accepted upload")
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, description="Largest accepted image area")
+
+    def garment_backend(self) -> str:
+        if self.backend is not None:
+            return self.backend
+        return "merged" if self.yolo_weights else "keypoints"

@@ -17,9 +17,16 @@ from detector_service.blazepose import PoseLandmarker
 from detector_service.config import Settings
 from detector_service.localise import Landmarks, Localiser, PersonLayout, foreground_box
 from detector_service.persons import BodyDetection, PersonDetector
+from detector_service.yolo import YoloGarments
 from shared.boxes import box_iou
-from shared.contracts import DetectResponse, PersonDetection, Region, RegionDetection
-
+from shared.contracts import (
+    CATEGORY_REGION,
+    REGION_CATEGORIES,
+    DetectResponse,
+    PersonDetection,
+    Region,
+    RegionDetection,
+)
 
 MIN_TILE_SIDE = 96
 
@@ -46,8 +53,19 @@ class DetectorModel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._engines: queue.Queue[_Engines] = queue.Queue()
+        self.yolo: YoloGarments | None = None
 
     def load(self) -> None:
+        backend = self.settings.garment_backend()
+        if backend != "keypoints":
+            if self.settings.yolo_weights is None:
+                raise ValueError(f"DETECTOR_BACKEND={backend} needs DETECTOR_YOLO_WEIGHTS")
+            self.yolo = YoloGarments(
+                self.settings.yolo_weights,
+                self.settings.yolo_class_map,
+                self.settings.yolo_min_score,
+                self.settings.model_threads,
+            )
         modules = mediapipe_modules()
         for _ in range(self.settings.inference_threads):
             engines = _Engines(
@@ -64,6 +82,13 @@ class DetectorModel:
             )
             engines.bodies.detect(np.zeros((256, 192, 3), dtype=np.uint8))
             self._engines.put(engines)
+
+    def description(self) -> str:
+        backend = self.settings.garment_backend()
+        garments = {"keypoints": "keypoint regions", "yolo": "YOLO", "merged": "keypoint regions + YOLO"}[
+            backend
+        ]
+        return f"{self.name}; garments: {garments}"
 
     @contextmanager
     def _checkout(self) -> Iterator[_Engines]:
@@ -93,16 +118,44 @@ class DetectorModel:
             )
             for p in layouts
         ]
-        regions = [
-            RegionDetection(person=index, region=r.region, box=r.box, score=round(r.score, 4))
-            for index, p in enumerate(layouts)
-            for r in p.regions
-        ]
-        if not persons:
+        regions = self._regions(work, layouts)
+        return DetectResponse(
+            model=self.description(), width=width, height=height, persons=persons, regions=regions
+        )
+
+    def _regions(self, image: np.ndarray, layouts: list[PersonLayout]) -> list[RegionDetection]:
+        """Garment regions from the keypoints, from YOLO, or both (YOLO adding what the keypoints
+        did not cover); a photo with neither is one product."""
+        backend = self.settings.garment_backend()
+        regions = []
+        if backend != "yolo":
             regions = [
-                RegionDetection(person=None, region=Region.product, box=foreground_box(work), score=1.0)
+                RegionDetection(person=index, region=r.region, box=r.box, score=round(r.score, 4))
+                for index, p in enumerate(layouts)
+                for r in p.regions
             ]
-        return DetectResponse(width=width, height=height, persons=persons, regions=regions)
+        if self.yolo is not None:
+            for garment in self.yolo.detect(image):
+                region = CATEGORY_REGION[garment.category]
+                if backend == "merged" and any(
+                    garment.category in REGION_CATEGORIES[r.region] and box_iou(r.box, garment.box) >= 0.5
+                    for r in regions
+                ):
+                    continue  # the keypoints already have it
+                regions.append(
+                    RegionDetection(
+                        person=_owner(garment.box, layouts),
+                        region=region,
+                        box=garment.box,
+                        score=round(garment.score, 4),
+                        category=garment.category,
+                    )
+                )
+        if not regions and not layouts:
+            regions = [
+                RegionDetection(person=None, region=Region.product, box=foreground_box(image), score=1.0)
+            ]
+        return regions
 
     def _bodies(self, engines: _Engines, image: np.ndarray) -> list[BodyDetection]:
         """People found on the whole image and, for a wide photo, on overlapping square tiles across
@@ -135,6 +188,17 @@ class DetectorModel:
             if all(box_iou(layout.box, p.box) < 0.6 for p in people):
                 people.append(layout)
         return people
+
+
+def _owner(box: list[float], layouts: list[PersonLayout]) -> int | None:
+    """The person whose box holds the centre of this one (the smallest such), if any."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    holders = [
+        (index, (p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))
+        for index, p in enumerate(layouts)
+        if p.box[0] <= cx <= p.box[2] and p.box[1] <= cy <= p.box[3]
+    ]
+    return min(holders, key=lambda h: h[1])[0] if holders else None
 
 
 def _work_copy(image: np.ndarray, side: int) -> np.ndarray:

@@ -121,7 +121,9 @@ async def test_exif_rotated_photo_gives_boxes_of_the_upright_image(client: httpx
 
 
 async def test_several_people_each_get_their_own_regions(client: httpx.AsyncClient) -> None:
-    body = (await client.post("/detect", files={"image": ("z.jpg", dev_photo("ultralytics_assets_zidane.jpg"))})).json()
+    body = (
+        await client.post("/detect", files={"image": ("z.jpg", dev_photo("ultralytics_assets_zidane.jpg"))})
+    ).json()
     assert len(body["persons"]) == 2
     owners = {r["person"] for r in body["regions"]}
     assert owners == {0, 1}

@@ -10,7 +10,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.contracts import Category, ProductPayload, Region
+from shared.contracts import Category, ProductPayload
 
 REQUIRED_COLUMNS = ("id", "image")
 
@@ -27,15 +27,6 @@ SUBCATEGORY_CATEGORY = {
     "flip flops": Category.footwear,
 }
 ACCESSORY_MASTER = "accessories"
-
-# Where on a worn body each category is found: the detector region a catalog crop is taken from.
-CATEGORY_REGION = {
-    Category.topwear: Region.upper_body,
-    Category.outerwear: Region.upper_body,
-    Category.bottomwear: Region.lower_body,
-    Category.dress: Region.full,
-    Category.footwear: Region.feet,
-}
 
 
 class CatalogError(ValueError):

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gateway.catalog import CATEGORY_REGION, CatalogRow, read_catalog
+from gateway.catalog import CatalogRow, read_catalog
 from gateway.config import Settings
 from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, IndexClient
-from shared.contracts import CropEmbedding, DetectResponse, IndexPoint, Region
+from shared.contracts import CATEGORY_REGION, CropEmbedding, DetectResponse, IndexPoint, Region
 from shared.images import ImageError, crop_normalised, decode_image, encode_jpeg, resize_max_side
 
 logger = logging.getLogger("gateway")

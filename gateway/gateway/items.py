@@ -29,6 +29,7 @@ class Candidate:
     box: list[float]
     score: float
     embedding: CropEmbedding
+    category: Category | None = None  # known from the detector itself (a YOLO detection)
 
 
 @dataclass(frozen=True)
@@ -73,20 +74,25 @@ def is_dress(upper: Candidate | None, full: Candidate | None, gender: GenderLabe
 
 def resolve(candidates: list[Candidate], genders: list[GenderLabel]) -> list[ResolvedItem]:
     """Items in a stable order: persons in order, then product regions; top to toe within a person."""
-    by_person: dict[int | None, dict[Region, Candidate]] = defaultdict(dict)
+    by_person: dict[int, dict[Region, Candidate]] = defaultdict(dict)
+    known: dict[int | None, list[Candidate]] = defaultdict(list)
     products = []
     for candidate in candidates:
-        if candidate.person is None:
+        if candidate.category is not None:
+            known[candidate.person].append(candidate)
+        elif candidate.person is None:
             products.append(candidate)
         else:
             by_person[candidate.person][candidate.region] = candidate
     items = []
-    for person in sorted(p for p in by_person if p is not None):
+    for person in sorted(set(by_person) | {p for p in known if p is not None}):
         gender = genders[person] if person < len(genders) else "unknown"
-        items.extend(_person_items(by_person[person], gender))
+        items.extend(_person_items(by_person.get(person, {}), gender))
+        items.extend(_item(c, c.category, 1.0) for c in known[person] if c.category is not None)
     for candidate in products:
         category, probability = choose(candidate, REGION_CATEGORIES[Region.product])
         items.append(_item(candidate, category, probability))
+    items.extend(_item(c, c.category, 1.0) for c in known[None] if c.category is not None)
     return items
 
 

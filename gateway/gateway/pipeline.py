@@ -116,7 +116,7 @@ class Recommender:
             timings.measure("gender", self._faces(analysis, degraded)),
         )
         genders = [self._person_gender(p, faces.faces, query.gender) for p in detection.persons]
-        regions = [r for r in detection.regions if set(REGION_CATEGORIES[r.region]) & query.categories]
+        regions = [r for r in detection.regions if _may_hold(r, query.categories)]
         crops = await timings.measure("crop", self.pool.run(self._crops, image, regions))
         candidates = await timings.measure("embed", self._embed(regions, crops))
         items = [i for i in resolve(candidates, [g.label for g in genders]) if i.category in query.categories]
@@ -209,7 +209,9 @@ class Recommender:
         except DownstreamError as exc:
             raise Unavailable("embedding", exc.detail) from exc
         return [
-            Candidate(person=r.person, region=r.region, box=r.box, score=r.score, embedding=e)
+            Candidate(
+                person=r.person, region=r.region, box=r.box, score=r.score, embedding=e, category=r.category
+            )
             for r, e in zip(regions, embedded.items, strict=True)
         ]
 
@@ -255,6 +257,13 @@ def _face_of(person: PersonDetection, faces: list[FaceGender]) -> FaceGender | N
         return max(inside, key=lambda f: box_area(f.box))
     best = max(inside, key=lambda f: box_iou(f.box, person.face_box or f.box))
     return best if box_iou(best.box, person.face_box) > 0.1 else None
+
+
+def _may_hold(region: RegionDetection, wanted: set[Category]) -> bool:
+    """Whether a region can turn out to be one of the wanted categories (worth embedding)."""
+    if region.category is not None:
+        return region.category in wanted
+    return bool(set(REGION_CATEGORIES[region.region]) & wanted)
 
 
 def _pixels(box: list[float], width: int, height: int) -> list[float]:

@@ -57,6 +57,7 @@ class Downstream:
     gender: str = "Women"
     upper_category: Category = Category.topwear
     searches: list[SearchRequest] = field(default_factory=list)
+    extra_regions: list[RegionDetection] = field(default_factory=list)
 
     def check(self, name: str) -> None:
         if name in self.failing:
@@ -100,6 +101,7 @@ def detector_app(state: Downstream) -> FastAPI:
             RegionDetection(person=0, region=Region.full, box=[0.25, 0.15, 0.75, 0.85], score=0.9),
             RegionDetection(person=0, region=Region.feet, box=[0.3, 0.85, 0.7, 1.0], score=0.8),
         ]
+        regions += state.extra_regions
         return DetectResponse(width=size[0], height=size[1], persons=[person], regions=regions)
 
     return app

@@ -5,7 +5,7 @@ from pathlib import Path
 import httpx
 
 from gateway.main import _inside_catalog
-from shared.contracts import Category, RecommendResponse
+from shared.contracts import Category, RecommendResponse, Region, RegionDetection
 from tests.conftest import Downstream, jpeg
 
 
@@ -150,3 +150,30 @@ def test_catalog_image_paths_cannot_escape_the_folder(tmp_path: Path) -> None:
     assert _inside_catalog(catalog, "../secret.txt") is None
     assert _inside_catalog(catalog, "/etc/hostname") is None
     assert _inside_catalog(catalog, "missing.jpg") is None
+
+
+async def test_categories_the_detector_knows_are_kept(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    """A YOLO detection comes with its category: a bag on the person, a cap on no one."""
+    downstream.extra_regions = [
+        RegionDetection(
+            person=0,
+            region=Region.product,
+            box=[0.7, 0.4, 0.9, 0.6],
+            score=0.8,
+            category=Category.accessories,
+        ),
+        RegionDetection(
+            person=None,
+            region=Region.product,
+            box=[0.0, 0.0, 0.1, 0.1],
+            score=0.6,
+            category=Category.accessories,
+        ),
+    ]
+    body = (await _recommend(client)).json()
+    accessories = [i for i in body["items"] if i["category"] == "accessories"]
+    assert [i["person"] for i in accessories] == [0, None]
+    only = (await _recommend(client, "?categories=footwear")).json()
+    assert [i["category"] for i in only["items"]] == ["footwear"]

@@ -49,6 +49,17 @@ REGION_CATEGORIES: dict[Region, tuple[Category, ...]] = {
 }
 
 
+# Where on a worn body a category is found (accessories: anywhere, as a product).
+CATEGORY_REGION: dict[Category, Region] = {
+    Category.topwear: Region.upper_body,
+    Category.outerwear: Region.upper_body,
+    Category.bottomwear: Region.lower_body,
+    Category.dress: Region.full,
+    Category.footwear: Region.feet,
+    Category.accessories: Region.product,
+}
+
+
 # --- detector-service -------------------------------------------------------------------------
 
 
@@ -62,13 +73,17 @@ class PersonDetection(BaseModel):
 
 
 class RegionDetection(BaseModel):
-    person: int | None = Field(description="Index into persons, or null for a product photo")
+    person: int | None = Field(description="Index into persons, or null when it belongs to no person")
     region: Region
     box: Box
     score: float
+    category: Category | None = Field(
+        default=None, description="Set when the detector itself knows the category (a YOLO detection)"
+    )
 
 
 class DetectResponse(BaseModel):
+    model: str = Field(default="", description="Which models found the persons and garments")
     width: int = Field(description="Size of the image as analysed (a large JPEG may be decoded smaller)")
     height: int
     persons: list[PersonDetection]
