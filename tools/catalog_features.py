@@ -1,5 +1,6 @@
 """Embed a whole catalog the way ingestion does (crop to the product's own garment, embed) and
-save the vectors with their labels, for training the classifier head.
+save the vectors with their labels, for training the classifier head; the person wearing each
+product (when the photo shows one) is embedded too, for the gender appearance model.
 
     python -m tools.catalog_features --catalog ../shared/catalog/myntra --output data/cache/myntra.npz
 """
@@ -27,14 +28,18 @@ async def extract(catalog: Path, stack: Stack, limit: int | None) -> dict[str, n
     detector = DetectorClient("detector", stack.url("detector-service"), 60.0)
     embedding = EmbeddingClient("embedding", stack.url("embedding-service"), 120.0)
     failed: dict[str, str] = {}
-    vectors, ids, on_model = [], [], []
+    vectors, ids, on_model, person_vectors, has_person = [], [], [], [], []
     try:
-        embedder = CatalogEmbedder(catalog, detector, embedding, Settings())
+        embedder = CatalogEmbedder(catalog, detector, embedding, Settings(), person_crops=True)
         async for batch in embedder.embed_catalog(rows, failed):
             for product in batch:
                 vectors.append(product.embedding.vector)
                 ids.append(product.row.product_id)
                 on_model.append(product.on_model)
+                has_person.append(product.person is not None)
+                person_vectors.append(
+                    product.person.vector if product.person else [0.0] * len(product.embedding.vector)
+                )
     finally:
         await detector.aclose()
         await embedding.aclose()
@@ -50,6 +55,8 @@ async def extract(catalog: Path, stack: Stack, limit: int | None) -> dict[str, n
         "genders": np.array([r.gender or "" for r in kept]),
         "colours": np.array([r.colour or "" for r in kept]),
         "on_model": np.array(on_model, dtype=bool),
+        "person_vectors": np.asarray(person_vectors, dtype=np.float32),
+        "has_person": np.array(has_person, dtype=bool),
     }
 
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from gateway.catalog import CatalogRow, read_catalog
@@ -43,10 +44,21 @@ class EmbeddedProduct:
     row: CatalogRow
     embedding: CropEmbedding
     on_model: bool
+    person: CropEmbedding | None = None  # the whole person wearing it, when asked for
+
+
+@dataclass(frozen=True)
+class Cropped:
+    product: bytes
+    on_model: bool
+    person: bytes | None
 
 
 class CatalogEmbedder:
-    """Crops catalog images the way query photos are cropped, and embeds them in batches."""
+    """Crops catalog images the way query photos are cropped, and embeds them in batches.
+
+    With ``person_crops`` the person wearing the product (if the photo shows one) is embedded too.
+    """
 
     def __init__(
         self,
@@ -55,15 +67,17 @@ class CatalogEmbedder:
         embedding: EmbeddingClient,
         settings: Settings,
         concurrency: int = 4,
+        person_crops: bool = False,
     ) -> None:
         self.catalog_dir = catalog_dir
         self.detector = detector
         self.embedding = embedding
         self.settings = settings
+        self.person_crops = person_crops
         self._slots = asyncio.Semaphore(concurrency)
 
-    async def crop(self, row: CatalogRow) -> tuple[bytes, bool]:
-        """JPEG of the product's own region, and whether the photo showed it on a person."""
+    async def crop(self, row: CatalogRow) -> Cropped:
+        """JPEGs of the product's own region (and of its wearer), and whether a person showed it."""
         async with self._slots:
             data = await asyncio.to_thread((self.catalog_dir / row.image).read_bytes)
             image = await asyncio.to_thread(decode_image, data)
@@ -72,28 +86,39 @@ class CatalogEmbedder:
             )
             detection = await self.detector.detect(analysis)
             box, on_model = product_box(detection, row)
-            crop = await asyncio.to_thread(
-                lambda: encode_jpeg(resize_max_side(crop_normalised(image, box), self.settings.crop_side))
-            )
-            return crop, on_model
+            product = await asyncio.to_thread(self._crop_jpeg, image, box)
+            person = None
+            if self.person_crops and detection.persons:
+                person = await asyncio.to_thread(self._crop_jpeg, image, detection.persons[0].box)
+            return Cropped(product, on_model, person)
+
+    def _crop_jpeg(self, image: np.ndarray, box: list[float]) -> bytes:
+        return encode_jpeg(resize_max_side(crop_normalised(image, box), self.settings.crop_side))
 
     async def embed_rows(self, rows: Sequence[CatalogRow], failed: dict[str, str]) -> list[EmbeddedProduct]:
         """Embed a batch; rows whose image cannot be read or cropped are recorded in ``failed``."""
         results = await asyncio.gather(*(self.crop(row) for row in rows), return_exceptions=True)
-        kept: list[tuple[CatalogRow, bytes, bool]] = []
+        kept: list[tuple[CatalogRow, Cropped]] = []
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, ImageError | OSError):
                 failed[row.product_id] = f"{type(result).__name__}: {result}"
             elif isinstance(result, BaseException):
                 raise result
             else:
-                kept.append((row, *result))
+                kept.append((row, result))
         if not kept:
             return []
-        embedded = await self.embedding.embed([crop for _, crop, _ in kept])
+        people = [cropped.person for _, cropped in kept if cropped.person is not None]
+        embedded = (await self.embedding.embed([c.product for _, c in kept] + people)).items
+        products, persons = iter(embedded[: len(kept)]), iter(embedded[len(kept) :])
         return [
-            EmbeddedProduct(row=row, embedding=item, on_model=on_model)
-            for (row, _, on_model), item in zip(kept, embedded.items, strict=True)
+            EmbeddedProduct(
+                row=row,
+                embedding=next(products),
+                on_model=cropped.on_model,
+                person=next(persons) if cropped.person is not None else None,
+            )
+            for row, cropped in kept
         ]
 
     async def embed_catalog(

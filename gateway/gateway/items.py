@@ -58,13 +58,17 @@ def choose(candidate: Candidate, allowed: tuple[Category, ...]) -> tuple[Categor
     return category, distribution[category]
 
 
+def _reads_as(candidate: Candidate, category: Category) -> bool:
+    scores = candidate.embedding.category_scores
+    return bool(scores) and max(scores, key=lambda c: scores[c]) == category
+
+
 def is_dress(upper: Candidate | None, full: Candidate | None, gender: GenderLabel) -> bool:
     """A one-piece garment: the shoulders-to-hem crop reads as a dress to either head, or the upper
     body alone already does. Men's looks are never split into a dress."""
     if full is None or gender == "Men":
         return False
-    scores = full.embedding.category_scores
-    if scores and max(scores, key=lambda c: scores[c]) == Category.dress:
+    if _reads_as(full, Category.dress):
         return True
     articles = full.embedding.article_types
     if articles and articles[0].category == Category.dress:
@@ -105,7 +109,12 @@ def _person_items(regions: dict[Region, Candidate], gender: GenderLabel) -> list
         items.append(_item(full, Category.dress, full.embedding.category_scores.get(Category.dress, 1.0)))
     else:
         if upper is not None:
-            items.append(_item(upper, *choose(upper, UPPER_WITHOUT_DRESS)))
+            category, probability = choose(upper, UPPER_WITHOUT_DRESS)
+            long_coat = (
+                category == Category.outerwear and full is not None and _reads_as(full, Category.outerwear)
+            )
+            # a long coat is one garment from the shoulders past the hips: its box is the long one
+            items.append(_item(full if long_coat and full else upper, category, probability))
         if lower is not None:
             items.append(_item(lower, Category.bottomwear, 1.0))
     if feet is not None:

@@ -19,6 +19,7 @@ from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, Gen
 from shared.contracts import (
     REGION_CATEGORIES,
     Category,
+    CropEmbedding,
     DetectResponse,
     FaceGender,
     GenderLabel,
@@ -28,7 +29,9 @@ from shared.contracts import (
     Item,
     Person,
     PersonDetection,
+    PersonEvidence,
     PersonGender,
+    PersonsRequest,
     Recommendation,
     RecommendResponse,
     Region,
@@ -115,10 +118,23 @@ class Recommender:
             timings.measure("detect", self._detect(analysis, degraded)),
             timings.measure("gender", self._faces(analysis, degraded)),
         )
-        genders = [self._person_gender(p, faces.faces, query.gender) for p in detection.persons]
         regions = [r for r in detection.regions if _may_hold(r, query.categories)]
-        crops = await timings.measure("crop", self.pool.run(self._crops, image, regions))
-        candidates = await timings.measure("embed", self._embed(regions, crops))
+        # whole-person crops ride in the same embedding batch: the gender service reads appearance
+        people = detection.persons if query.gender == "auto" else []
+        boxes = [r.box for r in regions] + [p.box for p in people]
+        crops = await timings.measure("crop", self.pool.run(self._crops, image, boxes))
+        embedded = await timings.measure("embed", self._embed(crops))
+        candidates = [
+            Candidate(
+                person=r.person, region=r.region, box=r.box, score=r.score, embedding=e, category=r.category
+            )
+            for r, e in zip(regions, embedded[: len(regions)], strict=True)
+        ]
+        person_vectors = [e.vector for e in embedded[len(regions) :]]
+        genders = await timings.measure(
+            "gender_fusion",
+            self._genders(detection.persons, faces.faces, person_vectors, query.gender, degraded),
+        )
         items = [i for i in resolve(candidates, [g.label for g in genders]) if i.category in query.categories]
         height, width = image.shape[:2]
         return Analysis(width=width, height=height, persons=detection.persons, genders=genders, items=items)
@@ -185,35 +201,44 @@ class Recommender:
             degraded.append("gender")
             return GenderResponse(width=0, height=0, faces=[])
 
-    def _person_gender(
-        self, person: PersonDetection, faces: list[FaceGender], choice: GenderChoice
-    ) -> PersonGender:
+    async def _genders(
+        self,
+        persons: list[PersonDetection],
+        faces: list[FaceGender],
+        vectors: list[list[float]],
+        choice: GenderChoice,
+        degraded: list[str],
+    ) -> list[PersonGender]:
+        """The request's gender when given, else each person's face and appearance, fused."""
         if choice != "auto":
-            return PersonGender(label=choice, score=1.0, source="request")
-        face = _face_of(person, faces)
-        if face is None or face.label == "unknown":
-            return PersonGender(label="unknown", score=0.0, source="none")
-        return PersonGender(label=face.label, score=face.score, source="face")
+            return [PersonGender(label=choice, score=1.0, source="request") for _ in persons]
+        if not persons:
+            return []
+        if "gender" in degraded:
+            return [PersonGender(label="unknown", score=0.0, source="none") for _ in persons]
+        evidence = [
+            PersonEvidence(face=_face_of(person, faces), vector=vectors[i] if i < len(vectors) else None)
+            for i, person in enumerate(persons)
+        ]
+        try:
+            return (await self.clients.gender.persons(PersonsRequest(persons=evidence))).persons
+        except DownstreamError:
+            degraded.append("gender")
+            return [PersonGender(label="unknown", score=0.0, source="none") for _ in persons]
 
-    def _crops(self, image: np.ndarray, regions: list[RegionDetection]) -> list[bytes]:
+    def _crops(self, image: np.ndarray, boxes: list[list[float]]) -> list[bytes]:
         return [
-            encode_jpeg(resize_max_side(crop_normalised(image, r.box), self.settings.crop_side), quality=90)
-            for r in regions
+            encode_jpeg(resize_max_side(crop_normalised(image, box), self.settings.crop_side), quality=90)
+            for box in boxes
         ]
 
-    async def _embed(self, regions: list[RegionDetection], crops: list[bytes]) -> list[Candidate]:
+    async def _embed(self, crops: list[bytes]) -> list[CropEmbedding]:
         if not crops:
             return []
         try:
-            embedded = await self.clients.embedding.embed(crops)
+            return (await self.clients.embedding.embed(crops)).items
         except DownstreamError as exc:
             raise Unavailable("embedding", exc.detail) from exc
-        return [
-            Candidate(
-                person=r.person, region=r.region, box=r.box, score=r.score, embedding=e, category=r.category
-            )
-            for r, e in zip(regions, embedded.items, strict=True)
-        ]
 
     async def _search_all(
         self, items: list[ResolvedItem], labels: list[GenderLabel], query: Query, degraded: list[str]

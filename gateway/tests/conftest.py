@@ -30,6 +30,9 @@ from shared.contracts import (
     GenderResponse,
     Hit,
     PersonDetection,
+    PersonGender,
+    PersonsRequest,
+    PersonsResponse,
     ProductPayload,
     Region,
     RegionDetection,
@@ -58,6 +61,7 @@ class Downstream:
     upper_category: Category = Category.topwear
     searches: list[SearchRequest] = field(default_factory=list)
     extra_regions: list[RegionDetection] = field(default_factory=list)
+    person_vectors: list[list[float] | None] = field(default_factory=list)
 
     def check(self, name: str) -> None:
         if name in self.failing:
@@ -115,6 +119,19 @@ def gender_app(state: Downstream) -> FastAPI:
         state.check("gender")
         face = FaceGender(box=[0.41, 0.03, 0.59, 0.14], detection_score=0.9, label=state.gender, score=0.97)  # type: ignore[arg-type]
         return GenderResponse(width=1, height=1, faces=[face])
+
+    @app.post("/persons")
+    async def persons(body: PersonsRequest) -> PersonsResponse:
+        state.check("gender")
+        state.person_vectors = [p.vector for p in body.persons]
+        return PersonsResponse(
+            persons=[
+                PersonGender(label=p.face.label, score=p.face.score, source="face+appearance")
+                if p.face is not None and p.vector is not None
+                else PersonGender(label="unknown", score=0.0, source="none")
+                for p in body.persons
+            ]
+        )
 
     return app
 

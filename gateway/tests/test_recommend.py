@@ -22,7 +22,7 @@ async def test_answer_has_every_item_with_consistent_recommendations(client: htt
     assert body.image.width == 300 and body.image.height == 400
     assert len(body.persons) == 1
     person = body.persons[0]
-    assert person.gender.label == "Women" and person.gender.source == "face"
+    assert person.gender.label == "Women" and person.gender.source == "face+appearance"
     assert person.box == [60.0, 0.0, 240.0, 400.0]  # pixels of the posted image
     assert [i.category for i in body.items] == [Category.topwear, Category.bottomwear, Category.footwear]
     for item in body.items:
@@ -177,3 +177,21 @@ async def test_categories_the_detector_knows_are_kept(
     assert [i["person"] for i in accessories] == [0, None]
     only = (await _recommend(client, "?categories=footwear")).json()
     assert [i["category"] for i in only["items"]] == ["footwear"]
+
+
+async def test_a_long_coat_takes_the_long_box(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    downstream.upper_category = Category.outerwear  # every crop reads as outerwear, the long one too
+    body = (await _recommend(client)).json()
+    coat = body["items"][0]
+    assert coat["category"] == "outerwear"
+    assert coat["box"] == [75.0, 60.0, 225.0, 340.0]  # shoulders to hem, not shoulders to hips
+
+
+async def test_the_person_crop_is_embedded_for_the_gender_service(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    await _recommend(client)
+    assert len(downstream.person_vectors) == 1 and downstream.person_vectors[0] is not None
+    downstream.person_vectors = []
+    await _recommend(client, "?gender=Women")
+    assert downstream.person_vectors == [], "with the gender given, no appearance is needed"

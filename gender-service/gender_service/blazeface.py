@@ -15,14 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gender_service.tfjs import GraphFunction, load_graph_model
+from gender_service.tflite import TFLiteModel
 
 INPUT_SIZE = 256
 # (stride, anchors per cell), in the order of the model's outputs
 ANCHOR_LAYERS = ((16, 2), (32, 6))
-SCORE_OUTPUTS = ("Identity:0", "Identity_1:0")  # [1, 512, 1] and [1, 384, 1] logits
-BOX_OUTPUTS = ("Identity_2:0", "Identity_3:0")  # [1, 512, 16] and [1, 384, 16] regressors
-INPUT_NAME = "input:0"
 LOGIT_CLIP = 100.0
 NMS_IOU = 0.3
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
@@ -124,17 +121,19 @@ def weighted_nms(
 class FaceDetector:
     """BlazeFace on a whole image; thread-safe once loaded."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, threads: int = 1) -> None:
         self.model_path = model_path
         self._anchors = anchor_centres()
-        self._run: GraphFunction | None = None
+        self._model = TFLiteModel(model_path, threads)
+        self._loaded = False
 
     def load(self) -> None:
-        self._run = load_graph_model(self.model_path, [INPUT_NAME], [*SCORE_OUTPUTS, *BOX_OUTPUTS])
+        self._model.load()
+        self._loaded = True
 
     def detect(self, image: np.ndarray, min_score: float) -> list[Face]:
         """Faces scoring at least ``min_score``, best first, in pixels of ``image``."""
-        if self._run is None:
+        if not self._loaded:
             raise RuntimeError("the face detector is not loaded")
         boxed = letterbox(image)
         logits, regressors = self._infer(boxed.pixels)
@@ -150,11 +149,11 @@ class FaceDetector:
 
     def _infer(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score logits (896,) and regressors (896, 16) for one letterboxed image."""
-        import tensorflow as tf
-
-        assert self._run is not None
-        batch = tf.constant(pixels[None].astype(np.float32) / 127.5 - 1.0)
-        fine_scores, coarse_scores, fine_boxes, coarse_boxes = (t.numpy() for t in self._run(batch))
+        outputs = self._model.run(pixels[None].astype(np.float32) / 127.5 - 1.0)
+        # four outputs: scores (.., 1) and regressors (.., 16) of the 512 fine and 384 coarse anchors
+        by_shape = {(o.shape[1], o.shape[2]): o for o in outputs}
+        fine_scores, coarse_scores = by_shape[(512, 1)], by_shape[(384, 1)]
+        fine_boxes, coarse_boxes = by_shape[(512, 16)], by_shape[(384, 16)]
         logits = np.concatenate([fine_scores[0, :, 0], coarse_scores[0, :, 0]])
         regressors = np.concatenate([fine_boxes[0], coarse_boxes[0]])
         return logits, regressors

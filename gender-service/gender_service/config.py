@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -15,7 +17,12 @@ class Settings(ServiceSettings):
     port: int = 8002
     model_dir: str = Field(
         default="models/gender",
-        description="Folder with faceres.json/.bin and blazeface.json/.bin (relative to the working directory)",
+        description="Folder with faceres.tflite and blazeface.tflite, made by `make models` (relative to the working directory)",
+    )
+    model_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Threads of each TFLite interpreter (one request at a time gets them all)",
     )
     min_face_score: float = Field(
         default=0.75, ge=0, le=1, description="Face detection threshold (BlazeFace score, 0..1)"
@@ -39,6 +46,20 @@ class Settings(ServiceSettings):
     )
     max_faces: int = Field(
         default=8, ge=1, le=64, description="Most faces reported per image (largest first)"
+    )
+    appearance_model: Path = Field(
+        default=Path(__file__).parent / "assets" / "appearance.tflite",
+        description="TFLite appearance head (make train-gender); without it persons are judged by face only",
+    )
+    fusion: Path = Field(
+        default=Path(__file__).parent / "assets" / "fusion.json",
+        description="Calibration and fusion parameters fitted with the appearance head",
+    )
+    min_person_confidence: float = Field(
+        default=0.75,
+        ge=0.5,
+        le=1,
+        description="Calibrated probability below which a person's gender is 'unknown'",
     )
     max_upload_bytes: int = Field(default=DEFAULT_MAX_BYTES, description="Largest accepted upload")
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, description="Largest accepted image area")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 
 from gender_service.config import Settings
 from gender_service.model import GenderModel
-from shared.contracts import GenderResponse
+from shared.contracts import GenderResponse, PersonsRequest, PersonsResponse
 from shared.logs import configure_logging
 from shared.service import create_pooled_app, decode_upload, require_ready
 
@@ -36,6 +36,19 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         pixels = await decode_upload(request, image, settings.max_upload_bytes, settings.max_pixels)
         with app.state.metrics.inference_duration.labels("faces").time():
             return await request.app.state.pool.run(model.predict, pixels)  # type: ignore[no-any-return]
+
+    @app.post(
+        "/persons",
+        response_model=PersonsResponse,
+        dependencies=[Depends(require_ready)],
+        summary="Each person's gender from their face and their appearance, calibrated and fused",
+    )
+    async def persons(request: Request, body: PersonsRequest) -> PersonsResponse:
+        with app.state.metrics.inference_duration.labels("persons").time():
+            try:
+                return await request.app.state.pool.run(model.persons, body)  # type: ignore[no-any-return]
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from exc
 
     return app
 

@@ -9,36 +9,31 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from gender_service.appearance import AppearanceModel, Fusion, decide
 from gender_service.blazeface import Face, FaceDetector
 from gender_service.config import Settings
-from gender_service.tfjs import GraphFunction, load_graph_model
-from shared.contracts import FaceGender, GenderLabel, GenderResponse
+from gender_service.tflite import TFLiteModel
+from shared.contracts import FaceGender, GenderLabel, GenderResponse, PersonsRequest, PersonsResponse
 
 logger = logging.getLogger(__name__)
 
-FACERES_INPUT = "input_1:0"
-FACERES_GENDER = "gender_pred/Sigmoid:0"  # probability that the face is a man's
 FACERES_SIZE = 224
+FACE_ONLY = Fusion(face=(1.0, 0.0), appearance=(0.0, 0.0), prior=0.5)  # before any calibration
 
 
 class GenderClassifier:
     """FaceRes: 224×224 RGB face crops in 0..255 → probability of male; thread-safe once loaded."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, threads: int = 1) -> None:
         self.model_path = model_path
-        self._run: GraphFunction | None = None
+        self._model = TFLiteModel(model_path, threads)
 
     def load(self) -> None:
-        self._run = load_graph_model(self.model_path, [FACERES_INPUT], [FACERES_GENDER])
+        self._model.load()
 
     def male_probabilities(self, crops: np.ndarray) -> np.ndarray:
-        """(N,) probabilities for a (N, 224, 224, 3) batch, in one model call."""
-        import tensorflow as tf
-
-        if self._run is None:
-            raise RuntimeError("the gender classifier is not loaded")
-        (probabilities,) = self._run(tf.constant(crops, dtype=tf.float32))
-        return np.asarray(probabilities.numpy(), dtype=np.float64).reshape(-1)
+        """(N,) probabilities for a (N, 224, 224, 3) batch of face crops."""
+        return np.array([float(self._model.run(crop[None])[0].reshape(-1)[0]) for crop in crops])
 
 
 def face_square(face: Face, margin: float) -> tuple[int, int, int, int]:
@@ -90,20 +85,29 @@ def gender_label(male_probability: float, min_confidence: float) -> tuple[Gender
 
 
 class GenderModel:
-    """Face detection on the whole image, then gender of every large enough face in one batch."""
+    """Face detection on the whole image, then the gender of every large enough face (both TF.js
+    models of @vladmandic/human, converted to TensorFlow Lite by ``make models``)."""
 
-    name = "blazeface-back+faceres"
+    name = "blazeface-back+faceres (TFLite)"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         model_dir = Path(settings.model_dir)
-        self.detector = FaceDetector(model_dir / "blazeface.json")
-        self.classifier = GenderClassifier(model_dir / "faceres.json")
+        self.detector = FaceDetector(model_dir / "blazeface.tflite", settings.model_threads)
+        self.classifier = GenderClassifier(model_dir / "faceres.tflite", settings.model_threads)
+        self.appearance: AppearanceModel | None = None
+        self.fusion = FACE_ONLY
 
     def load(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
         self.detector.load()
         self.classifier.load()
+        if self.settings.appearance_model.exists() and self.settings.fusion.exists():
+            appearance = AppearanceModel(self.settings.appearance_model)
+            appearance.load()
+            self.appearance, self.fusion = appearance, Fusion.load(self.settings.fusion)
+        else:
+            logger.warning("no appearance model: persons without a usable face stay unknown")
         self._warm_up()
         logger.info("models loaded", extra={"model": self.name, "model_dir": self.settings.model_dir})
 
@@ -111,6 +115,25 @@ class GenderModel:
         """The first call of each graph is slow (graph optimisation); make it here, not in a request."""
         self.detector.detect(np.zeros((240, 320, 3), dtype=np.uint8), self.settings.min_face_score)
         self.classifier.male_probabilities(np.zeros((1, FACERES_SIZE, FACERES_SIZE, 3), np.float32))
+
+    def persons(self, request: PersonsRequest) -> PersonsResponse:
+        """Each person's gender from the face read by /faces and the whole-person embedding, fused."""
+        vectors = [p.vector for p in request.persons]
+        usable = [i for i, v in enumerate(vectors) if v is not None and self.appearance is not None]
+        appearance: dict[int, float] = {}
+        if usable and self.appearance is not None:
+            batch = np.array([vectors[i] for i in usable], dtype=np.float32)
+            if batch.shape[1] != self.appearance.dim:
+                raise ValueError(
+                    f"person vectors have {batch.shape[1]} values; the model takes {self.appearance.dim}"
+                )
+            appearance = dict(zip(usable, self.appearance.p_men(batch), strict=True))
+        genders = []
+        for index, person in enumerate(request.persons):
+            face_p = person.face.p_men if person.face is not None else None
+            evidence = self.fusion.p_men(face_p, appearance.get(index))
+            genders.append(decide(evidence, self.settings.min_person_confidence))
+        return PersonsResponse(persons=genders)
 
     def predict(self, image: np.ndarray) -> GenderResponse:
         height, width = image.shape[:2]
@@ -152,4 +175,5 @@ class GenderModel:
             detection_score=round(face.score, 4),
             label=label,
             score=score,
+            p_men=round(male_probability, 4) if male_probability is not None else None,
         )

@@ -94,7 +94,46 @@ def build_graph_def(json_path: Path) -> Any:
             node.attr["TArgs"].list.type.extend([types_pb2.DT_FLOAT] * node.attr["num_args"].i)
     if weights:
         raise ModelFileError(f"{json_path}: weights without a graph node: {sorted(weights)[:5]}")
-    return graph_def
+    return unfuse(graph_def)
+
+
+UNFUSED_OP = {
+    "_FusedMatMul": ("MatMul", ("transpose_a", "transpose_b")),
+    "_FusedConv2D": ("Conv2D", ("strides", "padding", "dilations", "data_format", "explicit_paddings")),
+}
+
+
+def unfuse(graph_def: Any) -> Any:
+    """Spell out TF.js's fused ops (``_FusedMatMul``/``_FusedConv2D`` = op + BiasAdd [+ Relu]) in
+    standard ops, which the TensorFlow Lite converter knows. The last op keeps the node's name."""
+    from tensorflow.core.framework import graph_pb2
+
+    rewritten = graph_pb2.GraphDef()
+    rewritten.versions.CopyFrom(graph_def.versions)
+    rewritten.library.CopyFrom(graph_def.library)
+    for node in graph_def.node:
+        if node.op not in UNFUSED_OP:
+            rewritten.node.add().CopyFrom(node)
+            continue
+        fused = [op.decode() if isinstance(op, bytes) else op for op in node.attr["fused_ops"].list.s]
+        if fused not in (["BiasAdd"], ["BiasAdd", "Relu"]):
+            raise ModelFileError(f"{node.name}: fused ops {fused} are not supported")
+        op, kept_attrs = UNFUSED_OP[node.op]
+        x, weights, bias = list(node.input)[:3]
+        base = rewritten.node.add(name=f"{node.name}/unfused", op=op, input=[x, weights])
+        base.attr["T"].CopyFrom(node.attr["T"])
+        for name in kept_attrs:
+            if name in node.attr:
+                base.attr[name].CopyFrom(node.attr[name])
+        with_bias_name = node.name if fused == ["BiasAdd"] else f"{node.name}/unfused_bias"
+        with_bias = rewritten.node.add(name=with_bias_name, op="BiasAdd", input=[base.name, bias])
+        with_bias.attr["T"].CopyFrom(node.attr["T"])
+        if "data_format" in node.attr:
+            with_bias.attr["data_format"].CopyFrom(node.attr["data_format"])
+        if fused == ["BiasAdd", "Relu"]:
+            relu = rewritten.node.add(name=node.name, op="Relu", input=[with_bias.name])
+            relu.attr["T"].CopyFrom(node.attr["T"])
+    return rewritten
 
 
 def load_graph_model(json_path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> GraphFunction:

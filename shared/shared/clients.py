@@ -16,6 +16,8 @@ from shared.contracts import (
     EmbedResponse,
     GenderResponse,
     IndexPoint,
+    PersonsRequest,
+    PersonsResponse,
     ProductPayload,
     SearchRequest,
     SearchResponse,
@@ -114,6 +116,10 @@ class GenderClient(ServiceClient):
     async def faces(self, image: bytes) -> GenderResponse:
         files = {"image": ("image.jpg", image, "image/jpeg")}
         return await self._parse(GenderResponse, "POST", "/faces", files=files)
+
+    async def persons(self, request: PersonsRequest) -> PersonsResponse:
+        body = request.model_dump_json()
+        return await self._parse(PersonsResponse, "POST", "/persons", content=body, headers=JSON_HEADERS)
 
 
 class EmbeddingClient(ServiceClient):

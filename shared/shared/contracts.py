@@ -27,7 +27,7 @@ CATEGORIES: tuple[Category, ...] = tuple(Category)
 
 GenderLabel = Literal["Men", "Women", "unknown"]
 View = Literal["front", "back", "left", "right"]
-GenderSource = Literal["face", "request", "none"]
+GenderSource = Literal["face", "appearance", "face+appearance", "request", "none"]
 
 
 class Region(StrEnum):
@@ -98,12 +98,34 @@ class FaceGender(BaseModel):
     detection_score: float
     label: GenderLabel
     score: float = Field(description="Confidence in label, 0.5..1; 0 when unknown")
+    p_men: float | None = Field(
+        default=None, description="FaceRes probability of Men; null when the face is too small or cut off"
+    )
 
 
 class GenderResponse(BaseModel):
     width: int
     height: int
     faces: list[FaceGender]
+
+
+class PersonGender(BaseModel):
+    label: GenderLabel
+    score: float = Field(description="Calibrated probability of the label (0 when unknown)")
+    source: GenderSource = Field(description="What decided: the face, the appearance, both, or the request")
+
+
+class PersonEvidence(BaseModel):
+    face: FaceGender | None = Field(default=None, description="The person's face, as /faces read it")
+    vector: list[float] | None = Field(default=None, description="Embedding of the whole-person crop")
+
+
+class PersonsRequest(BaseModel):
+    persons: list[PersonEvidence] = Field(max_length=64)
+
+
+class PersonsResponse(BaseModel):
+    persons: list[PersonGender]
 
 
 # --- embedding-service ------------------------------------------------------------------------
@@ -188,12 +210,6 @@ class CountResponse(BaseModel):
 class ImageSize(BaseModel):
     width: int
     height: int
-
-
-class PersonGender(BaseModel):
-    label: GenderLabel
-    score: float
-    source: GenderSource
 
 
 class Person(BaseModel):

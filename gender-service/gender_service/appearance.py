@@ -1,0 +1,121 @@
+"""Gender from appearance, and its fusion with the face.
+
+Appearance: a dense head (Keras, exported to TensorFlow Lite with float16 weights) on the frozen
+EfficientNet-Lite2 embedding of the whole-person crop, which the embedding service computes.
+Trained on the catalog's Men and Women on-model shots (``python -m gender_service.train_appearance``).
+
+Fusion: both answers are logits; each is calibrated by Platt scaling on a held-out calibration split
+of the catalog. A person with both gets the two calibrated log-odds added, less the prior log-odds
+that each already holds (naive Bayes: the face and the clothes are taken as independent evidence).
+A calibrated probability below ``min_confidence`` for either label is "unknown".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared.contracts import PersonGender
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(min(x, 60.0), -60.0)))
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """p(Men) from logits: face alone, appearance alone, or both."""
+
+    face: tuple[float, float]  # Platt (a, b) on the FaceRes logit
+    appearance: tuple[float, float]  # Platt (a, b) on the appearance head logit
+    prior: float  # share of Men in the calibration data, held by both calibrated answers
+
+    @classmethod
+    def load(cls, path: Path) -> Fusion:
+        data = json.loads(path.read_text())
+        face, appearance = data["face"], data["appearance"]
+        return cls(
+            (float(face[0]), float(face[1])),
+            (float(appearance[0]), float(appearance[1])),
+            float(data["prior"]),
+        )
+
+    def save(self, path: Path, extra: dict[str, object] | None = None) -> None:
+        body = {"face": list(self.face), "appearance": list(self.appearance), "prior": self.prior}
+        path.write_text(json.dumps({**body, **(extra or {})}, indent=2) + "\n")
+
+    def face_logit(self, p: float) -> float:
+        return self.face[0] * logit(p) + self.face[1]
+
+    def appearance_logit(self, p: float) -> float:
+        return self.appearance[0] * logit(p) + self.appearance[1]
+
+    def p_men(self, face_p: float | None, appearance_p: float | None) -> tuple[float, str] | None:
+        """Calibrated probability of Men and what decided it; None with no evidence at all."""
+        if face_p is not None and appearance_p is not None:
+            fused = self.face_logit(face_p) + self.appearance_logit(appearance_p) - logit(self.prior)
+            return sigmoid(fused), "face+appearance"
+        if face_p is not None:
+            return sigmoid(self.face_logit(face_p)), "face"
+        if appearance_p is not None:
+            return sigmoid(self.appearance_logit(appearance_p)), "appearance"
+        return None
+
+
+def decide(p_men: tuple[float, str] | None, min_confidence: float) -> PersonGender:
+    if p_men is None:
+        return PersonGender(label="unknown", score=0.0, source="none")
+    p, source = p_men
+    confidence = max(p, 1.0 - p)
+    if confidence < min_confidence:
+        return PersonGender(label="unknown", score=0.0, source="none")
+    return PersonGender(label="Men" if p > 0.5 else "Women", score=round(confidence, 4), source=source)  # type: ignore[arg-type]
+
+
+class AppearanceModel:
+    """The TFLite head: (N, dim) person embeddings to p(Men)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._interpreter: object | None = None
+        self._lock = threading.Lock()
+        self.dim = 0
+
+    def load(self) -> None:
+        import tensorflow as tf
+
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path} is missing: run `make train-gender`")
+        with warnings.catch_warnings():  # "use ai_edge_litert": TensorFlow's own still works here
+            warnings.simplefilter("ignore", UserWarning)
+            interpreter = tf.lite.Interpreter(model_path=str(self.path))
+        interpreter.allocate_tensors()
+        self.dim = int(interpreter.get_input_details()[0]["shape"][-1])
+        self._interpreter = interpreter
+
+    def p_men(self, vectors: np.ndarray) -> np.ndarray:
+        interpreter = self._interpreter
+        if interpreter is None:
+            raise RuntimeError("the appearance model is not loaded")
+        results = np.empty(len(vectors))
+        with self._lock:  # one interpreter, tiny model: serialising costs microseconds
+            input_index = interpreter.get_input_details()[0]["index"]  # type: ignore[attr-defined]
+            output_index = interpreter.get_output_details()[0]["index"]  # type: ignore[attr-defined]
+            for i, vector in enumerate(vectors):
+                interpreter.set_tensor(input_index, vector[None].astype(np.float32))  # type: ignore[attr-defined]
+                interpreter.invoke()  # type: ignore[attr-defined]
+                results[i] = float(interpreter.get_tensor(output_index).reshape(-1)[0])  # type: ignore[attr-defined]
+        return results

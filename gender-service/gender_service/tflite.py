@@ -1,0 +1,84 @@
+"""TensorFlow Lite models: converted once from the TF.js graphs (``make models``), run with one
+interpreter per thread (an interpreter is not thread-safe; each is cheap)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gender_service.tfjs import ModelFileError, load_graph_model
+
+logger = logging.getLogger("gender-service")
+
+# (TF.js graph, its input, the outputs we use): converted to <name>.tflite beside the graph
+CONVERSIONS = {
+    "faceres": ("input_1:0", ("gender_pred/Sigmoid:0",)),
+    "blazeface": ("input:0", ("Identity:0", "Identity_1:0", "Identity_2:0", "Identity_3:0")),
+}
+
+
+def convert(json_path: Path, input_name: str, outputs: Sequence[str]) -> bytes:
+    """A TF.js graph model as a TensorFlow Lite flatbuffer (float32; fused TF.js ops spelled out)."""
+    import tensorflow as tf
+
+    function = load_graph_model(json_path, [input_name], list(outputs))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], function)
+    return bytes(converter.convert())
+
+
+class TFLiteModel:
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        self.path = path
+        self.threads = threads
+        self._content: bytes | None = None
+        self._local = threading.local()
+
+    def load(self) -> None:
+        if not self.path.exists():
+            raise ModelFileError(f"{self.path} is missing: run `make models`")
+        self._content = self.path.read_bytes()
+        self._interpreter()  # fail here, not in a request, if the file is broken
+
+    def _interpreter(self) -> Any:
+        interpreter = getattr(self._local, "interpreter", None)
+        if interpreter is None:
+            import tensorflow as tf
+
+            if self._content is None:
+                raise RuntimeError(f"{self.path.name} is not loaded")
+            with warnings.catch_warnings():  # "use ai_edge_litert": TensorFlow's own still works here
+                warnings.simplefilter("ignore", UserWarning)
+                interpreter = tf.lite.Interpreter(model_content=self._content, num_threads=self.threads)
+            interpreter.allocate_tensors()
+            self._local.interpreter = interpreter
+        return interpreter
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Outputs for a (1, ...) input, in the interpreter's output order."""
+        interpreter = self._interpreter()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch.astype(np.float32))
+        interpreter.invoke()
+        return [np.array(interpreter.get_tensor(o["index"])) for o in interpreter.get_output_details()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Convert the TF.js face models to TensorFlow Lite")
+    parser.add_argument("--model-dir", type=Path, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name, (input_name, outputs) in CONVERSIONS.items():
+        target = args.model_dir / f"{name}.tflite"
+        target.write_bytes(convert(args.model_dir / f"{name}.json", input_name, outputs))
+        logger.info("converted %s (%d bytes)", target, target.stat().st_size)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from gender_service.appearance import Fusion, decide
+from gender_service.config import Settings
+
+
+def _face(p_men: float | None, label: str = "unknown") -> dict[str, object]:
+    return {"box": [0.4, 0.1, 0.6, 0.3], "detection_score": 0.9, "label": label, "score": 0.0, "p_men": p_men}
+
+
+def test_fusion_uses_what_there_is_and_abstains_when_unsure() -> None:
+    fusion = Fusion(face=(1.0, 0.0), appearance=(1.0, 0.0), prior=0.5)
+    assert fusion.p_men(None, None) is None
+    p, source = fusion.p_men(0.9, None) or (0.0, "")
+    assert source == "face" and abs(p - 0.9) < 1e-9
+    p, source = fusion.p_men(0.8, 0.8) or (0.0, "")
+    assert source == "face+appearance" and p > 0.9  # two agreeing answers are surer than one
+    assert decide(fusion.p_men(0.6, None), 0.75).label == "unknown"
+    assert decide(fusion.p_men(0.1, None), 0.75).label == "Women"
+    assert decide(None, 0.75).source == "none"
+
+
+async def test_persons_are_judged_by_face_and_appearance(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    if not settings.appearance_model.exists():
+        pytest.skip("no appearance model (make train-gender)")
+    vector = np.random.default_rng(0).normal(size=1280)
+    vector = (vector / np.linalg.norm(vector)).tolist()
+    body = {
+        "persons": [
+            {"face": _face(0.98, "Men"), "vector": vector},
+            {"face": _face(0.02, "Women"), "vector": None},
+            {"face": None, "vector": vector},
+            {"face": None, "vector": None},
+            {"face": _face(None), "vector": None},
+        ]
+    }
+    response = await client.post("/persons", json=body)
+    assert response.status_code == 200, response.text
+    persons = response.json()["persons"]
+    assert persons[0]["source"] in ("face+appearance", "none")
+    assert persons[1] == {"label": "Women", "score": persons[1]["score"], "source": "face"}
+    assert persons[2]["source"] in ("appearance", "none")
+    assert persons[3] == {"label": "unknown", "score": 0.0, "source": "none"}
+    assert persons[4]["label"] == "unknown"
+
+
+async def test_a_vector_of_the_wrong_size_is_422(client: httpx.AsyncClient, settings: Settings) -> None:
+    if not settings.appearance_model.exists():
+        pytest.skip("no appearance model (make train-gender)")
+    response = await client.post("/persons", json={"persons": [{"face": None, "vector": [0.1, 0.2]}]})
+    assert response.status_code == 422 and "1280" in response.json()["detail"]
