@@ -19,13 +19,15 @@ EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install models features run ingest test lint typecheck unit e2e bench eval-detector train-detector train-classifier train-gender eval-gender clean-index clean
+.PHONY: help install models features run ingest test lint typecheck unit e2e bench eval eval-detector train-detector train-embedding train-classifier train-gender eval-gender clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
 	@echo "make test                install and run every test (lint, types, unit, end-to-end)"
 	@echo "make ingest CATALOG=dir  embed and index a catalog folder (catalog.csv + images)"
 	@echo "make bench               latency of /recommend over QUERIES, written to reports/bench.json"
+	@echo "make eval                retrieval quality (person photos, product photos, distorted products) per variant"
+	@echo "make train-embedding     train the triplet projection; kept only if it beats the raw backbone"
 	@echo "make eval-detector       detection recall/precision/mAP on QUERIES (YOLO=weights.pt to add a YOLO model)"
 	@echo "make train-detector      pseudo-label photos, train a YOLO garment detector, export ONNX, evaluate"
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
@@ -123,6 +125,22 @@ train-detector: install models $(VENV)/yolo/.installed
 
 eval-detector: install models
 	$(VENV)/gateway/bin/python -m tools.eval_detector --queries $(QUERIES) $(if $(YOLO),--yolo $(YOLO))
+
+# make eval: retrieval quality of each embedding variant (reports/eval.md); PRODUCTS: single-garment photos
+PRODUCTS ?= ../shared/queries/consumer
+VARIANTS ?= raw,served
+eval: install models
+	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
+	  --products $(PRODUCTS) --variants $(VARIANTS)
+
+# The Siamese/triplet projection: trained on catalog crops and distorted views, kept only if it wins.
+train-embedding: install models $(FEATURES)
+	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-train.txt
+	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
+	$(VENV)/embedding-service/bin/python -m embedding_service.train_projection --crops $$crops \
+	  --features $(FEATURES) --output models/embedding/projection-candidate.npz
+	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
+	  --products $(PRODUCTS) --variants raw,candidate --adopt
 
 eval-gender: install models
 	$(VENV)/gateway/bin/python -m tools.eval_gender --queries $(QUERIES)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from shared.boxes import clip_box
+from shared.colours import dominant_colour
 from shared.contracts import Region, View
 
 NOSE = 0
@@ -73,6 +74,7 @@ class RegionBox:
     region: Region
     box: list[float]
     score: float
+    colour: str | None = None
 
 
 @dataclass
@@ -115,6 +117,8 @@ class Localiser:
                 lower.box[3],
             ]
             regions.append(RegionBox(Region.full, clip_box(full), min(upper.score, lower.score)))
+        for region in regions:
+            region.colour = self._garment_colour(region.box)
         return PersonLayout(
             box=self._person_box(lm, face),
             face_box=face,
@@ -424,6 +428,20 @@ class Localiser:
                     max(y2, extent[3]),
                 )
         return clip_box([x1, y1, x2, y2])
+
+    def _garment_colour(self, box: list[float]) -> str | None:
+        """Dominant colour of the garment pixels in the box: the person mask less skin."""
+        if self.person is None:
+            return None
+        x1, y1, x2, y2 = clip_box(box)
+        rows = slice(int(y1 * self.height), int(y2 * self.height))
+        cols = slice(int(x1 * self.width), int(x2 * self.width))
+        garment = self.person[rows, cols] & ~self.skin[rows, cols]
+        pixels = self.image[rows, cols][garment]
+        if len(pixels) < 50:
+            return None
+        step = max(1, len(pixels) // 3000)  # a few thousand pixels name a colour as well as all of them
+        return dominant_colour(pixels[::step])[0]
 
     def _mask_bounds(self, box: list[float]) -> list[float] | None:
         """Rows and columns of the box that the person mask covers (at least 5% of the box)."""

@@ -130,7 +130,9 @@ class DetectorModel:
         regions = []
         if backend != "yolo":
             regions = [
-                RegionDetection(person=index, region=r.region, box=r.box, score=round(r.score, 4))
+                RegionDetection(
+                    person=index, region=r.region, box=r.box, score=round(r.score, 4), colour=r.colour
+                )
                 for index, p in enumerate(layouts)
                 for r in p.regions
             ]

@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 from shared.settings import ServiceSettings
 
 PACKAGED_HEAD = Path(__file__).parent / "assets" / "classifier.npz"
+PACKAGED_PROJECTION = Path(__file__).parent / "assets" / "projection.npz"
 
 
 class Settings(ServiceSettings):
@@ -21,8 +22,20 @@ class Settings(ServiceSettings):
         description="ONNX backbone made by `make models` (python -m embedding_service.export)",
     )
     head_path: Path = Field(default=PACKAGED_HEAD, description="Category/article-type head (.npz)")
+    projection: str = Field(
+        default="packaged",
+        description='Retrieval projection: "packaged" (the trained one shipped with the service, if any), '
+        '"none" (the raw backbone vector), or the path of a projection .npz',
+    )
     onnx_threads: int = Field(default=2, ge=1, description="Threads onnxruntime uses inside one batch")
     max_batch: int = Field(default=32, ge=1, description="Crops run through the network at once")
     max_crops: int = Field(default=64, ge=1, description="Most crops accepted in one request")
     max_crop_bytes: int = Field(default=8 * 1024 * 1024, description="Largest accepted crop upload")
     max_crop_pixels: int = Field(default=16_000_000, description="Largest accepted crop area")
+
+    def projection_path(self) -> Path | None:
+        if self.projection == "none":
+            return None
+        if self.projection == "packaged":
+            return PACKAGED_PROJECTION if PACKAGED_PROJECTION.exists() else None
+        return Path(self.projection)

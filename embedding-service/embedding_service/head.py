@@ -86,3 +86,41 @@ class ClassifierHead:
             ]
             results.append((categories, articles))
         return results
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The retrieval projection trained with a triplet loss on the backbone features:
+    ReLU(x W1 + b1) W2 + b2, unit length (W1 absent: linear)."""
+
+    weights: np.ndarray  # (D_hidden or D_in, D_out)
+    bias: np.ndarray  # (D_out,)
+    hidden_weights: np.ndarray | None = None  # (D_in, D_hidden)
+    hidden_bias: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def input_dim(self) -> int:
+        first = self.hidden_weights if self.hidden_weights is not None else self.weights
+        return int(first.shape[0])
+
+    @classmethod
+    def load(cls, path: Path) -> Projection:
+        with np.load(path, allow_pickle=False) as data:
+            hidden = "hidden_weights" in data
+            return cls(
+                data["weights"].astype(np.float32),
+                data["bias"].astype(np.float32),
+                data["hidden_weights"].astype(np.float32) if hidden else None,
+                data["hidden_bias"].astype(np.float32) if hidden else None,
+            )
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        x = features
+        if self.hidden_weights is not None and self.hidden_bias is not None:
+            x = np.maximum(x @ self.hidden_weights + self.hidden_bias, 0.0)
+        projected = x @ self.weights + self.bias
+        return np.asarray(projected / np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12))

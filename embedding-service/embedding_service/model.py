@@ -6,9 +6,9 @@ import logging
 
 import numpy as np
 
-from embedding_service.colour import dominant_colour
+from embedding_service.colour import crop_colour
 from embedding_service.config import Settings
-from embedding_service.head import ClassifierHead
+from embedding_service.head import ClassifierHead, Projection
 from embedding_service.preprocess import to_batch
 from shared.contracts import CropEmbedding
 
@@ -21,11 +21,17 @@ class EmbeddingModel:
         self.settings = settings
         self._session: object | None = None
         self.head: ClassifierHead | None = None
+        self.projection: Projection | None = None
         self.dim = 0
 
     @property
     def name(self) -> str:
-        return BACKBONE_NAME + ("+head" if self.head else "")
+        parts = [self.settings.backbone_path.stem]
+        if self.projection:
+            parts.append(f"projection-{self.projection.dim}")
+        if self.head:
+            parts.append("classifier")
+        return "+".join(parts)
 
     def load(self) -> None:
         import onnxruntime
@@ -38,10 +44,20 @@ class EmbeddingModel:
         options.inter_op_num_threads = 1
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._session = session
-        self.dim = int(self._features(np.zeros((1, 3, 260, 260), np.float32)).shape[1])
+        backbone_dim = int(self._features(np.zeros((1, 3, 260, 260), np.float32)).shape[1])
+        self.dim = backbone_dim
+        projection = self.settings.projection_path()
+        if projection is not None:
+            self.projection = Projection.load(projection)
+            if self.projection.input_dim != backbone_dim:
+                raise ValueError(
+                    f"projection {projection} takes {self.projection.input_dim} values, "
+                    f"the backbone gives {backbone_dim}"
+                )
+            self.dim = self.projection.dim
         if self.settings.head_path.exists():
             self.head = ClassifierHead.load(self.settings.head_path)
-            if self.head.category.weights.shape[0] != self.dim or self.head.backbone != BACKBONE_NAME:
+            if self.head.category.weights.shape[0] != backbone_dim or self.head.backbone != BACKBONE_NAME:
                 raise ValueError(f"head {self.settings.head_path} does not fit backbone {BACKBONE_NAME}")
         else:
             logger.warning(
@@ -62,11 +78,12 @@ class EmbeddingModel:
         return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
     def predict(self, crops: list[np.ndarray]) -> list[CropEmbedding]:
-        vectors = self.embed(crops)
-        classes = self.head.classify(vectors) if self.head else [({}, [])] * len(crops)
+        features = self.embed(crops)
+        classes = self.head.classify(features) if self.head else [({}, [])] * len(crops)
+        vectors = self.projection.apply(features) if self.projection else features
         results = []
         for crop, vector, (categories, articles) in zip(crops, vectors, classes, strict=True):
-            colour, share = dominant_colour(crop)
+            colour, share = crop_colour(crop)
             results.append(
                 CropEmbedding(
                     vector=[round(float(v), 6) for v in vector],

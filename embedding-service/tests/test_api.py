@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embedding_service.colour import dominant_colour, name_colour
+from embedding_service.colour import crop_colour
 from embedding_service.config import Settings
 from embedding_service.main import build_app
+from shared.colours import name_colour
 from shared.testing import load_outcome, started_app
 from tests.conftest import CATALOG
 
@@ -77,4 +78,4 @@ def test_colour_names() -> None:
     # a red garment on a white background: the background is not the dominant colour
     crop = _solid((250, 250, 250), (100, 100))
     crop[20:80, 25:75] = (190, 25, 35)
-    assert dominant_colour(crop)[0] == "Red"
+    assert crop_colour(crop)[0] == "Red"

@@ -34,4 +34,10 @@ class Settings(ServiceSettings):
     catalog_dir: Path | None = Field(
         default=None, description="Folder whose images the index payloads name (served at /catalog/images)"
     )
+    colour_rerank: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Cosine bonus for recommendations of the item's colour family (0: order by look alone)",
+    )
     default_k: int = Field(default=6, ge=1, le=50, description="Recommendations per item when k is not given")

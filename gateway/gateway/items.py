@@ -30,6 +30,7 @@ class Candidate:
     score: float
     embedding: CropEmbedding
     category: Category | None = None  # known from the detector itself (a YOLO detection)
+    colour: str | None = None  # from the garment's own pixels, when the detector had a person mask
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def _item(candidate: Candidate, category: Category, probability: float) -> Resol
         person=candidate.person,
         category=category,
         article_type=article,
-        colour=candidate.embedding.colour,
+        colour=candidate.colour or candidate.embedding.colour,
         box=candidate.box,
         score=round(candidate.score * probability, 4),
         vector=candidate.embedding.vector,

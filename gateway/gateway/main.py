@@ -11,7 +11,7 @@ from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from gateway.config import Settings
-from gateway.pipeline import Clients, GenderChoice, Recommender, Unavailable
+from gateway.pipeline import Clients, ColourChoice, GenderChoice, Recommender, Unavailable
 from gateway.pipeline import Query as RecommendQuery
 from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, GenderClient, IndexClient
 from shared.contracts import CATEGORIES, Category, ErrorBody, RecommendResponse
@@ -89,10 +89,13 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
         categories: Annotated[
             str | None, Query(description="Comma list of categories to return; default all")
         ] = None,
+        colour: Annotated[
+            ColourChoice, Query(description="match: only products of the item's colour family")
+        ] = "any",
     ) -> Any:
         wanted = parse_categories(categories)
         data = await read_upload(image, settings.max_upload_bytes)
-        query = RecommendQuery(data=data, k=k, gender=gender, categories=wanted)
+        query = RecommendQuery(data=data, k=k, gender=gender, categories=wanted, colour=colour)
 
         def image_url(product_id: str) -> str:
             return str(request.url_for("catalog_image", product_id=product_id))

@@ -42,9 +42,12 @@ from shared.contracts import (
 from shared.images import crop_normalised, decode_image, encode_jpeg, resize_max_side, to_pixel_box
 from shared.logs import request_id_var
 from shared.service import InferencePool
+from shared.vocabulary import colour_family, colours_of_family
 
 T = TypeVar("T")
+RERANK_POOL = 3  # reranking looks at this many times k candidates
 GenderChoice = Literal["auto", "Men", "Women"]
+ColourChoice = Literal["any", "match"]
 
 
 class Unavailable(Exception):
@@ -90,6 +93,7 @@ class Query:
     k: int
     gender: GenderChoice
     categories: set[Category]
+    colour: ColourChoice = "any"
 
 
 ImageUrl = Callable[[str], str]
@@ -126,7 +130,13 @@ class Recommender:
         embedded = await timings.measure("embed", self._embed(crops))
         candidates = [
             Candidate(
-                person=r.person, region=r.region, box=r.box, score=r.score, embedding=e, category=r.category
+                person=r.person,
+                region=r.region,
+                box=r.box,
+                score=r.score,
+                embedding=e,
+                category=r.category,
+                colour=r.colour,
             )
             for r, e in zip(regions, embedded[: len(regions)], strict=True)
         ]
@@ -259,18 +269,26 @@ class Recommender:
         return hits
 
     async def _search(self, item: ResolvedItem, labels: list[GenderLabel], query: Query) -> list[Hit]:
+        """The item's nearest products of the person's gender and the item's category; with
+        ``colour=match`` only of its colour family; else reranked towards it when configured."""
         if query.gender != "auto":
             label: GenderLabel = query.gender
         elif item.person is not None:
             label = labels[item.person]
         else:
             label = "unknown"
-        request = SearchRequest(
-            vector=item.vector,
-            k=query.k,
-            filter=SearchFilter(genders=gender_filter(label), categories=[item.category]),
-        )
-        return (await self.clients.index.search(request)).hits
+        wanted = SearchFilter(genders=gender_filter(label), categories=[item.category])
+        if query.colour == "match":
+            wanted.colours = colours_of_family(item.colour)
+        rerank = self.settings.colour_rerank if query.colour == "any" else 0.0
+        pool = min(query.k * RERANK_POOL, 100) if rerank else query.k
+        hits = (
+            await self.clients.index.search(SearchRequest(vector=item.vector, k=pool, filter=wanted))
+        ).hits
+        if rerank:
+            family = colour_family(item.colour)
+            hits.sort(key=lambda h: -(h.score + rerank * (colour_family(h.product.colour) == family)))
+        return hits[: query.k]
 
 
 def _face_of(person: PersonDetection, faces: list[FaceGender]) -> FaceGender | None:

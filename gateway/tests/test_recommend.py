@@ -195,3 +195,13 @@ async def test_the_person_crop_is_embedded_for_the_gender_service(
     downstream.person_vectors = []
     await _recommend(client, "?gender=Women")
     assert downstream.person_vectors == [], "with the gender given, no appearance is needed"
+
+
+async def test_colour_match_filters_by_colour_family(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    await _recommend(client, "?colour=match")
+    assert downstream.searches and all(s.filter.colours for s in downstream.searches)
+    assert "Maroon" in downstream.searches[0].filter.colours  # the stand-in's items are Red
+    downstream.searches.clear()
+    await _recommend(client)
+    assert all(s.filter.colours is None for s in downstream.searches)
+    assert (await _recommend(client, "?colour=purple")).status_code == 422

@@ -80,6 +80,9 @@ class RegionDetection(BaseModel):
     category: Category | None = Field(
         default=None, description="Set when the detector itself knows the category (a YOLO detection)"
     )
+    colour: str | None = Field(
+        default=None, description="Dominant colour of the garment's own pixels (person mask less skin)"
+    )
 
 
 class DetectResponse(BaseModel):

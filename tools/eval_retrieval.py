@@ -1,0 +1,422 @@
+"""make eval: do the recommended products look like what the person wears?
+
+For every embedding variant (raw backbone, trained projection, quantised backbones...), with the
+whole catalog embedded by that variant and searched exactly (the index service's filtered cosine
+search, done here in NumPy so that variants are compared on the same footing):
+
+- person photos (labels.json): each labelled garment is matched to the returned item that overlaps
+  it most (IoU >= 0.5); its top-k recommendations are scored: category precision@k, article-family
+  precision@k, colour-family precision@k (families: shared/vocabulary.py), gender consistency; plus
+  the share of labelled garments that got an item. With colour reranking and with ``colour=match``.
+- single-garment photos (labels.csv): category and article-family precision@10.
+- distorted instances: catalog shots under realistic distortions (shared/distortions.py) must find
+  their own product: recall@1 and recall@10.
+
+    python -m tools.eval_retrieval --catalog ../shared/catalog/myntra --queries ../shared/queries/dev \
+        --products ../shared/queries/consumer
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import hashlib
+import io
+import json
+import random
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from gateway.catalog import CatalogRow, read_catalog
+from gateway.config import Settings
+from gateway.ingest import CatalogEmbedder
+from gateway.items import gender_filter
+from gateway.main import make_clients
+from gateway.pipeline import RERANK_POOL, Analysis, Query, Recommender, Timings
+from shared.boxes import box_iou
+from shared.clients import DetectorClient, EmbeddingClient
+from shared.contracts import CATEGORIES, Category, GenderLabel
+from shared.distortions import distort
+from shared.service import InferencePool
+from shared.vocabulary import article_family, colour_family
+from tools.stack import ROOT, Stack, free_port, running
+
+K = 10
+RERANK_WEIGHT = 0.05  # the colour-rerank setting measured (GATEWAY_COLOUR_RERANK)
+SERVICES = ("detector-service", "gender-service", "embedding-service")
+CONSUMER_CATEGORY = {"outwear": "outerwear"}
+
+
+@dataclass
+class Catalog:
+    rows: list[CatalogRow]
+    vectors: np.ndarray  # (N, D), unit length
+    genders: np.ndarray
+    categories: np.ndarray
+    families: list[str | None]
+    colour_families: list[str | None]
+
+    def search(
+        self,
+        vector: list[float],
+        category: Category,
+        gender: GenderLabel,
+        match_colour: str | None = None,
+        rerank_colour: float = 0.0,
+        colour: str | None = None,
+        k: int = K,
+    ) -> list[int]:
+        """Row indices of the best k, with the gateway's filters (gender or Unisex, the category),
+        only of ``match_colour``'s family if given, reranked towards ``colour``'s if asked."""
+        allowed = self.categories == category.value
+        genders = gender_filter(gender)
+        if genders is not None:
+            allowed &= np.isin(self.genders, genders)
+        if match_colour is not None:
+            wanted = colour_family(match_colour)
+            allowed &= np.array([f == wanted for f in self.colour_families])
+        scores = np.where(allowed, self.vectors @ np.asarray(vector, dtype=np.float32), -np.inf)
+        top = [int(i) for i in np.argsort(-scores)[: min(k * RERANK_POOL, 100) if rerank_colour else k]]
+        top = [i for i in top if np.isfinite(scores[i])]
+        if rerank_colour:  # as the gateway does: a bonus for the colour family among 3k candidates
+            family = colour_family(colour)
+            top.sort(key=lambda i: -(scores[i] + rerank_colour * (self.colour_families[i] == family)))
+        return top[:k]
+
+
+# --- catalog crops: the detector pass is made once and cached --------------------------------
+
+
+def crops_dir(catalog: Path) -> Path:
+    table = catalog / "catalog.csv"
+    key = hashlib.sha1(f"{catalog.resolve()}:{table.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+    return ROOT / "data" / "cache" / "crops" / key
+
+
+async def build_crops(catalog: Path, rows: list[CatalogRow], stack: Stack, folder: Path) -> None:
+    detector = DetectorClient("detector", stack.url("detector-service"), 60)
+    embedding = EmbeddingClient("embedding", stack.url("embedding-service"), 60)
+    embedder = CatalogEmbedder(catalog, detector, embedding, Settings())
+    folder.mkdir(parents=True, exist_ok=True)
+    slots = asyncio.Semaphore(4)
+
+    async def one(index: int, row: CatalogRow) -> None:
+        async with slots:
+            (folder / f"{index}.jpg").write_bytes((await embedder.crop(row)).product)
+
+    try:
+        for start in range(0, len(rows), 64):
+            await asyncio.gather(*(one(i, rows[i]) for i in range(start, min(start + 64, len(rows)))))
+            sys.stderr.write(f"\rcropping catalog {min(start + 64, len(rows))}/{len(rows)}")
+        sys.stderr.write("\n")
+        (folder / "manifest.json").write_text(json.dumps([r.product_id for r in rows]))
+        (folder / "done").write_text(str(len(rows)))
+    finally:
+        await detector.aclose()
+        await embedding.aclose()
+
+
+async def embed_catalog(rows: list[CatalogRow], folder: Path, stack: Stack) -> Catalog:
+    client = EmbeddingClient("embedding", stack.url("embedding-service"), 120)
+    vectors: list[list[float]] = []
+    try:
+        for start in range(0, len(rows), 64):
+            crops = [(folder / f"{i}.jpg").read_bytes() for i in range(start, min(start + 64, len(rows)))]
+            vectors += [item.vector for item in (await client.embed(crops)).items]
+    finally:
+        await client.aclose()
+    return Catalog(
+        rows=rows,
+        vectors=np.asarray(vectors, dtype=np.float32),
+        genders=np.array([r.gender or "" for r in rows]),
+        categories=np.array([r.category.value if r.category else "" for r in rows]),
+        families=[article_family(r.article_type) for r in rows],
+        colour_families=[colour_family(r.colour) for r in rows],
+    )
+
+
+# --- queries -----------------------------------------------------------------------------------
+
+
+def precision(hits: list[int], good: list[bool]) -> float:
+    return float(np.mean([good[i] for i in hits])) if hits else 0.0
+
+
+async def person_photos(recommender: Recommender, catalog: Catalog, queries: Path) -> dict[str, Any]:
+    modes: dict[str, dict[str, float]] = {
+        "plain": {},
+        "colour rerank": {"rerank_colour": RERANK_WEIGHT},
+        "colour=match": {"match_colour": 1.0},
+    }
+    scores: dict[str, dict[str, list[float]]] = {
+        m: {k: [] for k in ("category", "family", "colour", "gender")} for m in modes
+    }
+    labelled = matched = 0
+    for entry in json.loads((queries / "labels.json").read_text()):
+        found = await analyse(recommender, (queries / entry["path"]).read_bytes())
+        for person in entry["persons"]:
+            for garment in person["garments"]:
+                labelled += 1
+                item = best_item(found, garment["box"])
+                if item is None:
+                    continue
+                matched += 1
+                gender = found.genders[item.person].label if item.person is not None else "unknown"
+                for mode, options in modes.items():
+                    colour = item.colour if options.get("match_colour") else None
+                    hits = catalog.search(
+                        item.vector, item.category, gender, colour, float(options.get("rerank_colour", 0.0))
+                    )
+                    if not hits:
+                        hits = catalog.search(item.vector, item.category, gender)  # nothing of that colour
+                    row = scores[mode]
+                    row["category"].append(
+                        precision(hits, [c == garment["category"] for c in catalog.categories])
+                    )
+                    family = article_family(garment["article_type"])
+                    row["family"].append(precision(hits, [f == family for f in catalog.families]))
+                    colour_label = colour_family(garment["colour"])
+                    row["colour"].append(
+                        precision(hits, [f == colour_label for f in catalog.colour_families])
+                    )
+                    row["gender"].append(
+                        precision(hits, [g in (person["gender"], "Unisex") for g in catalog.genders])
+                    )
+    return {
+        "garments": labelled,
+        "with_item": round(matched / labelled, 4) if labelled else None,
+        **{
+            mode: {f"{k}_p@{K}": round(float(np.mean(v)), 4) if v else None for k, v in row.items()}
+            for mode, row in scores.items()
+        },
+    }
+
+
+def best_item(found: Analysis, box: list[float]) -> Any:
+    overlaps = [(box_iou(box, item.box), item) for item in found.items]
+    best = max(overlaps, key=lambda pair: pair[0], default=(0.0, None))
+    return best[1] if best[0] >= 0.5 else None
+
+
+async def analyse(recommender: Recommender, data: bytes) -> Analysis:
+    return await recommender.analyse(Query(data, K, "auto", set(CATEGORIES)), Timings(), [])
+
+
+async def product_photos(
+    recommender: Recommender, catalog: Catalog, folder: Path, limit: int | None
+) -> dict[str, Any]:
+    with (folder / "labels.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))[:limit]
+    category_p, family_p, category_right = [], [], []
+    for row in rows:
+        found = await analyse(recommender, (folder / row["image"]).read_bytes())
+        if not found.items:
+            category_p.append(0.0)
+            family_p.append(0.0)
+            category_right.append(False)
+            continue
+        item = max(found.items, key=lambda i: (i.box[2] - i.box[0]) * (i.box[3] - i.box[1]))
+        truth = CONSUMER_CATEGORY.get(row["category"], row["category"])
+        hits = catalog.search(item.vector, item.category, "unknown")
+        category_p.append(precision(hits, [c == truth for c in catalog.categories]))
+        family = article_family(row["label"])
+        family_p.append(precision(hits, [f == family for f in catalog.families]))
+        category_right.append(item.category.value == truth)
+    return {
+        "photos": len(rows),
+        f"category_p@{K}": round(float(np.mean(category_p)), 4),
+        f"family_p@{K}": round(float(np.mean(family_p)), 4),
+        "item_category_accuracy": round(float(np.mean(category_right)), 4),
+    }
+
+
+async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, count: int) -> dict[str, Any]:
+    rng = random.Random(11)
+    candidates = [i for i, r in enumerate(catalog.rows) if r.category is not None]
+    chosen = rng.sample(candidates, min(count, len(candidates)))
+    ranks = []
+    for index in chosen:
+        row = catalog.rows[index]
+        view = distort(Image.open(folder / row.image), random.Random(index))
+        buffer = io.BytesIO()
+        view.save(buffer, format="JPEG", quality=92)
+        found = await analyse(recommender, buffer.getvalue())
+        best = None
+        for item in found.items:
+            gender = found.genders[item.person].label if item.person is not None else "unknown"
+            hits = catalog.search(item.vector, item.category, gender)
+            if index in hits:
+                rank = hits.index(index)
+                best = rank if best is None else min(best, rank)
+        ranks.append(best)
+    found_at = [r for r in ranks if r is not None]
+    return {
+        "products": len(chosen),
+        "recall@1": round(sum(r == 0 for r in found_at) / len(chosen), 4),
+        f"recall@{K}": round(len(found_at) / len(chosen), 4),
+    }
+
+
+@contextmanager
+def variant_stack(env: dict[str, str]) -> Iterator[Stack]:
+    stack = Stack(services=SERVICES, ports={s: free_port() for s in SERVICES}, env=env)
+    with running(stack, timeout_s=600):
+        yield stack
+
+
+async def evaluate_variant(
+    stack: Stack, args: argparse.Namespace, rows: list[CatalogRow], folder: Path
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    catalog = await embed_catalog(rows, folder, stack)
+    embed_seconds = time.perf_counter() - started
+    settings = Settings(**{k.removeprefix("GATEWAY_").lower(): v for k, v in stack.gateway_env().items()})
+    clients = make_clients(settings)
+    recommender = Recommender(settings, clients, InferencePool(2, 64, "eval"))
+    try:
+        result = {
+            "dim": int(catalog.vectors.shape[1]),
+            "catalog_embed_per_second": round(len(rows) / embed_seconds, 1),
+            "person_photos": await person_photos(recommender, catalog, args.queries),
+            "distorted": await distorted(recommender, catalog, args.catalog, args.distorted),
+        }
+        if args.products:
+            result["product_photos"] = await product_photos(
+                recommender, catalog, args.products, args.product_limit
+            )
+    finally:
+        await clients.aclose()
+    return result
+
+
+MODELS = ROOT / "models" / "embedding"
+CANDIDATE = MODELS / "projection-candidate.npz"
+PACKAGED = ROOT / "embedding-service" / "embedding_service" / "assets" / "projection.npz"
+VARIANTS: dict[str, dict[str, str]] = {
+    "raw": {"EMBEDDING_PROJECTION": "none"},
+    "served": {},  # the service's defaults: the packaged projection if there is one
+    "candidate": {"EMBEDDING_PROJECTION": str(CANDIDATE)},
+    "fp16": {"EMBEDDING_BACKBONE_PATH": str(MODELS / "efficientnet_lite2.fp16.onnx")},
+    "int8": {"EMBEDDING_BACKBONE_PATH": str(MODELS / "efficientnet_lite2.int8.onnx")},
+}
+# what decides whether a trained projection is kept: look-alike measures, person and product photos
+DECIDING = (
+    ("person_photos", "plain", "family_p@10"),
+    ("person_photos", "plain", "colour_p@10"),
+    ("product_photos", None, "family_p@10"),
+    ("distorted", None, "recall@10"),
+)
+
+
+def measure(result: dict[str, Any], path: tuple[str, str | None, str]) -> float:
+    section = result.get(path[0], {})
+    if path[1] is not None:
+        section = section.get(path[1], {})
+    return float(section.get(path[2]) or 0.0)
+
+
+def adopt_candidate(report: dict[str, Any]) -> str:
+    """Install the candidate projection only if it beats the raw backbone on most deciding measures."""
+    raw, candidate = report["variants"]["raw"], report["variants"]["candidate"]
+    wins = sum(measure(candidate, p) > measure(raw, p) for p in DECIDING)
+    if wins * 2 > len(DECIDING):
+        shutil.copy(CANDIDATE, PACKAGED)
+        shutil.copy(CANDIDATE.with_suffix(".json"), PACKAGED.with_suffix(".json"))
+        return f"adopted: the trained projection wins {wins} of {len(DECIDING)} measures"
+    PACKAGED.unlink(missing_ok=True)
+    PACKAGED.with_suffix(".json").unlink(missing_ok=True)
+    return f"not adopted: the trained projection wins only {wins} of {len(DECIDING)} measures"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Retrieval evaluation",
+        "",
+        f"Catalog `{report['catalog']}` ({report['products']} products), "
+        f"person photos `{report['queries']}`, product photos `{report['product_photos']}`.",
+        "",
+    ]
+    header = "| variant | dim | category P@10 | family P@10 | colour P@10 | gender | colour rerank: colour P@10 | colour=match: colour / family P@10 | consumer category P@10 | consumer family P@10 | distorted R@1 | distorted R@10 |"
+    lines += [header, "|---" * (header.count("|") - 1) + "|"]
+    for name, result in report["variants"].items():
+        people = result["person_photos"]
+        plain, rerank, match = people["plain"], people["colour rerank"], people["colour=match"]
+        products = result.get("product_photos", {})
+        lines.append(
+            f"| {name} | {result['dim']} | {plain['category_p@10']} | {plain['family_p@10']} | {plain['colour_p@10']} | "
+            f"{plain['gender_p@10']} | {rerank['colour_p@10']} | {match['colour_p@10']} / {match['family_p@10']} | "
+            f"{products.get('category_p@10')} | {products.get('family_p@10')} | "
+            f"{result['distorted']['recall@1']} | {result['distorted']['recall@10']} |"
+        )
+    lines += [
+        "",
+        "Labelled garments with a matching item: "
+        + ", ".join(f"{n}: {r['person_photos']['with_item']}" for n, r in report["variants"].items()),
+        "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    from shared.logs import configure_logging
+
+    configure_logging("stack")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--catalog", type=Path, required=True)
+    parser.add_argument("--queries", type=Path, required=True, help="person photos with labels.json")
+    parser.add_argument("--products", type=Path, default=None, help="single-garment photos with labels.csv")
+    parser.add_argument("--product-limit", type=int, default=None)
+    parser.add_argument("--distorted", type=int, default=300, help="catalog products to distort")
+    parser.add_argument("--variants", default="raw,served", help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--crops-only", action="store_true", help="make the catalog crop cache, print its path"
+    )
+    parser.add_argument("--adopt", action="store_true", help="keep the candidate projection if it wins")
+    parser.add_argument("--output", type=Path, default=ROOT / "reports" / "eval.json")
+    args = parser.parse_args()
+    rows = read_catalog(args.catalog)
+    folder = crops_dir(args.catalog)
+    report: dict[str, Any] = {
+        "catalog": str(args.catalog),
+        "products": len(rows),
+        "queries": str(args.queries),
+        "product_photos": str(args.products),
+        "variants": {},
+    }
+    if args.crops_only:
+        if not (folder / "done").exists():
+            with variant_stack(VARIANTS["raw"]) as stack:
+                asyncio.run(build_crops(args.catalog, rows, stack, folder))
+        sys.stdout.write(f"{folder}\n")
+        return 0
+    for name in args.variants.split(","):
+        env = VARIANTS[name]
+        with variant_stack(env) as stack:
+            if not (folder / "done").exists():
+                asyncio.run(build_crops(args.catalog, rows, stack, folder))
+            report["variants"][name] = asyncio.run(evaluate_variant(stack, args, rows, folder))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+    if args.adopt:
+        report["decision"] = adopt_candidate(report)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report) + (f"\nProjection: {report['decision']}.\n" if "decision" in report else "")
+    args.output.with_suffix(".md").write_text(table)
+    sys.stdout.write(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
