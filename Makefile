@@ -19,7 +19,7 @@ EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install models features run ingest test lint typecheck unit e2e bench eval eval-detector train-detector train-embedding train-classifier train-gender eval-gender clean-index clean
+.PHONY: help install models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
@@ -141,6 +141,11 @@ train-embedding: install models $(FEATURES)
 	  --features $(FEATURES) --output models/embedding/projection-candidate.npz
 	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
 	  --products $(PRODUCTS) --variants raw,candidate --adopt
+
+# float16 and int8 exports of the backbone (make eval VARIANTS=raw,fp16,int8 compares them)
+quantise: install models
+	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
+	$(VENV)/embedding-service/bin/python -m embedding_service.quantise --backbone $(EMBEDDING_BACKBONE) --calibration $$crops
 
 eval-gender: install models
 	$(VENV)/gateway/bin/python -m tools.eval_gender --queries $(QUERIES)

@@ -52,7 +52,7 @@ from shared.vocabulary import article_family, colour_family
 from tools.stack import ROOT, Stack, free_port, running
 
 K = 10
-RERANK_WEIGHT = 0.05  # the colour-rerank setting measured (GATEWAY_COLOUR_RERANK)
+RERANK_WEIGHTS = (0.05, 0.1, 0.2)  # colour-rerank settings measured (GATEWAY_COLOUR_RERANK)
 SERVICES = ("detector-service", "gender-service", "embedding-service")
 CONSUMER_CATEGORY = {"outwear": "outerwear"}
 
@@ -155,9 +155,11 @@ def precision(hits: list[int], good: list[bool]) -> float:
 async def person_photos(recommender: Recommender, catalog: Catalog, queries: Path) -> dict[str, Any]:
     modes: dict[str, dict[str, float]] = {
         "plain": {},
-        "colour rerank": {"rerank_colour": RERANK_WEIGHT},
+        **{f"colour rerank {w}": {"rerank_colour": w} for w in RERANK_WEIGHTS},
         "colour=match": {"match_colour": 1.0},
     }
+    item_colour_right: list[bool] = []
+    item_article_right: list[bool] = []
     scores: dict[str, dict[str, list[float]]] = {
         m: {k: [] for k in ("category", "family", "colour", "gender")} for m in modes
     }
@@ -171,6 +173,10 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
                 if item is None:
                     continue
                 matched += 1
+                item_colour_right.append(colour_family(item.colour) == colour_family(garment["colour"]))
+                item_article_right.append(
+                    article_family(item.article_type) == article_family(garment["article_type"])
+                )
                 gender = found.genders[item.person].label if item.person is not None else "unknown"
                 for mode, options in modes.items():
                     colour = item.colour if options.get("match_colour") else None
@@ -195,6 +201,12 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
     return {
         "garments": labelled,
         "with_item": round(matched / labelled, 4) if labelled else None,
+        "item_colour_family_accuracy": round(float(np.mean(item_colour_right)), 4)
+        if item_colour_right
+        else None,
+        "item_article_family_accuracy": round(float(np.mean(item_article_right)), 4)
+        if item_article_right
+        else None,
         **{
             mode: {f"{k}_p@{K}": round(float(np.mean(v)), 4) if v else None for k, v in row.items()}
             for mode, row in scores.items()
@@ -244,13 +256,15 @@ async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, co
     rng = random.Random(11)
     candidates = [i for i, r in enumerate(catalog.rows) if r.category is not None]
     chosen = rng.sample(candidates, min(count, len(candidates)))
-    ranks = []
+    ranks: list[int | None] = []
+    category_found = 0
     for index in chosen:
         row = catalog.rows[index]
         view = distort(Image.open(folder / row.image), random.Random(index))
         buffer = io.BytesIO()
         view.save(buffer, format="JPEG", quality=92)
         found = await analyse(recommender, buffer.getvalue())
+        category_found += any(item.category == row.category for item in found.items)
         best = None
         for item in found.items:
             gender = found.genders[item.person].label if item.person is not None else "unknown"
@@ -264,6 +278,7 @@ async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, co
         "products": len(chosen),
         "recall@1": round(sum(r == 0 for r in found_at) / len(chosen), 4),
         f"recall@{K}": round(len(found_at) / len(chosen), 4),
+        "item_of_its_category": round(category_found / len(chosen), 4),
     }
 
 
@@ -346,24 +361,35 @@ def markdown(report: dict[str, Any]) -> str:
         f"person photos `{report['queries']}`, product photos `{report['product_photos']}`.",
         "",
     ]
-    header = "| variant | dim | category P@10 | family P@10 | colour P@10 | gender | colour rerank: colour P@10 | colour=match: colour / family P@10 | consumer category P@10 | consumer family P@10 | distorted R@1 | distorted R@10 |"
+    header = (
+        "| variant | dim | category P@10 | family P@10 | colour P@10 | gender | "
+        + " | ".join(f"rerank {w}: colour / family P@10" for w in RERANK_WEIGHTS)
+        + " | colour=match: colour / family P@10 | consumer category P@10 | consumer family P@10 "
+        "| distorted R@1 | distorted R@10 |"
+    )
     lines += [header, "|---" * (header.count("|") - 1) + "|"]
     for name, result in report["variants"].items():
         people = result["person_photos"]
-        plain, rerank, match = people["plain"], people["colour rerank"], people["colour=match"]
+        plain, match = people["plain"], people["colour=match"]
+        reranked = " | ".join(
+            f"{people[f'colour rerank {w}']['colour_p@10']} / {people[f'colour rerank {w}']['family_p@10']}"
+            for w in RERANK_WEIGHTS
+        )
         products = result.get("product_photos", {})
         lines.append(
             f"| {name} | {result['dim']} | {plain['category_p@10']} | {plain['family_p@10']} | {plain['colour_p@10']} | "
-            f"{plain['gender_p@10']} | {rerank['colour_p@10']} | {match['colour_p@10']} / {match['family_p@10']} | "
+            f"{plain['gender_p@10']} | {reranked} | {match['colour_p@10']} / {match['family_p@10']} | "
             f"{products.get('category_p@10')} | {products.get('family_p@10')} | "
             f"{result['distorted']['recall@1']} | {result['distorted']['recall@10']} |"
         )
-    lines += [
-        "",
-        "Labelled garments with a matching item: "
-        + ", ".join(f"{n}: {r['person_photos']['with_item']}" for n, r in report["variants"].items()),
-        "",
-    ]
+    for name, result in report["variants"].items():
+        people = result["person_photos"]
+        lines.append(
+            f"- {name}: labelled garments with an item {people['with_item']}; their colour family right "
+            f"{people['item_colour_family_accuracy']}, article family right {people['item_article_family_accuracy']}; "
+            f"distorted products given an item of their category {result['distorted'].get('item_of_its_category')}"
+        )
+    lines.append("")
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from shared.boxes import box_iou
+from shared.vocabulary import colour_family
 from tests.conftest import dev_photo
 
 
@@ -129,3 +130,10 @@ async def test_several_people_each_get_their_own_regions(client: httpx.AsyncClie
     assert owners == {0, 1}
     left, right = sorted(body["persons"], key=lambda p: p["box"][0])
     assert left["box"][2] < right["box"][2] and left["box"][0] < 0.3 < right["box"][0]
+
+
+async def test_garment_colours_come_from_the_garment_pixels(client: httpx.AsyncClient) -> None:
+    body = (await client.post("/detect", files={"image": ("p.png", dev_photo("ootd_model_model_8.png"))})).json()
+    colours = {r["region"]: r["colour"] for r in body["regions"]}
+    assert colour_family(colours["upper"]) == "white"  # a white top
+    assert colour_family(colours["lower"]) == "blue"  # blue jeans

@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,56 +62,101 @@ def train_softmax(
     return weights, bias
 
 
-def fit(x: np.ndarray, labels: np.ndarray, train: np.ndarray) -> tuple[LinearHead, dict[str, float]]:
-    names = sorted(set(labels[train]))
+@dataclass(frozen=True)
+class Examples:
+    """Labelled feature rows: the catalog crops, and optionally distorted views of them."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    train: np.ndarray  # which rows may be learnt from (the others are held out)
+
+    def select(self, rows: np.ndarray) -> Examples:
+        return Examples(self.x[rows], self.labels[rows], self.train[rows])
+
+
+def fit(crops: Examples, views: Examples | None) -> tuple[LinearHead, dict[str, object]]:
+    names = sorted(set(crops.labels[crops.train]))
     index = {name: i for i, name in enumerate(names)}
-    known = np.array([label in index for label in labels])
-    y = np.array([index.get(label, -1) for label in labels])
-    weights, bias = train_softmax(x[train & known] * FEATURE_SCALE, y[train & known], len(names))
+    sets = [crops] + ([views] if views is not None else [])
+    learn = [(e.x[e.train], e.labels[e.train]) for e in sets]
+    x = np.concatenate([x for x, _ in learn])
+    y = np.array([index.get(label, -1) for _, labels in learn for label in labels])
+    known = y >= 0
+    weights, bias = train_softmax(x[known] * FEATURE_SCALE, y[known], len(names))
     head = LinearHead(weights * FEATURE_SCALE, bias, names)
-    test = ~train & known
-    probabilities = head.probabilities(x[test])
-    top = np.argsort(-probabilities, axis=1)
-    truth = y[test]
-    metrics = {
+    metrics: dict[str, object] = _held_out_metrics(head, crops, index)
+    metrics["per_class_accuracy"] = _held_out_metrics(head, crops, index, per_class=True)
+    if views is not None:
+        metrics["distorted_views"] = _held_out_metrics(head, views, index)
+    return head, metrics
+
+
+def _held_out_metrics(
+    head: LinearHead, examples: Examples, index: dict[str, int], per_class: bool = False
+) -> dict[str, object]:
+    truth = np.array([index.get(label, -1) for label in examples.labels])
+    test = ~examples.train & (truth >= 0)
+    top = np.argsort(-head.probabilities(examples.x[test]), axis=1)
+    truth = truth[test]
+    if per_class:
+        return {
+            name: round(float((top[truth == i, 0] == i).mean()), 4)
+            for name, i in index.items()
+            if (truth == i).any()
+        }
+    return {
         "held_out": int(test.sum()),
         "top1_accuracy": round(float((top[:, 0] == truth).mean()), 4),
         "top3_accuracy": round(float((top[:, :3] == truth[:, None]).any(axis=1).mean()), 4),
     }
-    per_class = {
-        name: round(float((top[truth == i, 0] == i).mean()), 4)
-        for i, name in enumerate(names)
-        if (truth == i).any()
-    }
-    metrics["per_class_accuracy"] = per_class  # type: ignore[assignment]
-    return head, metrics
 
 
-def train(features: Path) -> tuple[ClassifierHead, dict[str, object]]:
+def train(features: Path, views_path: Path | None) -> tuple[ClassifierHead, dict[str, object]]:
     data = np.load(features, allow_pickle=False)
-    x = data["vectors"].astype(np.float64)
-    categories, articles, ids = data["categories"], data["article_types"], data["product_ids"]
-    labelled = categories != ""
-    x, categories, articles, ids = x[labelled], categories[labelled], articles[labelled], ids[labelled]
+    labelled = data["categories"] != ""
+    ids = data["product_ids"][labelled]
     test = held_out(ids)
-    category_head, category_metrics = fit(x, categories, ~test)
+    x = data["vectors"][labelled].astype(np.float64)
+    categories, articles = data["categories"][labelled], data["article_types"][labelled]
+    views_x, view_rows = _views(views_path, ids)
     article_counts = {a: int(((articles == a) & ~test).sum()) for a in set(articles) if a}
     frequent = {a for a, n in article_counts.items() if n >= MIN_ARTICLE_EXAMPLES}
     article_labels = np.where(np.isin(articles, list(frequent)), articles, "")
+    heads = {}
+    metrics = {}
+    for name, labels in (("category", categories), ("article_type", article_labels)):
+        has = labels != ""
+        crops = Examples(x[has], labels[has], ~test[has])
+        views = None
+        if views_x is not None:
+            keep = has[view_rows]
+            views = Examples(views_x[keep], labels[view_rows][keep], ~test[view_rows][keep])
+        heads[name], metrics[name] = fit(crops, views)
     has_article = article_labels != ""
-    article_head, article_metrics = fit(x[has_article], article_labels[has_article], ~test[has_article])
     article_category = _article_categories(article_labels[has_article], categories[has_article])
-    head = ClassifierHead(category_head, article_head, article_category, BACKBONE_NAME)
-    card = {
+    head = ClassifierHead(heads["category"], heads["article_type"], article_category, BACKBONE_NAME)
+    card: dict[str, object] = {
         "backbone": BACKBONE_NAME,
         "features": str(features),
+        "views": str(views_path) if views_path else None,
         "train_products": int((~test).sum()),
         "held_out_products": int(test.sum()),
-        "category": category_metrics,
-        "article_type": {**article_metrics, "classes": len(article_head.labels)},
+        "category": metrics["category"],
+        "article_type": {**metrics["article_type"], "classes": len(heads["article_type"].labels)},
         "min_article_examples": MIN_ARTICLE_EXAMPLES,
     }
     return head, card
+
+
+def _views(path: Path | None, ids: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Distorted-view features and, for each, the row of its product among ``ids``."""
+    if path is None:
+        return None, np.array([], dtype=int)
+    views = np.load(path, allow_pickle=False)
+    row_of = {str(pid): i for i, pid in enumerate(ids)}
+    rows = np.array([row_of.get(str(pid), -1) for pid in views["product_ids"]])
+    keep = rows >= 0
+    return views["vectors"][keep].astype(np.float64), rows[keep]
 
 
 def _article_categories(articles: np.ndarray, categories: np.ndarray) -> dict[str, Category]:
@@ -128,9 +174,10 @@ def main() -> int:
     )
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--views", type=Path, default=None, help="distorted views to learn from as well")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    head, card = train(args.features)
+    head, card = train(args.features, args.views)
     head.save(args.output)
     card_path = args.output.with_suffix(".json")
     card_path.write_text(json.dumps(card, indent=2) + "\n")

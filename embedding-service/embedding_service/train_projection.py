@@ -8,11 +8,12 @@ can make offline:
 - negatives: the hardest other product in the batch (batch-hard mining), never one of the same
   article type and colour.
 
-Inputs: the catalog crops that make eval caches (data/cache/crops/<key>/, with manifest.json) and the
-catalog features (data/cache/catalog-features.npz: labels and the raw backbone vector of each crop).
+Inputs: the catalog features (data/cache/catalog-features.npz: labels and the raw backbone vector of
+each product crop) and the distorted views of the crops (data/cache/catalog-views.npz,
+embedding_service.views). A tenth of the products (by a hash of the id) is held out entirely.
 
-    python -m embedding_service.train_projection --crops data/cache/crops/<key> \
-        --features data/cache/catalog-features.npz --output models/embedding/projection-candidate.npz
+    python -m embedding_service.train_projection --features data/cache/catalog-features.npz \
+        --views data/cache/catalog-views.npz --output models/embedding/projection-candidate.npz
 """
 
 from __future__ import annotations
@@ -22,17 +23,11 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
-
-from embedding_service.config import Settings
-from embedding_service.model import EmbeddingModel
-from shared.distortions import distort
 
 logger = logging.getLogger("embedding-service")
 OUTPUT_DIM = 256
@@ -42,18 +37,6 @@ WEAK_WEIGHT = 0.25
 
 def held_out(product_id: str) -> bool:
     return int(hashlib.sha1(f"projection:{product_id}".encode()).hexdigest()[:8], 16) % 10 == 0
-
-
-def distorted_views(crops: Path, manifest: list[str], chosen: list[int], model: EmbeddingModel) -> np.ndarray:
-    """Backbone features of one distorted view of each chosen crop (repeatable: seeded by index)."""
-    vectors = []
-    for start in range(0, len(chosen), 64):
-        batch = chosen[start : start + 64]
-        views = [np.asarray(distort(Image.open(crops / f"{i}.jpg"), random.Random(i))) for i in batch]
-        vectors.append(model.embed(views))
-        if start % 1024 == 0:
-            logger.info("views %d/%d", start + len(batch), len(chosen))
-    return np.concatenate(vectors)
 
 
 def build_network(dim_in: int) -> Any:
@@ -88,43 +71,46 @@ def triplet_loss(embeddings: Any, product: Any, group: Any) -> Any:
 
 
 def train(
-    originals: np.ndarray, views: np.ndarray, groups: np.ndarray, epochs: int, batch_products: int
+    vectors: np.ndarray, products: np.ndarray, groups: np.ndarray, epochs: int, batch_products: int
 ) -> Any:
-    """``originals[i]`` and ``views[i]`` are the same product; ``groups`` its article+colour id."""
+    """``vectors``: originals and views; ``products`` which product each is; ``groups`` its
+    article type and colour."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
-    network = build_network(originals.shape[1])
+    network = build_network(vectors.shape[1])
     optimizer = tf.keras.optimizers.Adam(1e-3)
-    count = len(originals)
+    samples_of: dict[int, list[int]] = {}
+    for index, product in enumerate(products):
+        samples_of.setdefault(int(product), []).append(index)
+    product_ids = np.array(sorted(samples_of))
+    product_groups = np.array([groups[samples_of[p][0]] for p in product_ids])
 
     @tf.function
     def step(x: Any, product: Any, group: Any) -> Any:
         with tf.GradientTape() as tape:
             loss = triplet_loss(network(x, training=True), product, group)
-        optimizer.apply_gradients(
-            zip(tape.gradient(loss, network.trainable_variables), network.trainable_variables, strict=True)
-        )
+        gradients = tape.gradient(loss, network.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
         return loss
 
     rng = np.random.default_rng(0)
     for epoch in range(epochs):
-        order = _batches_with_shared_groups(groups, batch_products, rng)
         losses = []
-        for batch in order:
-            x = np.concatenate([originals[batch], views[batch]]).astype(np.float32)
-            ids = np.concatenate([batch, batch]).astype(np.int64)
-            group = np.concatenate([groups[batch], groups[batch]]).astype(np.int64)
-            losses.append(float(step(x, ids, group)))
-        logger.info("epoch %d/%d loss %.4f (%d products)", epoch + 1, epochs, float(np.mean(losses)), count)
+        for batch in _batches_with_shared_groups(product_groups, batch_products, rng):
+            rows = [i for p in product_ids[batch] for i in samples_of[int(p)]]
+            losses.append(
+                float(step(vectors[rows], products[rows].astype(np.int64), groups[rows].astype(np.int64)))
+            )
+        logger.info("epoch %d/%d loss %.4f", epoch + 1, epochs, float(np.mean(losses)))
     return network
 
 
 def _batches_with_shared_groups(groups: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffled batches in which products come in pairs of the same group where possible, so that
-    weak positives and hard negatives of the same kind appear in every batch."""
+    """Shuffled batches of product positions in which products come in pairs of the same group where
+    possible, so that weak positives and hard negatives of the same kind are in every batch."""
     order = rng.permutation(len(groups))
-    order = order[np.argsort(groups[order], kind="stable")]  # group neighbours together
+    order = order[np.argsort(groups[order], kind="stable")]
     chunks = [order[i : i + 2] for i in range(0, len(order), 2)]
     rng.shuffle(chunks)
     flat = np.concatenate(chunks)
@@ -143,52 +129,59 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--crops", type=Path, required=True)
     parser.add_argument("--features", type=Path, required=True)
+    parser.add_argument("--views", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--products", type=int, default=6000, help="products given a distorted view")
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--batch-products", type=int, default=128)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
-    manifest = json.loads((args.crops / "manifest.json").read_text())
     features = np.load(args.features, allow_pickle=False)
-    index_of = {str(pid): i for i, pid in enumerate(features["product_ids"])}
-    rows = [index_of[pid] for pid in manifest]  # features row of each crop
-    originals = features["vectors"][rows].astype(np.float32)
-    labelled = [i for i, r in enumerate(rows) if features["categories"][r] != ""]
-    rng = random.Random(0)
-    chosen = sorted(rng.sample(labelled, min(args.products, len(labelled))))
-    model = EmbeddingModel(Settings(projection="none", head_path=Path("/nonexistent")))
-    model.load()
-    views = distorted_views(args.crops, manifest, chosen, model)
-    keys = [f"{features['article_types'][rows[i]]}|{features['colours'][rows[i]]}" for i in chosen]
-    group_ids = {key: g for g, key in enumerate(sorted(set(keys)))}
-    groups = np.array([group_ids[key] for key in keys])
-    test = np.array([held_out(manifest[i]) for i in chosen])
-    network = train(originals[chosen][~test], views[~test], groups[~test], args.epochs, args.batch_products)
+    views = np.load(args.views, allow_pickle=False)
+    ids = [str(p) for p in features["product_ids"]]
+    row_of = {pid: i for i, pid in enumerate(ids)}
+    originals = features["vectors"].astype(np.float32)
+    labelled = features["categories"] != ""
+    view_rows = np.array([row_of[str(p)] for p in views["product_ids"]])
+    keep_views = labelled[view_rows]
+    view_rows, view_vectors = view_rows[keep_views], views["vectors"][keep_views].astype(np.float32)
+    group_of = {
+        key: g
+        for g, key in enumerate(
+            sorted({f"{a}|{c}" for a, c in zip(features["article_types"], features["colours"], strict=True)})
+        )
+    }
+    groups_all = np.array(
+        [group_of[f"{a}|{c}"] for a, c in zip(features["article_types"], features["colours"], strict=True)]
+    )
+    test_product = np.array([held_out(pid) for pid in ids])
+    train_originals = np.flatnonzero(labelled & ~test_product)
+    train_views = ~test_product[view_rows]
+    vectors = np.concatenate([originals[train_originals], view_vectors[train_views]])
+    products = np.concatenate([train_originals, view_rows[train_views]])
+    network = train(vectors, products, groups_all[products], args.epochs, args.batch_products)
     dense_in, dense_out = network.layers[1], network.layers[2]
-    # the served projection is the network itself, evaluated in NumPy: keep both layers' weights
     hidden_w, hidden_b = (np.asarray(v) for v in dense_in.get_weights())
     out_w, out_b = (np.asarray(v) for v in dense_out.get_weights())
+    queries, truth = view_vectors[~train_views], view_rows[~train_views]
     projected_catalog = np.asarray(network(originals, training=False))
-    projected_views = np.asarray(network(views[test], training=False))
-    truth = np.array(chosen)[test]
+    projected_queries = np.asarray(network(queries, training=False))
     card = {
-        "products_with_views": len(chosen),
-        "held_out_views": int(test.sum()),
+        "train_products": len(train_originals),
+        "train_views": int(train_views.sum()),
+        "held_out_views": len(queries),
         "epochs": args.epochs,
         "margin": MARGIN,
         "weak_weight": WEAK_WEIGHT,
         "output_dim": OUTPUT_DIM,
         "held_out_recall@1": {
-            "raw": round(recall_at(views[test], originals, truth, 1), 4),
-            "projected": round(recall_at(projected_views, projected_catalog, truth, 1), 4),
+            "raw": round(recall_at(queries, originals, truth, 1), 4),
+            "projected": round(recall_at(projected_queries, projected_catalog, truth, 1), 4),
         },
         "held_out_recall@10": {
-            "raw": round(recall_at(views[test], originals, truth, 10), 4),
-            "projected": round(recall_at(projected_views, projected_catalog, truth, 10), 4),
+            "raw": round(recall_at(queries, originals, truth, 10), 4),
+            "projected": round(recall_at(projected_queries, projected_catalog, truth, 10), 4),
         },
         "seconds": round(time.perf_counter() - started, 1),
     }
