@@ -133,7 +133,9 @@ async def test_several_people_each_get_their_own_regions(client: httpx.AsyncClie
 
 
 async def test_garment_colours_come_from_the_garment_pixels(client: httpx.AsyncClient) -> None:
-    body = (await client.post("/detect", files={"image": ("p.png", dev_photo("ootd_model_model_8.png"))})).json()
+    body = (
+        await client.post("/detect", files={"image": ("p.png", dev_photo("ootd_model_model_8.png"))})
+    ).json()
     colours = {r["region"]: r["colour"] for r in body["regions"]}
     assert colour_family(colours["upper"]) == "white"  # a white top
     assert colour_family(colours["lower"]) == "blue"  # blue jeans

@@ -197,7 +197,9 @@ async def test_the_person_crop_is_embedded_for_the_gender_service(
     assert downstream.person_vectors == [], "with the gender given, no appearance is needed"
 
 
-async def test_colour_match_filters_by_colour_family(client: httpx.AsyncClient, downstream: Downstream) -> None:
+async def test_colour_match_filters_by_colour_family(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
     await _recommend(client, "?colour=match")
     assert downstream.searches and all(s.filter.colours for s in downstream.searches)
     assert "Maroon" in downstream.searches[0].filter.colours  # the stand-in's items are Red
