@@ -79,6 +79,7 @@ $(EMBEDDING_BACKBONE): | $(VENV)/embedding-service/.installed
 
 # Catalog crops embedded once (products and the persons wearing them), reused by the trainings below.
 FEATURES := data/cache/catalog-features.npz
+VIEWS := data/cache/catalog-views.npz
 $(FEATURES):
 	$(MAKE) install models
 	$(VENV)/gateway/bin/python -m tools.catalog_features --catalog $(CATALOG) --output $@
@@ -137,8 +138,9 @@ eval: install models
 train-embedding: install models $(FEATURES)
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-train.txt
 	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
-	$(VENV)/embedding-service/bin/python -m embedding_service.train_projection --crops $$crops \
-	  --features $(FEATURES) --output models/embedding/projection-candidate.npz
+	{ test -f $(VIEWS) || $(VENV)/embedding-service/bin/python -m embedding_service.views --crops $$crops --output $(VIEWS); }
+	$(VENV)/embedding-service/bin/python -m embedding_service.train_projection --features $(FEATURES) \
+	  --views $(VIEWS) --output models/embedding/projection-candidate.npz
 	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
 	  --products $(PRODUCTS) --variants raw,candidate --adopt
 
