@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -41,3 +41,14 @@ class Settings(ServiceSettings):
         description="Cosine bonus for recommendations of the item's colour family (0: order by look alone)",
     )
     default_k: int = Field(default=6, ge=1, le=50, description="Recommendations per item when k is not given")
+    api_key: SecretStr | None = Field(
+        default=None, description="Key of the catalog API (X-API-Key header); unset: the catalog API is off"
+    )
+    media_dir: Path = Field(
+        default=Path("data/media"), description="Folder for images of products added through the catalog API"
+    )
+    fetch_allow_private: bool = Field(
+        default=False,
+        description="Let the catalog API fetch image URLs on private, loopback or link-local hosts",
+    )
+    fetch_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one image URL fetch")
