@@ -46,9 +46,8 @@ def index_stack(path: Path) -> Stack:
     )
 
 
-def ingest(
-    url: str, points: list[dict[str, object]], acknowledged: list[int], stop_after: int | None
-) -> None:
+def ingest(url: str, points: list[dict[str, object]], acknowledged: list[int]) -> None:
+    """Upsert in batches, noting each acknowledged one, until done or the service is gone."""
     with httpx.Client(timeout=30) as client:
         for start in range(0, len(points), BATCH):
             try:
@@ -58,8 +57,6 @@ def ingest(
             if response.status_code != 200:
                 return
             acknowledged.append(start + BATCH)
-            if stop_after is not None and len(acknowledged) >= stop_after:
-                stop_after = None  # keep writing while the process is killed
 
 
 def stored(url: str) -> dict[str, dict[str, object]]:
@@ -82,9 +79,7 @@ def test_sigkill_mid_ingestion_loses_nothing_acknowledged_and_rerun_completes(tm
     acknowledged: list[int] = []
     stack = index_stack(store)
     with running(stack, timeout_s=120):
-        writer = threading.Thread(
-            target=ingest, args=(stack.url("index-service"), points, acknowledged, None)
-        )
+        writer = threading.Thread(target=ingest, args=(stack.url("index-service"), points, acknowledged))
         writer.start()
         while len(acknowledged) < 8 and writer.is_alive():
             threading.Event().wait(0.01)
@@ -104,5 +99,5 @@ def test_sigkill_mid_ingestion_loses_nothing_acknowledged_and_rerun_completes(tm
                 vector = expected[product_id]["vector"]
                 hit = client.post(f"{url}/search", json={"vector": vector, "k": 1}).json()["hits"][0]
                 assert hit["product"]["product_id"] == product_id and hit["score"] > 0.999
-        ingest(url, points, [], None)
+        ingest(url, points, [])
         assert httpx.get(f"{url}/count").json() == {"count": PRODUCTS}
