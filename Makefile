@@ -19,7 +19,7 @@ EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender catalog-report clean-index clean
+.PHONY: help install models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender catalog-report bench-index clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
@@ -33,6 +33,7 @@ help:
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
 	@echo "make train-gender        retrain the gender appearance head and its calibration on CATALOG"
 	@echo "make eval-gender         gender accuracy, unknown rate and confusion on QUERIES and the catalog test split"
+	@echo "make bench-index         the index at SIZES vectors: build, RAM, disk, filtered p50/p99, recall@10"
 	@echo "make catalog-report      charts and summary of CATALOG (genders, categories, images) under reports/"
 
 # --- environments: one virtual environment per service, as in its container -------------------
@@ -150,6 +151,12 @@ train-embedding: install models $(FEATURES)
 	  --views $(VIEWS) --output models/embedding/projection-candidate.npz
 	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
 	  --products $(PRODUCTS) --variants raw,candidate --adopt
+
+# The embedded index at store scale: build time, RAM, disk, filtered p50/p99 and recall (SIZES=100000,1000000)
+SIZES ?= 100000
+INDEX_DIM ?= 1280
+bench-index: install
+	$(VENV)/index-service/bin/python -m tools.bench_index --sizes $(SIZES) --dim $(INDEX_DIM) --output reports/bench-index.json
 
 # float16 and int8 exports of the backbone (make eval VARIANTS=raw,fp16,int8 compares them)
 quantise: install models
