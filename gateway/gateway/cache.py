@@ -15,9 +15,10 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
+from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -27,6 +28,7 @@ from gateway.pipeline import Embedder, Query
 from shared.contracts import CropEmbedding, EmbedResponse, RecommendResponse
 from shared.logs import request_id_var
 
+M = TypeVar("M", bound=BaseModel)
 KEY_PREFIX = "stl:v1"
 # Set while a request asked for a fresh answer (Cache-Control: no-cache): no cache is read, both are written.
 _fresh: ContextVar[bool] = ContextVar("cache_fresh", default=False)
@@ -78,6 +80,9 @@ class LruStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def stored_keys(self) -> list[str]:
+        return list(self._entries)
 
     async def aclose(self) -> None:
         self._entries.clear()
@@ -250,7 +255,7 @@ class CachedEmbeddings:
     async def embed(self, crops: Sequence[bytes]) -> EmbedResponse:
         keys = [f"{KEY_PREFIX}:embedding:{digest(crop)}" for crop in crops]
         cached = await self.cache.get_many("embedding", keys)
-        items = [CropEmbedding.model_validate_json(v) if v is not None else None for v in cached]
+        items = [_parse(CropEmbedding, v) for v in cached]
         missing = [i for i, item in enumerate(items) if item is None]
         model = "cache"
         if missing:
@@ -301,16 +306,28 @@ class AnswerCache:
         key = self.key(query)
         with fresh(no_cache):
             (value,) = await self.cache.get_many("answer", [key])
-            if value is not None:
-                return _from_cache(value, image_url, started)
+            cached = _parse(RecommendResponse, value)
+            if cached is not None:
+                return _from_cache(cached, image_url, started)
             answer = await compute(query, image_url)
         if not answer.degraded:
             await self.cache.set_many({key: answer.model_dump_json().encode()}, self.ttl_s)
         return answer
 
 
-def _from_cache(value: bytes, image_url: Callable[[str], str], started: float) -> RecommendResponse:
-    answer = RecommendResponse.model_validate_json(value)
+def _parse(model: type[M], value: bytes | None) -> M | None:
+    """A cached value, or None when there is none or it is not what this version reads (a miss)."""
+    if value is None:
+        return None
+    try:
+        return model.model_validate_json(value)
+    except ValueError:
+        return None
+
+
+def _from_cache(
+    answer: RecommendResponse, image_url: Callable[[str], str], started: float
+) -> RecommendResponse:
     answer.request_id = request_id_var.get() or uuid.uuid4().hex
     answer.cached = True
     for item in answer.items:

@@ -174,6 +174,18 @@ async def test_cached_image_urls_follow_the_request(client: httpx.AsyncClient) -
     assert answer["cached"] is True and urls and all(u.startswith("http://shop.example/") for u in urls)
 
 
+async def test_unreadable_cache_entries_are_misses(downstream: Downstream, tmp_path: Path) -> None:
+    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
+    async with running_app(app) as client:
+        await recommend(client)
+        store = app.state.cache.store
+        assert isinstance(store, LruStore)
+        await store.set_many({key: b'{"not": "what was stored"}' for key in store.stored_keys()}, ttl_s=60)
+        answer = await recommend(client)
+        assert answer["cached"] is False and len(downstream.embedded) == 2
+        assert (await recommend(client))["cached"] is True  # rewritten
+
+
 async def test_a_zero_size_lru_turns_caching_off(downstream: Downstream, tmp_path: Path) -> None:
     async with gateway(downstream, tmp_path, cache_lru_size=0) as client:
         await recommend(client)
