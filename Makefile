@@ -19,13 +19,14 @@ EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender catalog-report bench-index clean-index clean
+.PHONY: help install install-test redis-server deploy-check settings-doc models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender catalog-report bench-index clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
 	@echo "make test                install and run every test (lint, types, unit, end-to-end)"
 	@echo "make ingest CATALOG=dir  embed and index a catalog folder (catalog.csv + images)"
-	@echo "make bench               latency of /recommend over QUERIES, written to reports/bench.json"
+	@echo "make bench               latency of /recommend over QUERIES (uncached and cached), reports/bench.json"
+	@echo "make deploy-check        validate docker-compose.yml and the Kubernetes manifests of deploy/ offline"
 	@echo "make eval                retrieval quality (person photos, product photos, distorted products) per variant"
 	@echo "make train-embedding     train the triplet projection; kept only if it beats the raw backbone"
 	@echo "make eval-detector       detection recall/precision/mAP on QUERIES (YOLO=weights.pt to add a YOLO model)"
@@ -57,6 +58,25 @@ $(VENV)/tools/.installed: tools/requirements.txt
 $(VENV)/gateway/.report-installed: tools/requirements-report.txt | $(VENV)/gateway/.installed
 	@echo "==> installing the catalog report's charting into $(VENV)/gateway"
 	@$(VENV)/gateway/bin/pip install $(PIP_FLAGS) -r tools/requirements-report.txt
+	@touch $@
+
+# What only the tests need: redis-server (Debian) for the gateway's cache tests, and docker-compose v1
+# (PyPI) in its own environment: it pins PyYAML<6 (built here with Cython<3) and jsonschema<4.
+install-test: redis-server $(VENV)/deploy/.installed
+
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  echo "==> installing redis-server (Debian package) for the cache tests"; \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
+$(VENV)/deploy/.installed: deploy/requirements-compose.txt
+	@echo "==> installing docker-compose (config validation only) into $(VENV)/deploy"
+	@test -x $(VENV)/deploy/bin/python || $(PYTHON) -m venv $(VENV)/deploy
+	@$(VENV)/deploy/bin/pip install $(PIP_FLAGS) "cython<3" wheel setuptools
+	@$(VENV)/deploy/bin/pip install $(PIP_FLAGS) --no-build-isolation "pyyaml==5.4.1"
+	@$(VENV)/deploy/bin/pip install $(PIP_FLAGS) -r deploy/requirements-compose.txt
 	@touch $@
 
 $(VENV)/yolo/.installed: detector-service/requirements-train.txt
@@ -174,7 +194,7 @@ bench: install models
 	$(VENV)/gateway/bin/python -m tools.bench --queries $(QUERIES) --catalog $(CATALOG)
 
 # --- tests -----------------------------------------------------------------------------------
-test: install models $(VENV)/yolo/.installed lint typecheck unit e2e
+test: install models $(VENV)/yolo/.installed install-test lint typecheck deploy-check unit e2e
 
 lint:
 	$(VENV)/tools/bin/ruff check .
@@ -186,8 +206,8 @@ typecheck:
 	  echo "==> mypy $$s"; \
 	  (cd $$s && ../$(VENV)/tools/bin/mypy --config-file ../pyproject.toml --python-executable ../$(VENV)/$$venv/bin/python .); \
 	done
-	@echo "==> mypy tools tests"
-	@$(VENV)/tools/bin/mypy --python-executable $(VENV)/gateway/bin/python tools tests
+	@echo "==> mypy tools tests deploy"
+	@$(VENV)/tools/bin/mypy --python-executable $(VENV)/gateway/bin/python tools tests deploy/base/qdrant
 
 unit:
 	@for s in shared $(SERVICES); do \
@@ -197,7 +217,14 @@ unit:
 	done
 
 e2e:
-	$(VENV)/gateway/bin/python -m pytest -q tests
+	$(VENV)/gateway/bin/python -m pytest -q tests --ignore=tests/test_deploy.py
+
+# Offline checks of docker-compose.yml and deploy/ (Kubernetes): see tests/test_deploy.py
+deploy-check: $(VENV)/gateway/.installed $(VENV)/deploy/.installed
+	$(VENV)/gateway/bin/python -m pytest -q tests/test_deploy.py
+
+settings-doc:
+	$(VENV)/gateway/bin/python -m tools.settings_doc > deploy/settings.md
 
 clean-index:
 	rm -rf data/index

@@ -1,4 +1,6 @@
-"""Latency of /recommend over a folder of photos, sequential and concurrent, with per-stage times.
+"""Latency of /recommend over a folder of photos, sequential and concurrent, with per-stage times, all
+computed afresh (``Cache-Control: no-cache``); then the same photos repeated, answered from the
+gateway's cache (client and gateway-side latency).
 
 Uses the stack already running on the standard ports if there is one; otherwise starts it on the
 default index (ingesting CATALOG first when that index is empty). Writes reports/bench.json and
@@ -48,14 +50,26 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+FRESH = {"Cache-Control": "no-cache"}  # the gateway computes the answer instead of reading its cache
+
+
 async def timed_post(
-    client: httpx.AsyncClient, url: str, photo: Path, data: bytes
+    client: httpx.AsyncClient, url: str, photo: Path, data: bytes, headers: dict[str, str] = FRESH
 ) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
-    response = await client.post(url, files={"image": (photo.name, data)})
+    response = await client.post(url, files={"image": (photo.name, data)}, headers=headers)
     elapsed = (time.perf_counter() - started) * 1000
     response.raise_for_status()
-    return elapsed, response.json()
+    body: dict[str, Any] = response.json()
+    body["server_ms"] = server_ms(response)
+    return elapsed, body
+
+
+def server_ms(response: httpx.Response) -> float:
+    """The gateway's own time for the request (its Server-Timing header), upload parsing included."""
+    timing = response.headers.get("server-timing", "")
+    _, _, duration = timing.partition("dur=")
+    return float(duration) if duration else float("nan")
 
 
 async def measure(gateway: str, photos: list[Path], rounds: int, concurrency: int) -> dict[str, Any]:
@@ -84,6 +98,7 @@ async def measure(gateway: str, photos: list[Path], rounds: int, concurrency: in
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
+        cached = await measure_cache(client, url, photos, blobs, rounds)
     return {
         "sequential": summary(sequential),
         f"concurrency_{concurrency}": {
@@ -91,6 +106,28 @@ async def measure(gateway: str, photos: list[Path], rounds: int, concurrency: in
             "throughput_rps": round(len(concurrent) / wall, 2),
         },
         "stages_sequential": {stage: summary(values) for stage, values in stages.items()},
+        "cache": {"uncached": summary(sequential), **cached},
+    }
+
+
+async def measure_cache(
+    client: httpx.AsyncClient, url: str, photos: list[Path], blobs: dict[Path, bytes], rounds: int
+) -> dict[str, Any]:
+    """Identical requests repeated: the first fills the cache, the next ``rounds`` read it."""
+    elapsed: list[float] = []
+    gateway: list[float] = []
+    hits = 0
+    for photo in photos:
+        await timed_post(client, url, photo, blobs[photo], headers={})
+        for _ in range(rounds):
+            ms, body = await timed_post(client, url, photo, blobs[photo], headers={})
+            elapsed.append(ms)
+            gateway.append(body["server_ms"])
+            hits += bool(body.get("cached"))
+    return {
+        "cached": summary(elapsed),
+        "cached_at_gateway": summary(gateway),
+        "cached_share": round(hits / max(len(elapsed), 1), 3),
     }
 
 
@@ -121,6 +158,21 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for stage, row in result["stages_sequential"].items():
         lines.append(f"| {stage} | {row['p50_ms']} | {row['p95_ms']} |")
+    cache = result["cache"]
+    lines += [
+        "",
+        f"Cache: each photo posted again {result['rounds']} times ({cache['cached_share']:.0%} answered from "
+        "the cache; the runs above asked for fresh answers with `Cache-Control: no-cache`):",
+        "",
+        "| request | p50 ms | p95 ms |",
+        "|---|---|---|",
+    ]
+    for run, label in (
+        ("uncached", "uncached (client)"),
+        ("cached", "cached (client)"),
+        ("cached_at_gateway", "cached (at the gateway: its Server-Timing)"),
+    ):
+        lines.append(f"| {label} | {cache[run]['p50_ms']} | {cache[run]['p95_ms']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -12,7 +12,7 @@ from shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", populate_by_name=True)
 
     port: int = 8000
     detector_url: str = Field(default="http://127.0.0.1:8001", description="detector-service base URL")
@@ -52,3 +52,24 @@ class Settings(ServiceSettings):
         description="Let the catalog API fetch image URLs on private, loopback or link-local hosts",
     )
     fetch_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one image URL fetch")
+
+    # caches of whole answers and per-crop embeddings (gateway/cache.py)
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL"),
+        description="Redis for the caches, e.g. redis://redis:6379/0 (also read from REDIS_URL); "
+        "unset: an in-process LRU",
+    )
+    cache_ttl_s: int = Field(default=600, ge=1, description="Seconds a whole /recommend answer is cached")
+    embedding_cache_ttl_s: int = Field(
+        default=86400, ge=1, description="Seconds a crop's embedding is cached"
+    )
+    cache_lru_size: int = Field(
+        default=2048, ge=0, description="Entries of the in-process cache used without Redis (0: no cache)"
+    )
+    cache_timeout_s: float = Field(
+        default=0.1, gt=0, description="Socket timeout of each Redis call; a slower Redis counts as down"
+    )
+    cache_retry_s: float = Field(
+        default=5.0, ge=0, description="After a Redis failure, requests skip the cache this many seconds"
+    )

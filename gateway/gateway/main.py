@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Annotated, Any
 
 import httpx
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
+from gateway.cache import AnswerCache, CachedEmbeddings, build_cache
 from gateway.config import Settings
 from gateway.paths import image_path
 from gateway.pipeline import Clients, ColourChoice, GenderChoice, Recommender, Unavailable
@@ -69,7 +71,11 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
 
     async def startup(app: FastAPI) -> None:
         app.state.pool = InferencePool(settings.inference_threads, settings.max_waiting, "gateway")
-        app.state.clients = clients or make_clients(settings)
+        app.state.cache = build_cache(settings, app.state.metrics.registry, logger)
+        plain = clients or make_clients(settings)
+        cached = CachedEmbeddings(plain.embedding, app.state.cache, settings.embedding_cache_ttl_s)
+        app.state.clients = dataclasses.replace(plain, embedding=cached)
+        app.state.answers = AnswerCache(app.state.cache, settings)
         app.state.recommender = Recommender(settings, app.state.clients, app.state.pool)
         app.state.readiness_check = lambda: _downstream_readiness(app.state.clients)
         app.state.fetcher = httpx.AsyncClient(timeout=settings.fetch_timeout_s)
@@ -77,6 +83,7 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
     async def shutdown(app: FastAPI) -> None:
         await app.state.clients.aclose()
         await app.state.fetcher.aclose()
+        await app.state.cache.aclose()
         app.state.pool.shutdown()
 
     app = create_app(
@@ -124,8 +131,11 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
         def image_url(product_id: str) -> str:
             return str(request.url_for("catalog_image", product_id=product_id))
 
+        no_cache = "no-cache" in request.headers.get("cache-control", "").lower()
         try:
-            return await request.app.state.recommender.recommend(query, image_url)
+            return await request.app.state.answers.recommend(
+                query, image_url, request.app.state.recommender.recommend, no_cache
+            )
         except Unavailable as exc:
             return error_response(503, "unavailable", f"{exc.stage} service failed: {exc.detail}")
 

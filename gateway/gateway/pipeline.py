@@ -6,21 +6,22 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 
 from gateway.config import Settings
 from gateway.items import Candidate, ResolvedItem, gender_filter, resolve
 from shared.boxes import box_area, box_centre, box_iou, contains
-from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, GenderClient, IndexClient
+from shared.clients import DetectorClient, DownstreamError, GenderClient, IndexClient
 from shared.contracts import (
     REGION_CATEGORIES,
     Category,
     CropEmbedding,
     DetectResponse,
+    EmbedResponse,
     FaceGender,
     GenderLabel,
     GenderResponse,
@@ -59,11 +60,21 @@ class Unavailable(Exception):
         self.detail = detail
 
 
+class Embedder(Protocol):
+    """What the pipeline needs of the embedding service: its client, or the client behind a cache."""
+
+    async def embed(self, crops: Sequence[bytes]) -> EmbedResponse: ...
+
+    async def ready(self) -> tuple[bool, str]: ...
+
+    async def aclose(self) -> None: ...
+
+
 @dataclass
 class Clients:
     detector: DetectorClient
     gender: GenderClient
-    embedding: EmbeddingClient
+    embedding: Embedder
     index: IndexClient
 
     async def aclose(self) -> None:

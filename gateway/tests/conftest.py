@@ -69,6 +69,7 @@ class Downstream:
     upserted: dict[str, IndexPoint] = field(default_factory=dict)
     extra_regions: list[RegionDetection] = field(default_factory=list)
     person_vectors: list[list[float] | None] = field(default_factory=list)
+    embedded: list[int] = field(default_factory=list)  # crops per /embed call
 
     def check(self, name: str) -> None:
         if name in self.failing:
@@ -149,6 +150,7 @@ def embedding_app(state: Downstream) -> FastAPI:
     @app.post("/embed")
     async def embed(images: Annotated[list[UploadFile], File()]) -> EmbedResponse:
         state.check("embedding")
+        state.embedded.append(len(images))
         items = []
         for index, _ in enumerate(images):
             vector = np.zeros(8)

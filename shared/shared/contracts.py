@@ -299,6 +299,9 @@ class RecommendResponse(BaseModel):
     items: list[Item]
     timings_ms: dict[str, float]
     degraded: list[str]
+    cached: bool = Field(
+        default=False, description="Answered from the gateway's cache (timings_ms then has only the lookup)"
+    )
 
 
 class SimilarRequest(BaseModel):

@@ -281,6 +281,8 @@ def _add_request_middleware(app: FastAPI, logger: logging.Logger) -> None:
             response = await call_next(request)
             status = response.status_code
             response.headers[REQUEST_ID_HEADER] = request_id
+            # the time this service took, from the request's arrival to its answer (body included)
+            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
             return response
         finally:
             elapsed = time.perf_counter() - started

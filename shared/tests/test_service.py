@@ -51,3 +51,12 @@ async def test_readyz_waits_for_load_and_reports_failures() -> None:
     with pytest.raises(RuntimeError, match="weights missing"):
         async with running_app(failing, ready_timeout_s=5):
             pass
+
+
+async def test_answers_carry_their_request_id_and_server_timing() -> None:
+    app = create_app(service="test-service", title="t", version="0", logger=configure_logging("test-service"))
+    async with running_app(app) as client:
+        response = await client.get("/healthz", headers={"X-Request-ID": "abc"})
+    assert response.headers["X-Request-ID"] == "abc"
+    name, _, duration = response.headers["Server-Timing"].partition(";dur=")
+    assert name == "app" and 0 <= float(duration) < 5000

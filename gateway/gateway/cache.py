@@ -1,0 +1,338 @@
+"""Caches in front of the /recommend pipeline: whole answers (keyed by the image bytes and every query
+parameter) and per-crop embeddings (keyed by the crop's bytes), in Redis when ``REDIS_URL`` is set,
+else in an in-process LRU. A cache never fails a request: a Redis error is logged, counted in
+``gateway_cache_errors_total`` and the request goes on uncached; after a failure Redis is left alone
+for ``cache_retry_s`` so that a dead or slow Redis does not cost every request a timeout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Protocol, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import BaseModel
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from gateway.config import Settings
+from gateway.pipeline import Embedder, Query
+from shared.contracts import CropEmbedding, EmbedResponse, RecommendResponse
+from shared.logs import request_id_var
+
+M = TypeVar("M", bound=BaseModel)
+KEY_PREFIX = "stl:v1"
+# Set while a request asked for a fresh answer (Cache-Control: no-cache): no cache is read, both are written.
+_fresh: ContextVar[bool] = ContextVar("cache_fresh", default=False)
+
+
+class Store(Protocol):
+    """Bytes by key with a time to live; may raise on any call (the Cache catches it)."""
+
+    name: str
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    async def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LruStore:
+    """In-process, least recently used entries go first once ``max_entries`` are held."""
+
+    name = "lru"
+
+    def __init__(self, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self._get(key) for key in keys]
+
+    def _get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if expires <= self._clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    async def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
+        expires = self._clock() + ttl_s
+        for key, value in items.items():
+            self._entries[key] = (expires, value)
+            self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def stored_keys(self) -> list[str]:
+        return list(self._entries)
+
+    async def aclose(self) -> None:
+        self._entries.clear()
+
+
+class RedisStore:
+    """Redis through its asyncio client: one MGET per lookup, one pipelined SET EX batch per store.
+    No retries and short socket timeouts: a failure surfaces at once and the Cache skips Redis."""
+
+    name = "redis"
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.client = Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        values = await self.client.mget(list(keys))
+        return [v.encode() if isinstance(v, str) else v for v in values]
+
+    async def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, value in items.items():
+                pipe.set(key, value, ex=ttl_s)
+            await pipe.execute()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class CacheMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lookups = Counter(
+            "gateway_cache_lookups_total",
+            "Cache lookups by cache (answer, embedding) and result (hit, miss, skipped: cache unavailable)",
+            ["cache", "result"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "gateway_cache_errors_total",
+            "Cache calls that failed (the request went on uncached)",
+            ["operation"],
+            registry=registry,
+        )
+
+
+class Cache:
+    """A Store that never raises: failures are logged and counted, then the store is skipped for
+    ``retry_s`` seconds (misses, writes dropped)."""
+
+    def __init__(
+        self,
+        store: Store | None,
+        metrics: CacheMetrics,
+        logger: logging.Logger,
+        retry_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.logger = logger
+        self.retry_s = retry_s
+        self._clock = clock
+        self._down_until: float | None = None
+
+    @property
+    def backend(self) -> str:
+        return self.store.name if self.store is not None else "off"
+
+    async def get_many(self, cache: str, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of ``keys`` (None: not cached); all None when the request wants a fresh answer."""
+        if not keys or self.store is None or _fresh.get():
+            return [None] * len(keys)
+        if not self._usable():
+            self.metrics.lookups.labels(cache, "skipped").inc(len(keys))
+            return [None] * len(keys)
+        try:
+            values = await self.store.get_many(keys)
+        except Exception as exc:  # any failure of the cache leaves the request uncached, never failed
+            self._failed("get", exc)
+            self.metrics.lookups.labels(cache, "skipped").inc(len(keys))
+            return [None] * len(keys)
+        self._recovered()
+        hits = sum(v is not None for v in values)
+        self.metrics.lookups.labels(cache, "hit").inc(hits)
+        self.metrics.lookups.labels(cache, "miss").inc(len(keys) - hits)
+        return values
+
+    async def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
+        if not items or not self._usable():
+            return
+        assert self.store is not None
+        try:
+            await self.store.set_many(items, ttl_s)
+        except Exception as exc:
+            self._failed("set", exc)
+            return
+        self._recovered()
+
+    async def aclose(self) -> None:
+        if self.store is not None:
+            await self.store.aclose()
+
+    def _usable(self) -> bool:
+        if self.store is None:
+            return False
+        return self._down_until is None or self._clock() >= self._down_until
+
+    def _failed(self, operation: str, exc: Exception) -> None:
+        self.metrics.errors.labels(operation).inc()
+        if self._down_until is None:  # log the transition, not every request of an outage
+            self.logger.warning(
+                "cache unavailable: going on uncached",
+                extra={
+                    "backend": self.backend,
+                    "operation": operation,
+                    "error": f"{type(exc).__name__}: {exc}",
+                },
+            )
+        self._down_until = self._clock() + self.retry_s
+
+    def _recovered(self) -> None:
+        if self._down_until is not None:
+            self.logger.info("cache available again", extra={"backend": self.backend})
+            self._down_until = None
+
+
+def build_cache(settings: Settings, registry: CollectorRegistry, logger: logging.Logger) -> Cache:
+    """Redis when a URL is set, else an in-process LRU (none when its size is 0)."""
+    store: Store | None
+    if settings.redis_url:
+        store = RedisStore(settings.redis_url, settings.cache_timeout_s)
+    elif settings.cache_lru_size > 0:
+        store = LruStore(settings.cache_lru_size)
+    else:
+        store = None
+    logger.info("cache", extra={"backend": store.name if store else "off"})
+    return Cache(store, CacheMetrics(registry), logger, settings.cache_retry_s)
+
+
+@contextmanager
+def fresh(enabled: bool) -> Iterator[None]:
+    """Within this block (and the tasks it starts) caches are written but not read."""
+    token = _fresh.set(enabled)
+    try:
+        yield
+    finally:
+        _fresh.reset(token)
+
+
+def digest(*parts: bytes) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(len(part).to_bytes(8, "little"))
+        hasher.update(part)
+    return hasher.hexdigest()
+
+
+class CachedEmbeddings:
+    """The embedding client behind a per-crop cache: only crops not seen before are sent."""
+
+    def __init__(self, inner: Embedder, cache: Cache, ttl_s: int) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.ttl_s = ttl_s
+
+    async def embed(self, crops: Sequence[bytes]) -> EmbedResponse:
+        keys = [f"{KEY_PREFIX}:embedding:{digest(crop)}" for crop in crops]
+        cached = await self.cache.get_many("embedding", keys)
+        items = [_parse(CropEmbedding, v) for v in cached]
+        missing = [i for i, item in enumerate(items) if item is None]
+        model = "cache"
+        if missing:
+            fetched = await self.inner.embed([crops[i] for i in missing])
+            model = fetched.model
+            for i, item in zip(missing, fetched.items, strict=True):
+                items[i] = item
+            stored = {
+                keys[i]: item.model_dump_json().encode()
+                for i, item in zip(missing, fetched.items, strict=True)
+            }
+            await self.cache.set_many(stored, self.ttl_s)
+        found = [item for item in items if item is not None]
+        return EmbedResponse(model=model, dim=len(found[0].vector) if found else 0, items=found)
+
+    async def ready(self) -> tuple[bool, str]:
+        return await self.inner.ready()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+Compute = Callable[[Query, Callable[[str], str]], Awaitable[RecommendResponse]]
+
+
+class AnswerCache:
+    """Whole /recommend answers. A cached answer gets the request's own id and image URLs, says
+    ``cached: true`` and times only the lookup; answers that name a degraded stage are not kept."""
+
+    def __init__(self, cache: Cache, settings: Settings) -> None:
+        self.cache = cache
+        self.ttl_s = settings.cache_ttl_s
+        # settings that change an answer are part of its key, so gateways configured apart never share one
+        self._config = json.dumps(
+            [settings.analysis_side, settings.crop_side, settings.colour_rerank], separators=(",", ":")
+        ).encode()
+
+    def key(self, query: Query) -> str:
+        params = json.dumps(
+            [query.k, query.gender, sorted(query.categories), query.colour], separators=(",", ":")
+        ).encode()
+        return f"{KEY_PREFIX}:answer:{digest(query.data, params, self._config)}"
+
+    async def recommend(
+        self, query: Query, image_url: Callable[[str], str], compute: Compute, no_cache: bool = False
+    ) -> RecommendResponse:
+        started = time.perf_counter()
+        key = self.key(query)
+        with fresh(no_cache):
+            (value,) = await self.cache.get_many("answer", [key])
+            cached = _parse(RecommendResponse, value)
+            if cached is not None:
+                return _from_cache(cached, image_url, started)
+            answer = await compute(query, image_url)
+        if not answer.degraded:
+            await self.cache.set_many({key: answer.model_dump_json().encode()}, self.ttl_s)
+        return answer
+
+
+def _parse(model: type[M], value: bytes | None) -> M | None:
+    """A cached value, or None when there is none or it is not what this version reads (a miss)."""
+    if value is None:
+        return None
+    try:
+        return model.model_validate_json(value)
+    except ValueError:
+        return None
+
+
+def _from_cache(
+    answer: RecommendResponse, image_url: Callable[[str], str], started: float
+) -> RecommendResponse:
+    answer.request_id = request_id_var.get() or uuid.uuid4().hex
+    answer.cached = True
+    for item in answer.items:
+        for recommendation in item.recommendations:
+            recommendation.image_url = image_url(recommendation.product_id)
+    elapsed = round((time.perf_counter() - started) * 1000, 1)
+    answer.timings_ms = {"cache": elapsed, "total": elapsed}
+    return answer

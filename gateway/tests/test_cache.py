@@ -1,0 +1,266 @@
+"""The answer and embedding caches: the in-process LRU, and a real redis-server that these tests start,
+stop, freeze and kill themselves (a request must never fail because of the cache)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.cache import LruStore
+from gateway.config import Settings
+from gateway.main import build_app
+from shared.testing import running_app
+from tests.conftest import Downstream, jpeg, stand_in_clients
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server on a loopback port, without persistence; ``kill`` and ``start`` again at will."""
+
+    def __init__(self, port: int) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: `make install-test` installs the Debian package")
+        self.binary = binary
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--loglevel", "warning"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                time.sleep(0.05)
+        client.close()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)  # in case a test froze it
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@asynccontextmanager
+async def gateway(
+    downstream: Downstream, tmp_path: Path, **settings: object
+) -> AsyncIterator[httpx.AsyncClient]:
+    config = Settings(catalog_dir=tmp_path, **settings)  # type: ignore[arg-type]
+    async with running_app(build_app(config, clients=stand_in_clients(downstream))) as client:
+        yield client
+
+
+async def recommend(client: httpx.AsyncClient, params: str = "", **headers: str) -> dict[str, Any]:
+    response = await client.post(f"/recommend{params}", files={"image": ("a.jpg", jpeg())}, headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    text = (await client.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+@contextmanager
+def timer() -> Iterator[list[float]]:
+    elapsed: list[float] = []
+    started = time.perf_counter()
+    yield elapsed
+    elapsed.append(time.perf_counter() - started)
+
+
+# --- in-process LRU (no REDIS_URL) ---------------------------------------------------------------
+
+
+async def test_a_repeated_request_is_answered_from_the_cache(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    first = await recommend(client)
+    calls, searches = len(downstream.embedded), len(downstream.searches)
+    second = await recommend(client, **{"X-Request-ID": "again"})
+    assert first["cached"] is False and second["cached"] is True
+    assert second["request_id"] == "again" != first["request_id"]
+    assert set(second["timings_ms"]) == {"cache", "total"}
+    assert (len(downstream.embedded), len(downstream.searches)) == (calls, searches), "nothing recomputed"
+    assert second["items"] == first["items"] and second["persons"] == first["persons"]
+    assert await metric(client, "gateway_cache_lookups_total", cache="answer", result="hit") == 1
+
+
+async def test_other_parameters_miss_the_answer_but_reuse_the_crops(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    await recommend(client)
+    assert len(downstream.embedded) == 1
+    searches = len(downstream.searches)
+    answer = await recommend(client, "?k=2")
+    assert answer["cached"] is False and len(downstream.searches) > searches, "searched again"
+    assert len(downstream.embedded) == 1, "every crop came from the embedding cache"
+    assert all(len(i["recommendations"]) <= 2 for i in answer["items"])
+
+
+async def test_only_new_crops_are_sent_for_embedding(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    await recommend(client, "?gender=Women")  # no person crop: the gender is given
+    await recommend(client)  # the same garments plus the whole person for the gender service
+    assert downstream.embedded == [4, 1]
+
+
+async def test_no_cache_header_computes_afresh(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    await recommend(client)
+    fresh = await recommend(client, **{"Cache-Control": "no-cache"})
+    assert fresh["cached"] is False and len(downstream.embedded) == 2
+    assert (await recommend(client))["cached"] is True
+
+
+async def test_degraded_answers_are_not_kept(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    downstream.failing = {"index"}
+    assert (await recommend(client))["degraded"] == ["index"]
+    downstream.failing = set()
+    answer = await recommend(client)
+    assert answer["cached"] is False and answer["degraded"] == []
+
+
+async def test_cached_image_urls_follow_the_request(client: httpx.AsyncClient) -> None:
+    await recommend(client)
+    client.base_url = httpx.URL("http://shop.example")
+    answer = await recommend(client)
+    urls = [r["image_url"] for i in answer["items"] for r in i["recommendations"]]
+    assert answer["cached"] is True and urls and all(u.startswith("http://shop.example/") for u in urls)
+
+
+async def test_unreadable_cache_entries_are_misses(downstream: Downstream, tmp_path: Path) -> None:
+    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
+    async with running_app(app) as client:
+        await recommend(client)
+        store = app.state.cache.store
+        assert isinstance(store, LruStore)
+        await store.set_many({key: b'{"not": "what was stored"}' for key in store.stored_keys()}, ttl_s=60)
+        answer = await recommend(client)
+        assert answer["cached"] is False and len(downstream.embedded) == 2
+        assert (await recommend(client))["cached"] is True  # rewritten
+
+
+async def test_a_zero_size_lru_turns_caching_off(downstream: Downstream, tmp_path: Path) -> None:
+    async with gateway(downstream, tmp_path, cache_lru_size=0) as client:
+        await recommend(client)
+        assert (await recommend(client))["cached"] is False
+        assert len(downstream.embedded) == 2
+
+
+async def test_lru_evicts_the_least_recently_used_and_expires() -> None:
+    now = [0.0]
+    store = LruStore(2, clock=lambda: now[0])
+    await store.set_many({"a": b"1", "b": b"2"}, ttl_s=10)
+    assert await store.get_many(["a"]) == [b"1"]  # a is now the most recently used
+    await store.set_many({"c": b"3"}, ttl_s=10)
+    assert await store.get_many(["a", "b", "c"]) == [b"1", None, b"3"]
+    now[0] = 10.0
+    assert await store.get_many(["a", "c"]) == [None, None] and len(store) == 0
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+
+async def test_redis_holds_both_caches_for_every_gateway(
+    redis_server: RedisServer, downstream: Downstream, tmp_path: Path
+) -> None:
+    async with gateway(downstream, tmp_path, redis_url=redis_server.url, cache_ttl_s=120) as one:
+        assert (await recommend(one))["cached"] is False
+    keys = sorted(redis_server.client().keys("stl:*"))
+    assert (
+        sum(":answer:" in k for k in keys) == 1
+        and sum(":embedding:" in k for k in keys) == downstream.embedded[0]
+    )
+    answer_key = next(k for k in keys if ":answer:" in k)
+    assert 0 < redis_server.client().ttl(answer_key) <= 120
+    async with gateway(downstream, tmp_path, redis_url=redis_server.url) as other:  # a second replica
+        assert (await recommend(other))["cached"] is True
+        assert (await recommend(other, "?k=3"))["cached"] is False
+    assert len(downstream.embedded) == 1, "the second gateway found every crop in Redis"
+
+
+async def test_requests_succeed_when_redis_dies_and_caching_resumes(
+    redis_server: RedisServer, downstream: Downstream, tmp_path: Path
+) -> None:
+    async with gateway(downstream, tmp_path, redis_url=redis_server.url, cache_retry_s=0.3) as client:
+        await recommend(client)
+        assert (await recommend(client))["cached"] is True
+        redis_server.kill()
+        for _ in range(3):
+            answer = await recommend(client)
+            assert answer["cached"] is False and answer["degraded"] == []
+        assert await metric(client, "gateway_cache_errors_total", operation="get") >= 1
+        assert await metric(client, "gateway_cache_lookups_total", cache="answer", result="skipped") >= 2
+        redis_server.start()  # empty: nothing survives a restart without persistence
+        await asyncio.sleep(0.4)
+        await recommend(client)
+        assert (await recommend(client))["cached"] is True
+
+
+async def test_a_frozen_redis_costs_a_request_only_its_timeout(
+    redis_server: RedisServer, downstream: Downstream, tmp_path: Path
+) -> None:
+    settings = {"redis_url": redis_server.url, "cache_timeout_s": 0.1, "cache_retry_s": 60}
+    async with gateway(downstream, tmp_path, **settings) as client:
+        await recommend(client, "?k=1")
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)
+        with timer() as first:
+            assert (await recommend(client))["cached"] is False
+        with timer() as later:  # the cache is skipped now, not waited for
+            assert (await recommend(client))["cached"] is False
+        assert first[0] < 2.0 and later[0] < 1.0, (first, later)
+        assert await metric(client, "gateway_cache_errors_total", operation="get") == 1
+
+
+async def test_an_unreachable_redis_leaves_requests_uncached(downstream: Downstream, tmp_path: Path) -> None:
+    async with gateway(downstream, tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0") as client:
+        for _ in range(2):
+            assert (await recommend(client))["cached"] is False
+        assert await metric(client, "gateway_cache_errors_total", operation="get") >= 1
