@@ -19,7 +19,7 @@ EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install install-test redis-server deploy-check settings-doc models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender catalog-report bench-index clean-index clean
+.PHONY: help install install-test redis-server deploy-check settings-doc models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender catalog-report bench-index train-colours clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
@@ -32,6 +32,7 @@ help:
 	@echo "make eval-detector       detection recall/precision/mAP on QUERIES (YOLO=weights.pt to add a YOLO model)"
 	@echo "make train-detector      pseudo-label photos, train a YOLO garment detector, export ONNX, evaluate"
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
+	@echo "make train-colours       learn colour names from the catalog's labelled products (shared assets)"
 	@echo "make train-gender        retrain the gender appearance head and its calibration on CATALOG"
 	@echo "make eval-gender         gender accuracy, unknown rate and confusion on QUERIES and the catalog test split"
 	@echo "make bench-index         the index at SIZES vectors: build, RAM, disk, filtered p50/p99, recall@10"
@@ -161,6 +162,11 @@ VARIANTS ?= raw,served
 eval: install models
 	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
 	  --products $(PRODUCTS) --variants $(VARIANTS)
+
+# Colour names learnt from the catalog's own products (shared/shared/assets/colour-neighbours.npz)
+train-colours: install models
+	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
+	$(VENV)/gateway/bin/python -m tools.train_colours --catalog $(CATALOG) --crops $$crops
 
 # The Siamese/triplet projection: trained on catalog crops and distorted views, kept only if it wins.
 train-embedding: install models $(FEATURES)

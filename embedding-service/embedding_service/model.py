@@ -6,10 +6,10 @@ import logging
 
 import numpy as np
 
-from embedding_service.colour import crop_colour
 from embedding_service.config import Settings
 from embedding_service.head import ClassifierHead, Projection
 from embedding_service.preprocess import to_batch
+from shared.colours import crop_colour
 from shared.contracts import CropEmbedding
 
 logger = logging.getLogger("embedding-service")

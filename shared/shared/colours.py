@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+from PIL import Image
+
+from shared.vocabulary import colour_family
 
 # Reference sRGB values for the catalog's baseColour names.
 PALETTE: dict[str, tuple[int, int, int]] = {
@@ -54,18 +62,63 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 
 _PALETTE_LAB = srgb_to_lab(np.array(list(PALETTE.values())))
+NEIGHBOURS_ASSET = Path(__file__).parent / "assets" / "colour-neighbours.npz"
+NEIGHBOURS_K = 15
+
+
+@dataclass(frozen=True)
+class ColourNeighbours:
+    """Dominant garment colours of labelled catalog products (Lab) with their baseColour: a colour is
+    named by its nearest neighbours, so the names follow how the catalog itself uses them (a photo's
+    "Navy Blue" is darker and greyer than any reference swatch)."""
+
+    lab: np.ndarray  # (N, 3)
+    names: np.ndarray  # (N,) index into vocabulary
+    vocabulary: tuple[str, ...]
+
+    @classmethod
+    def load(cls, path: Path) -> ColourNeighbours:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                data["lab"].astype(np.float64),
+                data["names"].astype(np.int64),
+                tuple(str(v) for v in data["vocabulary"]),
+            )
+
+    def name(self, lab: np.ndarray) -> str:
+        """The most common name of the winning colour family among the K nearest products."""
+        nearest = np.argsort(np.linalg.norm(self.lab - lab.reshape(1, 3), axis=1))[:NEIGHBOURS_K]
+        names = [self.vocabulary[i] for i in self.names[nearest]]
+        family = Counter(colour_family(n) for n in names).most_common(1)[0][0]
+        return Counter(n for n in names if colour_family(n) == family).most_common(1)[0][0]
+
+
+@functools.cache
+def _neighbours() -> ColourNeighbours | None:
+    return ColourNeighbours.load(NEIGHBOURS_ASSET) if NEIGHBOURS_ASSET.exists() else None
 
 
 def name_colour(rgb: np.ndarray) -> str:
+    """The catalog's name for an sRGB colour: by the catalog's own products when the packaged
+    neighbours exist (tools/train_colours.py), else by the nearest reference swatch."""
     lab = srgb_to_lab(np.asarray(rgb, dtype=np.float64).reshape(1, 3))
-    return _NAMES[int(np.argmin(np.linalg.norm(_PALETTE_LAB - lab, axis=1)))]
+    neighbours = _neighbours()
+    if neighbours is not None:
+        return neighbours.name(lab)
+    return swatch_name(lab)
 
 
-def dominant_colour(pixels: np.ndarray, clusters: int = 3, iterations: int = 8) -> tuple[str, float]:
-    """Largest k-means cluster of (N, 3) RGB garment pixels in Lab, named; with its share."""
+def swatch_name(lab: np.ndarray) -> str:
+    return _NAMES[int(np.argmin(np.linalg.norm(_PALETTE_LAB - lab.reshape(1, 3), axis=1)))]
+
+
+def dominant_rgb(
+    pixels: np.ndarray, clusters: int = 3, iterations: int = 8
+) -> tuple[np.ndarray, float] | None:
+    """Mean sRGB of the largest k-means cluster (in Lab) of (N, 3) RGB pixels, with its share."""
     pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 3)
     if len(pixels) == 0:
-        return "Multi", 0.0
+        return None
     lab = srgb_to_lab(pixels)
     order = np.argsort(lab[:, 0])
     centres = lab[order[np.linspace(0, len(order) - 1, clusters).astype(int)]]
@@ -77,5 +130,40 @@ def dominant_colour(pixels: np.ndarray, clusters: int = 3, iterations: int = 8) 
                 centres[k] = members.mean(axis=0)
     counts = np.bincount(assignment, minlength=clusters)
     best = int(np.argmax(counts))
-    rgb = pixels[assignment == best].mean(axis=0)
-    return name_colour(rgb), round(float(counts[best] / len(pixels)), 3)
+    return pixels[assignment == best].mean(axis=0), round(float(counts[best] / len(pixels)), 3)
+
+
+def dominant_colour(pixels: np.ndarray, clusters: int = 3, iterations: int = 8) -> tuple[str, float]:
+    """Largest k-means cluster of (N, 3) RGB garment pixels in Lab, named; with its share."""
+    found = dominant_rgb(pixels, clusters, iterations)
+    if found is None:
+        return "Multi", 0.0
+    rgb, share = found
+    return name_colour(rgb), share
+
+
+def _skin(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    cr = 128 + 0.5 * r - 0.4187 * g - 0.0813 * b
+    cb = 128 - 0.1687 * r - 0.3313 * g + 0.5 * b
+    return (cr >= 138) & (cr <= 175) & (cb >= 80) & (cb <= 125)
+
+
+def garment_pixels(crop: np.ndarray) -> np.ndarray:
+    """RGB pixels of a garment crop likely to be garment: the centre, less skin and the plain
+    background (when the border is uniform)."""
+    small = np.asarray(Image.fromarray(crop).resize((48, 48), Image.Resampling.BOX), dtype=np.float64)
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    background = np.median(border, axis=0)
+    uniform_border = np.median(np.linalg.norm(border - background, axis=1)) < 18
+    centre = small[7:41, 7:41].reshape(-1, 3)
+    keep = ~_skin(centre)
+    if uniform_border:
+        keep &= np.linalg.norm(centre - background, axis=1) > 30
+    chosen = centre[keep]
+    return chosen if len(chosen) >= 0.1 * len(centre) else centre
+
+
+def crop_colour(crop: np.ndarray) -> tuple[str, float]:
+    """The dominant colour of a garment crop (RGB uint8), named; with its share of the garment."""
+    return dominant_colour(garment_pixels(crop))
