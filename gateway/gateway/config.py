@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from shared.settings import ServiceSettings
@@ -41,3 +42,14 @@ class Settings(ServiceSettings):
         description="Cosine bonus for recommendations of the item's colour family (0: order by look alone)",
     )
     default_k: int = Field(default=6, ge=1, le=50, description="Recommendations per item when k is not given")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma list of browser origins (a storefront's) allowed to call the API; none by default",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value

@@ -1,4 +1,4 @@
-"""gateway: POST /recommend, catalog images, OpenAPI docs at /docs."""
+"""gateway: POST /recommend, catalog images, the storefront page at /, OpenAPI docs at /docs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse
 from gateway.config import Settings
 from gateway.pipeline import Clients, ColourChoice, GenderChoice, Recommender, Unavailable
 from gateway.pipeline import Query as RecommendQuery
+from gateway.storefront import add_cors, add_storefront
 from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, GenderClient, IndexClient
 from shared.contracts import CATEGORIES, Category, ErrorBody, RecommendResponse
 from shared.logs import configure_logging
@@ -74,6 +75,8 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
             "category."
         ),
     )
+    add_cors(app, settings.cors_origins)
+    add_storefront(app)
 
     @app.post(
         "/recommend",
