@@ -121,6 +121,21 @@ def test_gender_override_filters_the_catalog(e2e: E2E) -> None:
         assert rec["gender"] in ("Men", "Unisex")
 
 
+def test_more_like_this_stays_in_gender_and_category(e2e: E2E) -> None:
+    body = e2e.recommend(DEV / "ootd_model_model_8.png").json()
+    liked = body["items"][0]["recommendations"][0]
+    gateway = e2e.stack.url("gateway")
+    response = httpx.post(f"{gateway}/similar", json={"positive": [liked["product_id"]], "k": 5}, timeout=30)
+    assert response.status_code == 200, response.text
+    similar = response.json()["recommendations"]
+    assert similar and liked["product_id"] not in {r["product_id"] for r in similar}
+    assert {r["category"] for r in similar} == {liked["category"]}
+    if liked["gender"] in ("Men", "Women"):
+        assert {r["gender"] for r in similar} <= {liked["gender"], "Unisex"}
+    missing = httpx.post(f"{gateway}/similar", json={"positive": ["no-such-product"]}, timeout=30)
+    assert missing.status_code == 404 and "no-such-product" in missing.json()["detail"]
+
+
 def _png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(buffer, format="PNG")

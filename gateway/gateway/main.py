@@ -13,9 +13,24 @@ from fastapi.responses import FileResponse
 from gateway.config import Settings
 from gateway.pipeline import Clients, ColourChoice, GenderChoice, Recommender, Unavailable
 from gateway.pipeline import Query as RecommendQuery
+from gateway.similar import find_similar
 from gateway.storefront import add_cors, add_storefront
-from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, GenderClient, IndexClient
-from shared.contracts import CATEGORIES, Category, ErrorBody, RecommendResponse
+from shared.clients import (
+    DetectorClient,
+    DownstreamError,
+    EmbeddingClient,
+    GenderClient,
+    IndexClient,
+    NotFound,
+)
+from shared.contracts import (
+    CATEGORIES,
+    Category,
+    ErrorBody,
+    RecommendResponse,
+    SimilarRequest,
+    SimilarResponse,
+)
 from shared.logs import configure_logging
 from shared.service import InferencePool, create_app, error_response, read_upload
 
@@ -107,6 +122,25 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
             return await request.app.state.recommender.recommend(query, image_url)
         except Unavailable as exc:
             return error_response(503, "unavailable", f"{exc.stage} service failed: {exc.detail}")
+
+    @app.post(
+        "/similar",
+        response_model=SimilarResponse,
+        responses={404: {"model": ErrorBody}, 422: ERRORS[422], 503: ERRORS[503]},
+        summary="More like these products (and less like those): the storefront's 'more like this'",
+    )
+    async def similar(request: Request, body: SimilarRequest) -> Any:
+        categories = parse_categories(body.categories) if body.categories else None
+
+        def image_url(product_id: str) -> str:
+            return str(request.url_for("catalog_image", product_id=product_id))
+
+        try:
+            return await find_similar(request.app.state.clients.index, body, categories, image_url)
+        except NotFound as exc:
+            return error_response(404, "not_found", str(exc))
+        except DownstreamError as exc:
+            return error_response(503, "unavailable", f"index service failed: {exc.detail}")
 
     @app.get(
         "/catalog/images/{product_id}",

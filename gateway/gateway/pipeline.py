@@ -177,7 +177,7 @@ class Recommender:
                     colour=item.colour,
                     box=_pixels(item.box, width, height),
                     score=item.score,
-                    recommendations=[_recommendation(hit, image_url) for hit in hits],
+                    recommendations=[recommendation_of(hit, image_url) for hit in hits],
                 )
                 for item, hits in zip(found.items, searched, strict=True)
             ],
@@ -313,7 +313,7 @@ def _pixels(box: list[float], width: int, height: int) -> list[float]:
     return [float(v) for v in to_pixel_box(box, width, height)]
 
 
-def _recommendation(hit: Hit, image_url: ImageUrl) -> Recommendation:
+def recommendation_of(hit: Hit, image_url: ImageUrl) -> Recommendation:
     product = hit.product
     return Recommendation(
         product_id=product.product_id,

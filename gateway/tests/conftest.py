@@ -34,8 +34,10 @@ from shared.contracts import (
     PersonsRequest,
     PersonsResponse,
     ProductPayload,
+    RecommendRequest,
     Region,
     RegionDetection,
+    SearchFilter,
     SearchRequest,
     SearchResponse,
 )
@@ -60,6 +62,7 @@ class Downstream:
     gender: str = "Women"
     upper_category: Category = Category.topwear
     searches: list[SearchRequest] = field(default_factory=list)
+    recommends: list[RecommendRequest] = field(default_factory=list)
     extra_regions: list[RegionDetection] = field(default_factory=list)
     person_vectors: list[list[float] | None] = field(default_factory=list)
 
@@ -169,14 +172,20 @@ def index_app(state: Downstream) -> FastAPI:
     async def search(request: SearchRequest) -> SearchResponse:
         state.check("index")
         state.searches.append(request)
-        wanted = request.filter
-        hits = [
-            Hit(score=0.9 - i * 0.1, product=p)
-            for i, p in enumerate(PRODUCTS)
-            if (wanted.categories is None or p.category in wanted.categories)
-            and (wanted.genders is None or p.gender in wanted.genders)
-        ]
-        return SearchResponse(hits=hits[: request.k])
+        return SearchResponse(hits=_ranked(request.filter)[: request.k])
+
+    @app.post("/recommend")
+    async def recommend(request: RecommendRequest) -> SearchResponse:
+        state.check("index")
+        state.recommends.append(request)
+        known = {p.product_id for p in PRODUCTS}
+        unknown = [p for p in [*request.positive, *request.negative] if p not in known]
+        if unknown:
+            raise HTTPException(404, f"not in the index: {unknown}")
+        examples = {*request.positive, *request.negative}
+        return SearchResponse(
+            hits=[h for h in _ranked(request.filter) if h.product.product_id not in examples]
+        )
 
     @app.get("/points/{product_id}")
     async def get(product_id: str) -> ProductPayload:
@@ -190,6 +199,15 @@ def index_app(state: Downstream) -> FastAPI:
         return CountResponse(count=len(PRODUCTS))
 
     return app
+
+
+def _ranked(wanted: SearchFilter) -> list[Hit]:
+    return [
+        Hit(score=0.9 - i * 0.1, product=p)
+        for i, p in enumerate(PRODUCTS)
+        if (wanted.categories is None or p.category in wanted.categories)
+        and (wanted.genders is None or p.gender in wanted.genders)
+    ]
 
 
 def stand_in_clients(state: Downstream) -> Clients:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from index_service.config import Settings
-from index_service.model import IndexUnavailable, InvalidInput, VectorIndex
+from index_service.model import IndexUnavailable, InvalidInput, UnknownProducts, VectorIndex
 from shared.contracts import (
     CountResponse,
+    DeleteRequest,
+    DeleteResponse,
+    FacetCounts,
+    ProductPage,
     ProductPayload,
+    ProductUpdate,
+    RecommendRequest,
     SearchRequest,
     SearchResponse,
     UpsertRequest,
@@ -91,6 +99,63 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         pool: InferencePool = request.app.state.pool
         return CountResponse(count=await pool.run(index.count))
 
+    @app.post(
+        "/points/delete",
+        response_model=DeleteResponse,
+        dependencies=[Depends(require_ready)],
+        summary="Remove products by id (flushed to disk before answering); unknown ids are listed",
+    )
+    async def delete(request: Request, body: DeleteRequest) -> DeleteResponse:
+        pool: InferencePool = request.app.state.pool
+        deleted, missing = await pool.run(index.delete, body.product_ids)
+        return DeleteResponse(deleted=deleted, missing=missing)
+
+    @app.patch(
+        "/points/{product_id:path}",
+        response_model=ProductPayload,
+        dependencies=[Depends(require_ready)],
+        summary="Change some attributes of a product, keeping its vector (404 when it is not indexed)",
+    )
+    async def update(request: Request, product_id: str, body: ProductUpdate) -> ProductPayload:
+        pool: InferencePool = request.app.state.pool
+        return await pool.run(index.update, product_id, body)
+
+    @app.get(
+        "/points",
+        response_model=ProductPage,
+        dependencies=[Depends(require_ready)],
+        summary="Products a page at a time, in a stable order; pass next_offset back as offset",
+    )
+    async def page(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> ProductPage:
+        pool: InferencePool = request.app.state.pool
+        return await pool.run(index.page, limit, offset)
+
+    @app.post(
+        "/recommend",
+        response_model=SearchResponse,
+        dependencies=[Depends(require_ready)],
+        summary="More like the positive products, less like the negative ones (examples excluded)",
+    )
+    async def recommend(request: Request, body: RecommendRequest) -> SearchResponse:
+        pool: InferencePool = request.app.state.pool
+        with app.state.metrics.inference_duration.labels("recommend").time():
+            hits = await pool.run(index.recommend, body)
+        return SearchResponse(hits=hits)
+
+    @app.get(
+        "/facets",
+        response_model=FacetCounts,
+        dependencies=[Depends(require_ready)],
+        summary="Products per gender, category, article type, usage and colour",
+    )
+    async def facets(request: Request) -> FacetCounts:
+        pool: InferencePool = request.app.state.pool
+        return await pool.run(index.facets)
+
     return app
 
 
@@ -98,6 +163,10 @@ def _add_index_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def on_invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
         return error_response(422, "validation_error", str(exc))
+
+    @app.exception_handler(UnknownProducts)
+    async def on_unknown(_: Request, exc: UnknownProducts) -> JSONResponse:
+        return error_response(404, "not_found", str(exc))
 
     @app.exception_handler(IndexUnavailable)
     async def on_unavailable(_: Request, exc: IndexUnavailable) -> JSONResponse:

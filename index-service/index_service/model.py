@@ -30,25 +30,41 @@ from qdrant_edge import (
     EdgeConfig,
     EdgeShard,
     EdgeVectorParams,
+    FacetRequest,
     FieldCondition,
     Filter,
+    HasIdCondition,
     MatchAny,
     PayloadSchemaType,
     Point,
     Query,
     QueryRequest,
+    RecommendQuery,
+    ScrollRequest,
     UpdateOperation,
 )
 
 from index_service.config import Settings
-from shared.contracts import Hit, IndexPoint, ProductPayload, SearchFilter, SearchRequest
+from shared.contracts import (
+    FACET_FIELDS,
+    FacetCounts,
+    Hit,
+    IndexPoint,
+    ProductPage,
+    ProductPayload,
+    ProductUpdate,
+    RecommendRequest,
+    SearchFilter,
+    SearchRequest,
+)
 
 if TYPE_CHECKING:
     from qdrant_edge import ConditionType
 
 # Point ids are uuid5(PRODUCT_NAMESPACE, product_id): stable, so upserting a product again replaces it.
 PRODUCT_NAMESPACE = uuid.UUID("767c5d9a-9ad4-4943-a133-143db59f98ef")
-KEYWORD_FIELDS = ("product_id", "gender", "category", "article_type", "colour")
+KEYWORD_FIELDS = ("product_id", "gender", "category", "article_type", "colour", "usage")
+FACET_LIMIT = 1000  # distinct values reported per attribute
 ENGINE_CONFIG_FILE = "edge_config.json"  # written by the engine into every store it creates
 
 
@@ -58,6 +74,14 @@ class InvalidInput(ValueError):
 
 class IndexUnavailable(Exception):
     """The store is not open: still loading, failed to load, or closed (answered with 503)."""
+
+
+class UnknownProducts(LookupError):
+    """Products named by a request are not in the index (answered with 404)."""
+
+    def __init__(self, product_ids: Sequence[str]) -> None:
+        super().__init__(f"not in the index: {', '.join(repr(p) for p in product_ids)}")
+        self.product_ids = list(product_ids)
 
 
 class IndexLoadError(Exception):
@@ -88,8 +112,9 @@ def product_payload(product: ProductPayload) -> dict[str, Any]:
     return product.model_dump(mode="json", exclude_none=True)
 
 
-def engine_filter(search_filter: SearchFilter) -> Filter | None:
-    """Each listed field must take one of its values; a field left null is not a condition."""
+def engine_filter(search_filter: SearchFilter, excluded: Sequence[uuid.UUID] = ()) -> Filter | None:
+    """Each listed field must take one of its values; a field left null is not a condition; the
+    ``excluded`` points never match."""
     wanted: dict[str, Sequence[str] | None] = {
         "gender": search_filter.genders,
         "category": search_filter.categories,
@@ -101,7 +126,19 @@ def engine_filter(search_filter: SearchFilter) -> Filter | None:
         for field, values in wanted.items()
         if values is not None
     ]
-    return Filter(must=conditions) if conditions else None
+    exclusions: list[ConditionType] = [HasIdCondition(set(excluded))] if excluded else []
+    if not conditions and not exclusions:
+        return None
+    return Filter(must=conditions or None, must_not=exclusions or None)
+
+
+def decode_offset(offset: str | None) -> uuid.UUID | None:
+    if offset is None:
+        return None
+    try:
+        return uuid.UUID(offset)
+    except ValueError as exc:
+        raise InvalidInput(f"offset {offset!r} is not one this index handed out (use next_offset)") from exc
 
 
 def stored_dimension(path: Path) -> int | None:
@@ -244,6 +281,93 @@ class VectorIndex:
             records = shard.retrieve([point_id(product_id)], with_payload=True, with_vector=False)
         return ProductPayload.model_validate(records[0].payload) if records else None
 
-    def count(self) -> int:
+    def count(self, search_filter: SearchFilter | None = None) -> int:
+        wanted = engine_filter(search_filter) if search_filter else None
         with self._store() as shard:
-            return shard.count(CountRequest(exact=True))
+            return shard.count(CountRequest(exact=True, filter=wanted))
+
+    def delete(self, product_ids: Sequence[str]) -> tuple[int, list[str]]:
+        """Remove the products; durable when it returns. Answers (removed, ids that were not there)."""
+        unique = list(dict.fromkeys(product_ids))
+        with self._store() as shard:
+            present = {str(r.id) for r in shard.retrieve([point_id(p) for p in unique], False, False)}
+            missing = [p for p in unique if str(point_id(p)) not in present]
+            if present:
+                shard.update(UpdateOperation.delete_points([uuid.UUID(i) for i in present]))
+                shard.flush()
+        return len(unique) - len(missing), missing
+
+    def update(self, product_id: str, changes: ProductUpdate) -> ProductPayload:
+        """Change some attributes of a stored product, keeping its vector; durable when it returns."""
+        fields = changes.model_dump(mode="json", exclude_unset=True)
+        with self._store() as shard:
+            records = shard.retrieve([point_id(product_id)], with_payload=True, with_vector=False)
+            if not records:
+                raise UnknownProducts([product_id])
+            payload = {**(records[0].payload or {}), **fields}
+            updated = ProductPayload.model_validate(payload)
+            shard.update(UpdateOperation.overwrite_payload([point_id(product_id)], product_payload(updated)))
+            shard.flush()
+        return updated
+
+    def page(self, limit: int, offset: str | None, search_filter: SearchFilter | None = None) -> ProductPage:
+        """Products in a stable order (by point id), ``limit`` at a time."""
+        request = ScrollRequest(
+            offset=decode_offset(offset),
+            limit=limit,
+            filter=engine_filter(search_filter) if search_filter else None,
+            with_payload=True,
+            with_vector=False,
+        )
+        with self._store() as shard:
+            records, next_id = shard.scroll(request)
+        return ProductPage(
+            products=[ProductPayload.model_validate(r.payload) for r in records],
+            next_offset=None if next_id is None else str(next_id),
+        )
+
+    def recommend(self, request: RecommendRequest) -> list[Hit]:
+        """Nearest to the positive examples and away from the negative ones, examples excluded."""
+        examples = list(dict.fromkeys([*request.positive, *request.negative]))
+        ids = [point_id(p) for p in examples]
+        with self._store() as shard:
+            records = shard.retrieve(list[int | uuid.UUID | str](ids), with_payload=False, with_vector=True)
+            vectors = {str(r.id): _dense(r.vector) for r in records}
+            missing = [p for p, i in zip(examples, ids, strict=True) if str(i) not in vectors]
+            if missing:
+                raise UnknownProducts(missing)
+            query = QueryRequest(
+                limit=request.k,
+                query=Query.RecommendBestScore(
+                    RecommendQuery(
+                        [vectors[str(point_id(p))] for p in request.positive],
+                        [vectors[str(point_id(p))] for p in request.negative],
+                    )
+                ),
+                filter=engine_filter(request.filter, excluded=ids),
+                with_payload=True,
+                with_vector=False,
+            )
+            found = shard.query(query)
+        return [
+            Hit(score=point.score, product=ProductPayload.model_validate(point.payload)) for point in found
+        ]
+
+    def facets(self) -> FacetCounts:
+        with self._store() as shard:
+            total = shard.count(CountRequest(exact=True))
+            counts = {
+                field: {
+                    str(hit.value): int(hit.count)
+                    for hit in shard.facet(FacetRequest(field, limit=FACET_LIMIT, exact=True)).hits
+                }
+                for field in FACET_FIELDS
+            }
+        return FacetCounts(total=total, counts=counts)
+
+
+def _dense(vector: Any) -> list[float]:
+    """The unnamed dense vector of a retrieved record (the engine answers a dict of named vectors)."""
+    if isinstance(vector, dict):
+        vector = vector[""]
+    return [float(v) for v in vector]

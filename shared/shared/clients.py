@@ -12,13 +12,19 @@ from pydantic import BaseModel
 
 from shared.contracts import (
     CountResponse,
+    DeleteRequest,
+    DeleteResponse,
     DetectResponse,
     EmbedResponse,
+    FacetCounts,
     GenderResponse,
     IndexPoint,
     PersonsRequest,
     PersonsResponse,
+    ProductPage,
     ProductPayload,
+    ProductUpdate,
+    RecommendRequest,
     SearchRequest,
     SearchResponse,
     UpsertRequest,
@@ -29,6 +35,10 @@ from shared.service import REQUEST_ID_HEADER
 
 M = TypeVar("M", bound=BaseModel)
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class NotFound(LookupError):
+    """The downstream answered 404: what was asked for does not exist (the detail says what)."""
 
 
 class DownstreamError(Exception):
@@ -81,6 +91,9 @@ class ServiceClient:
         response = await self.request(method, path, **kwargs)
         if response.status_code == 404:
             raise DownstreamError(self.name, f"{path} not found", status=404)
+        return await self._validated(model, path, response)
+
+    async def _validated(self, model: type[M], path: str, response: httpx.Response) -> M:
         try:
             return model.model_validate_json(response.content)
         except ValueError as exc:
@@ -145,3 +158,33 @@ class IndexClient(ServiceClient):
 
     async def count(self) -> int:
         return (await self._parse(CountResponse, "GET", "/count")).count
+
+    async def delete(self, product_ids: Sequence[str]) -> DeleteResponse:
+        body = DeleteRequest(product_ids=list(product_ids)).model_dump_json()
+        return await self._parse(DeleteResponse, "POST", "/points/delete", content=body, headers=JSON_HEADERS)
+
+    async def update(self, product_id: str, changes: ProductUpdate) -> ProductPayload:
+        """Raises NotFound when the product is not indexed."""
+        body = changes.model_dump_json(exclude_unset=True)
+        path = f"/points/{quote(product_id, safe='')}"
+        return await self._parse_found(ProductPayload, "PATCH", path, content=body, headers=JSON_HEADERS)
+
+    async def page(self, limit: int, offset: str | None = None) -> ProductPage:
+        params: dict[str, str | int] = {"limit": limit, **({"offset": offset} if offset else {})}
+        return await self._parse(ProductPage, "GET", "/points", params=params)
+
+    async def recommend(self, request: RecommendRequest) -> SearchResponse:
+        """Raises NotFound naming the example products that are not indexed."""
+        body = request.model_dump_json()
+        return await self._parse_found(
+            SearchResponse, "POST", "/recommend", content=body, headers=JSON_HEADERS
+        )
+
+    async def facets(self) -> FacetCounts:
+        return await self._parse(FacetCounts, "GET", "/facets")
+
+    async def _parse_found(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        response = await self.request(method, path, **kwargs)
+        if response.status_code == 404:
+            raise NotFound(_error_text(response).removeprefix("HTTP 404: "))
+        return await self._validated(model, path, response)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Box = Annotated[list[float], Field(min_length=4, max_length=4, description="[x1, y1, x2, y2]")]
 
@@ -207,6 +207,54 @@ class CountResponse(BaseModel):
     count: int
 
 
+class ProductUpdate(BaseModel):
+    """Attributes to change on a stored product; a field left out keeps its value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gender: str | None = None
+    category: Category | None = None
+    article_type: str | None = None
+    colour: str | None = None
+    name: str | None = None
+    usage: str | None = None
+    image: str | None = None
+
+
+class DeleteRequest(BaseModel):
+    product_ids: list[str] = Field(min_length=1, max_length=10_000)
+
+
+class DeleteResponse(BaseModel):
+    deleted: int = Field(description="How many of the ids were in the index (and are now gone)")
+    missing: list[str] = Field(description="Ids that were not in the index")
+
+
+class ProductPage(BaseModel):
+    products: list[ProductPayload]
+    next_offset: str | None = Field(description="Pass as `offset` for the next page; null: last page")
+
+
+class RecommendRequest(BaseModel):
+    """More like the positive products and less like the negative ones (Qdrant's recommend query,
+    best-score strategy); the examples themselves are never returned."""
+
+    positive: list[str] = Field(min_length=1, max_length=32)
+    negative: list[str] = Field(default_factory=list, max_length=32)
+    k: int = Field(default=6, ge=1, le=100)
+    filter: SearchFilter = Field(default_factory=SearchFilter)
+
+
+FACET_FIELDS = ("gender", "category", "article_type", "usage", "colour")
+
+
+class FacetCounts(BaseModel):
+    """Products per value of each catalog attribute (values missing on a product are not counted)."""
+
+    total: int
+    counts: dict[str, dict[str, int]]
+
+
 # --- gateway (public API) ---------------------------------------------------------------------
 
 
@@ -251,6 +299,25 @@ class RecommendResponse(BaseModel):
     items: list[Item]
     timings_ms: dict[str, float]
     degraded: list[str]
+
+
+class SimilarRequest(BaseModel):
+    """More like these products (and less like those): the storefront's "more like this"."""
+
+    positive: list[str] = Field(min_length=1, max_length=32, description="Product ids to look like")
+    negative: list[str] = Field(default_factory=list, max_length=32, description="Product ids to avoid")
+    k: int = Field(default=6, ge=1, le=50)
+    gender: Literal["auto", "Men", "Women"] = Field(
+        default="auto", description="auto: the gender of the first positive product (any when Unisex)"
+    )
+    categories: str | None = Field(
+        default=None, description="Comma list of categories; default: the first positive product's"
+    )
+
+
+class SimilarResponse(BaseModel):
+    recommendations: list[Recommendation]
+    timings_ms: dict[str, float]
 
 
 class ErrorBody(BaseModel):
