@@ -71,7 +71,7 @@ const ui = {
   rowTemplate: $("#row-template"),
 };
 
-const state = { file: null, photoUrl: null, answer: null, request: null, rows: [] };
+const state = { file: null, photoUrl: null, answer: null, request: null, rows: [], newPhoto: false };
 
 // --- talking to the API -------------------------------------------------------------------
 
@@ -144,6 +144,7 @@ function choose(file) {
   if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
   state.photoUrl = URL.createObjectURL(file);
   ui.fileName.textContent = `${file.name || "photo"} · ${formatBytes(file.size)}`;
+  state.newPhoto = true;
   updateSubmit();
   analyse();
 }
@@ -269,6 +270,9 @@ function render(answer) {
     : "No items were found in this photo";
   setStatus(`${found}${total ? ` in ${Math.round(total)} ms` : ""}.`);
   ui.caption.textContent = `${answer.image.width} × ${answer.image.height} px · request ${answer.request_id}`;
+  // on a phone the upload panel fills the screen: bring a new photo's answer into view
+  if (state.newPhoto && window.matchMedia("(max-width: 959px)").matches) ui.look.scrollIntoView({ block: "start" });
+  state.newPhoto = false;
 }
 
 function plural(count, one, many = `${one}s`) {
@@ -298,7 +302,8 @@ function categoryColour(category) {
 
 function personText(person, index) {
   const gender = person.gender.label === "unknown" ? "gender unknown" : person.gender.label;
-  const score = person.gender.score ? ` ${Math.round(person.gender.score * 100)}%` : "";
+  const scored = person.gender.score && person.gender.source !== "request";
+  const score = scored ? ` ${Math.round(person.gender.score * 100)}%` : "";
   return `Person ${index + 1} · ${gender}${score} · ${person.full_shot ? "full shot" : "partial shot"}`;
 }
 
@@ -341,8 +346,8 @@ function renderSummary(answer) {
 
 function genderText(gender) {
   if (gender.label === "unknown") return "Gender unknown";
-  const source = gender.source === "request" ? "chosen" : `from ${gender.source.replace("+", " and ")}`;
-  return `${gender.label} · ${Math.round(gender.score * 100)}% ${source}`;
+  if (gender.source === "request") return `${gender.label} · chosen`;
+  return `${gender.label} · ${Math.round(gender.score * 100)}% from ${gender.source.replace("+", " and ")}`;
 }
 
 function swatch(colour) {
@@ -453,10 +458,11 @@ async function moreLike(row, product) {
       signal: request.signal,
     });
     if (row.request !== request) return;
+    const keepFocus = row.node.contains(document.activeElement);
     showProducts(row, answer.recommendations, product);
     rowStatus(row, `${plural(answer.recommendations.length, "product")} like “${name}”.`);
     const first = $(".product", row.node);
-    if (first && row.node.contains(document.activeElement)) first.focus();
+    if (first && keepFocus) first.focus();
   } catch (exc) {
     if (exc.name === "AbortError") return;
     rowStatus(row, `${exc.title || "Error"}: ${exc.message}`, "error");
