@@ -420,16 +420,18 @@ function showProducts(row, products, like) {
 
 function productCard(row, product) {
   const name = product.name || `Product ${product.product_id}`;
-  const image = el("img", { src: product.image_url, alt: name, loading: "lazy", decoding: "async", width: 176, height: 234 });
+  const image = el("img", { src: product.image_url, alt: name, loading: "lazy", decoding: "async", width: 176, height: 176 });
   image.addEventListener("error", () => image.replaceWith(el("div", { class: "img-missing", role: "img", "aria-label": `${name} (no image)` })), { once: true });
   const facts = [product.article_type, product.colour, product.gender].filter(Boolean).join(" · ");
-  const card = el("button", { type: "button", class: "product", "data-product-id": product.product_id },
+  const score = `Score ${product.score.toFixed(2)}`;
+  const label = `More like this: ${name}${facts ? ` (${facts})` : ""}, ${score.toLowerCase()}`;
+  const card = el("button", { type: "button", class: "product", "data-product-id": product.product_id, "aria-label": label },
     image,
     el("span", { class: "body" },
       el("span", { class: "name" }, name),
       facts ? el("span", { class: "facts" }, facts) : null,
-      el("span", { class: "score" }, `Score ${product.score.toFixed(2)}`),
-      el("span", { class: "cta" }, el("span", { class: "visually-hidden" }, `${name}: `), "More like this")),
+      el("span", { class: "score" }, score),
+      el("span", { class: "cta", "aria-hidden": "true" }, "More like this")),
   );
   card.addEventListener("click", () => moreLike(row, product));
   return card;
