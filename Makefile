@@ -19,7 +19,7 @@ EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install browser models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender clean-index clean
+.PHONY: help install browser models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender catalog-report bench-index clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
@@ -33,9 +33,11 @@ help:
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
 	@echo "make train-gender        retrain the gender appearance head and its calibration on CATALOG"
 	@echo "make eval-gender         gender accuracy, unknown rate and confusion on QUERIES and the catalog test split"
+	@echo "make bench-index         the index at SIZES vectors: build, RAM, disk, filtered p50/p99, recall@10"
+	@echo "make catalog-report      charts and summary of CATALOG (genders, categories, images) under reports/"
 
 # --- environments: one virtual environment per service, as in its container -------------------
-install: $(foreach s,$(SERVICES),$(VENV)/$(s)/.installed) $(VENV)/tools/.installed
+install: $(foreach s,$(SERVICES),$(VENV)/$(s)/.installed) $(VENV)/tools/.installed $(VENV)/gateway/.report-installed
 
 $(VENV)/%/.installed: shared/pyproject.toml %/pyproject.toml
 	@echo "==> installing $* into $(VENV)/$*"
@@ -49,6 +51,12 @@ $(VENV)/tools/.installed: tools/requirements.txt
 	@echo "==> installing lint and type-check tools into $(VENV)/tools"
 	@test -x $(VENV)/tools/bin/python || $(PYTHON) -m venv $(VENV)/tools
 	@$(VENV)/tools/bin/pip install $(PIP_FLAGS) -r tools/requirements.txt
+	@touch $@
+
+# matplotlib for make catalog-report, in the gateway environment where the tools run
+$(VENV)/gateway/.report-installed: tools/requirements-report.txt | $(VENV)/gateway/.installed
+	@echo "==> installing the catalog report's charting into $(VENV)/gateway"
+	@$(VENV)/gateway/bin/pip install $(PIP_FLAGS) -r tools/requirements-report.txt
 	@touch $@
 
 $(VENV)/yolo/.installed: detector-service/requirements-train.txt
@@ -155,6 +163,12 @@ train-embedding: install models $(FEATURES)
 	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
 	  --products $(PRODUCTS) --variants raw,candidate --adopt
 
+# The embedded index at store scale: build time, RAM, disk, filtered p50/p99 and recall (SIZES=100000,1000000)
+SIZES ?= 100000
+INDEX_DIM ?= 1280
+bench-index: install
+	$(VENV)/index-service/bin/python -m tools.bench_index --sizes $(SIZES) --dim $(INDEX_DIM) --output reports/bench-index.json
+
 # float16 and int8 exports of the backbone (make eval VARIANTS=raw,fp16,int8 compares them)
 quantise: install models
 	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
@@ -162,6 +176,10 @@ quantise: install models
 
 eval-gender: install models
 	$(VENV)/gateway/bin/python -m tools.eval_gender --queries $(QUERIES)
+
+# Exploratory charts of the catalog and what the engine makes of it: reports/catalog.md, .json, -*.png
+catalog-report: $(VENV)/gateway/.report-installed
+	$(VENV)/gateway/bin/python -m tools.catalog_report --catalog $(CATALOG) --output reports
 
 bench: install models
 	$(VENV)/gateway/bin/python -m tools.bench --queries $(QUERIES) --catalog $(CATALOG)

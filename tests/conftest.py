@@ -25,6 +25,7 @@ CATALOG = SHARED / "catalog" / "myntra"
 DEV = SHARED / "queries" / "dev"
 CONSUMER = SHARED / "queries" / "consumer"
 PER_GROUP = 22
+API_KEY = "e2e-catalog-key"
 
 
 def require_shared_data() -> None:
@@ -104,7 +105,12 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     products = sample_catalog(catalog)
     stack = Stack(
         ports={spec.name: free_port() for spec in SPECS},
-        env={"INDEX_PATH": str(work / "index"), "GATEWAY_CATALOG_DIR": str(catalog)},
+        env={
+            "INDEX_PATH": str(work / "index"),
+            "GATEWAY_CATALOG_DIR": str(catalog),
+            "GATEWAY_MEDIA_DIR": str(work / "media"),
+            "GATEWAY_API_KEY": API_KEY,
+        },
         log_dir=work / "logs",
     )
     with running(stack, timeout_s=600):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from PIL import Image
 from gateway.ingest import ingest
 from shared.boxes import box_iou
 from shared.contracts import Category, RecommendResponse
-from tests.conftest import CONSUMER, DEV, E2E
+from tests.conftest import API_KEY, CONSUMER, DEV, E2E
 
 FULLY_VISIBLE = 0.9
 
@@ -134,6 +135,33 @@ def test_more_like_this_stays_in_gender_and_category(e2e: E2E) -> None:
         assert {r["gender"] for r in similar} <= {liked["gender"], "Unisex"}
     missing = httpx.post(f"{gateway}/similar", json={"positive": ["no-such-product"]}, timeout=30)
     assert missing.status_code == 404 and "no-such-product" in missing.json()["detail"]
+
+
+def test_catalog_api_adds_finds_updates_and_deletes_a_product(e2e: E2E) -> None:
+    gateway, auth = e2e.stack.url("gateway"), {"X-API-Key": API_KEY}
+    photo = sorted((CONSUMER / "images").glob("*.jpg"))[0]
+    metadata = {"product_id": "e2e-new", "gender": "Women", "name": "Posted through the API"}
+    added = httpx.post(
+        f"{gateway}/catalog/products",
+        headers=auth,
+        files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
+        data={"metadata": json.dumps(metadata)},
+        timeout=60,
+    )
+    assert added.status_code == 201, added.text
+    product = added.json()
+    assert product["category"] and product["colour"] and product["image"].startswith("media:")
+    assert httpx.get(f"{gateway}/catalog/images/e2e-new").status_code == 200
+    found = e2e.recommend(photo, f"?gender=Women&categories={product['category']}&k=5").json()
+    assert "e2e-new" in {r["product_id"] for item in found["items"] for r in item["recommendations"]}
+    changed = httpx.patch(f"{gateway}/catalog/products/e2e-new", headers=auth, json={"usage": "Party"})
+    assert changed.status_code == 200 and changed.json()["usage"] == "Party"
+    stats = httpx.get(f"{gateway}/catalog/stats", headers=auth).json()
+    assert stats["counts"]["usage"]["Party"] >= 1 and stats["total"] >= 1
+    assert httpx.delete(f"{gateway}/catalog/products/e2e-new", headers=auth).status_code == 204
+    assert httpx.get(f"{gateway}/catalog/products/e2e-new", headers=auth).status_code == 404
+    assert httpx.delete(f"{gateway}/catalog/products/e2e-new", headers=auth).status_code == 404
+    assert httpx.get(f"{gateway}/catalog/stats").status_code == 401
 
 
 def _png(width: int, height: int) -> bytes:

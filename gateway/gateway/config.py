@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -42,6 +42,17 @@ class Settings(ServiceSettings):
         description="Cosine bonus for recommendations of the item's colour family (0: order by look alone)",
     )
     default_k: int = Field(default=6, ge=1, le=50, description="Recommendations per item when k is not given")
+    api_key: SecretStr | None = Field(
+        default=None, description="Key of the catalog API (X-API-Key header); unset: the catalog API is off"
+    )
+    media_dir: Path = Field(
+        default=Path("data/media"), description="Folder for images of products added through the catalog API"
+    )
+    fetch_allow_private: bool = Field(
+        default=False,
+        description="Let the catalog API fetch image URLs on private, loopback or link-local hosts",
+    )
+    fetch_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one image URL fetch")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma list of browser origins (a storefront's) allowed to call the API; none by default",

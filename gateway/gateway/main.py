@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from gateway.config import Settings
+from gateway.paths import image_path
 from gateway.pipeline import Clients, ColourChoice, GenderChoice, Recommender, Unavailable
 from gateway.pipeline import Query as RecommendQuery
+from gateway.products import build_router
 from gateway.similar import find_similar
 from gateway.storefront import add_cors, add_storefront
 from shared.clients import (
@@ -72,9 +73,11 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
         app.state.clients = clients or make_clients(settings)
         app.state.recommender = Recommender(settings, app.state.clients, app.state.pool)
         app.state.readiness_check = lambda: _downstream_readiness(app.state.clients)
+        app.state.fetcher = httpx.AsyncClient(timeout=settings.fetch_timeout_s)
 
     async def shutdown(app: FastAPI) -> None:
         await app.state.clients.aclose()
+        await app.state.fetcher.aclose()
         app.state.pool.shutdown()
 
     app = create_app(
@@ -92,6 +95,12 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
     )
     add_cors(app, settings.cors_origins)
     add_storefront(app)
+
+    @app.exception_handler(DownstreamError)
+    async def on_downstream_error(_: Request, exc: DownstreamError) -> Any:
+        return error_response(503, "unavailable", f"{exc.service} service failed: {exc.detail}")
+
+    app.include_router(build_router(settings))
 
     @app.post(
         "/recommend",
@@ -149,30 +158,18 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
         summary="A catalog product's image",
     )
     async def catalog_image(request: Request, product_id: str) -> FileResponse:
-        if settings.catalog_dir is None:
-            raise HTTPException(404, "no catalog folder is configured (GATEWAY_CATALOG_DIR)")
         try:
             product = await request.app.state.clients.index.get(product_id)
         except DownstreamError as exc:
             raise HTTPException(503, f"index service failed: {exc.detail}") from exc
         if product is None or not product.image:
             raise HTTPException(404, f"no product {product_id!r} in the index")
-        path = _inside_catalog(settings.catalog_dir, product.image)
+        path = image_path(settings, product.image)
         if path is None:
             raise HTTPException(404, f"the image of product {product_id!r} is not in the catalog folder")
         return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
 
     return app
-
-
-def _inside_catalog(catalog_dir: Path, relative: str) -> Path | None:
-    """The image path, only if it lies inside the catalog folder (no ``..`` escapes; links the
-    operator placed inside the folder are followed)."""
-    root = Path(os.path.normpath(catalog_dir.absolute()))
-    path = Path(os.path.normpath(root / relative))
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path
 
 
 async def _downstream_readiness(clients: Clients) -> tuple[bool, str, dict[str, Any]]:

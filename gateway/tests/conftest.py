@@ -29,6 +29,7 @@ from shared.contracts import (
     FaceGender,
     GenderResponse,
     Hit,
+    IndexPoint,
     PersonDetection,
     PersonGender,
     PersonsRequest,
@@ -40,6 +41,8 @@ from shared.contracts import (
     SearchFilter,
     SearchRequest,
     SearchResponse,
+    UpsertRequest,
+    UpsertResponse,
 )
 from shared.testing import running_app
 
@@ -63,6 +66,7 @@ class Downstream:
     upper_category: Category = Category.topwear
     searches: list[SearchRequest] = field(default_factory=list)
     recommends: list[RecommendRequest] = field(default_factory=list)
+    upserted: dict[str, IndexPoint] = field(default_factory=dict)
     extra_regions: list[RegionDetection] = field(default_factory=list)
     person_vectors: list[list[float] | None] = field(default_factory=list)
 
@@ -187,8 +191,16 @@ def index_app(state: Downstream) -> FastAPI:
             hits=[h for h in _ranked(request.filter) if h.product.product_id not in examples]
         )
 
+    @app.post("/points")
+    async def upsert(body: UpsertRequest) -> UpsertResponse:
+        state.check("index")
+        state.upserted.update({p.product.product_id: p for p in body.points})
+        return UpsertResponse(upserted=len(body.points))
+
     @app.get("/points/{product_id}")
     async def get(product_id: str) -> ProductPayload:
+        if product_id in state.upserted:
+            return state.upserted[product_id].product
         for product in PRODUCTS:
             if product.product_id == product_id:
                 return product

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.main import _inside_catalog
+from gateway.paths import inside_folder
 from shared.contracts import Category, RecommendResponse, Region, RegionDetection
 from tests.conftest import Downstream, jpeg
 
@@ -146,10 +146,10 @@ def test_catalog_image_paths_cannot_escape_the_folder(tmp_path: Path) -> None:
     catalog.mkdir()
     (catalog / "a.jpg").write_bytes(b"x")
     (tmp_path / "secret.txt").write_text("no")
-    assert _inside_catalog(catalog, "a.jpg") == catalog / "a.jpg"
-    assert _inside_catalog(catalog, "../secret.txt") is None
-    assert _inside_catalog(catalog, "/etc/hostname") is None
-    assert _inside_catalog(catalog, "missing.jpg") is None
+    assert inside_folder(catalog, "a.jpg") == catalog / "a.jpg"
+    assert inside_folder(catalog, "../secret.txt") is None
+    assert inside_folder(catalog, "/etc/hostname") is None
+    assert inside_folder(catalog, "missing.jpg") is None
 
 
 async def test_categories_the_detector_knows_are_kept(

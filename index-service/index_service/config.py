@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -24,4 +25,25 @@ class Settings(ServiceSettings):
         ge=1,
         le=65536,
         description="Dimension of the product embeddings; must match the store once it exists",
+    )
+    qdrant_url: str | None = Field(
+        default=None,
+        description="Qdrant server or cluster URL (http://qdrant:6333); unset: the embedded Qdrant Edge store "
+        "in INDEX_PATH. `:memory:` or a folder runs qdrant-client's local mode (tests)",
+    )
+    qdrant_api_key: SecretStr | None = Field(default=None, description="API key of the Qdrant server")
+    qdrant_collection: str = Field(default="products", description="Collection of the products on the server")
+    qdrant_shards: int = Field(
+        default=1, ge=1, description="Shards of the collection when this service creates it"
+    )
+    qdrant_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="Copies of each shard when this service creates the collection (cluster: 2)",
+    )
+    qdrant_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one Qdrant server call")
+    quantization: Literal["none", "int8"] = Field(
+        default="none",
+        description="int8: scalar-quantised vectors in RAM (rescored), 4x less memory; applied when this "
+        "service creates the collection on a Qdrant server",
     )

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from index_service.config import Settings
 from index_service.model import IndexUnavailable, InvalidInput, UnknownProducts, VectorIndex
+from index_service.server import ServerIndex
 from shared.contracts import (
     CountResponse,
     DeleteRequest,
@@ -32,13 +33,17 @@ SERVICE = "index-service"
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     logger = configure_logging(SERVICE, settings.log_level)
-    index = VectorIndex(settings)
+    index: VectorIndex | ServerIndex = ServerIndex(settings) if settings.qdrant_url else VectorIndex(settings)
 
     def open_index() -> None:
         index.load()
         logger.info(
             "index open",
-            extra={"path": str(settings.path.resolve()), "dim": settings.vector_dim, "points": index.count()},
+            extra={
+                "store": settings.qdrant_url or str(settings.path.resolve()),
+                "dim": settings.vector_dim,
+                "points": index.count(),
+            },
         )
 
     # close waits (on the index lock) for a call or a load still running

@@ -24,9 +24,14 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / "index"
 
 
-@pytest.fixture
-async def client(store_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_app(build_app(make_settings(store_path))) as c:
+@pytest.fixture(params=["edge", "server"])
+async def client(request: pytest.FixtureRequest, store_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """Every API test runs on both backends: the embedded Qdrant Edge store, and qdrant-client (its
+    local mode standing in for a Qdrant server)."""
+    settings = make_settings(store_path)
+    if request.param == "server":
+        settings = settings.model_copy(update={"qdrant_url": ":memory:"})
+    async with running_app(build_app(settings)) as c:
         yield c
 
 

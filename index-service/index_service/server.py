@@ -1,0 +1,271 @@
+"""The index on a Qdrant server or cluster (INDEX_QDRANT_URL), through qdrant-client: the same
+operations and answers as the embedded store (``model.VectorIndex``), for stores that outgrow one
+disk. The collection is created on first use with the configured shards and replication factor and
+keyword payload indexes; every write waits for the server to apply it. ``:memory:`` or a folder
+path instead of a URL runs qdrant-client's local mode (used by the congruence tests)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, TypeVar
+
+from qdrant_client import QdrantClient, models
+
+from index_service.config import Settings
+from index_service.model import (
+    FACET_LIMIT,
+    KEYWORD_FIELDS,
+    IndexLoadError,
+    IndexUnavailable,
+    UnknownProducts,
+    check_product_id,
+    check_vector,
+    decode_offset,
+    point_id,
+    product_payload,
+)
+from shared.contracts import (
+    FACET_FIELDS,
+    FacetCounts,
+    Hit,
+    IndexPoint,
+    ProductPage,
+    ProductPayload,
+    ProductUpdate,
+    RecommendRequest,
+    SearchFilter,
+    SearchRequest,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def serialised_when_local(method: F) -> F:
+    """qdrant-client's local mode is not thread-safe (a server is): one call at a time there."""
+
+    @functools.wraps(method)
+    def wrapper(self: ServerIndex, *args: Any, **kwargs: Any) -> Any:
+        with self._local_lock():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def server_filter(
+    search_filter: SearchFilter | None, excluded: Sequence[uuid.UUID] = ()
+) -> models.Filter | None:
+    wanted: dict[str, Sequence[str] | None] = {}
+    if search_filter is not None:
+        wanted = {
+            "gender": search_filter.genders,
+            "category": search_filter.categories,
+            "article_type": search_filter.article_types,
+            "colour": search_filter.colours,
+        }
+    must: list[models.Condition] = [
+        models.FieldCondition(key=field, match=models.MatchAny(any=[str(v) for v in values]))
+        for field, values in wanted.items()
+        if values is not None
+    ]
+    must_not: list[models.Condition] = (
+        [models.HasIdCondition(has_id=[str(i) for i in excluded])] if excluded else []
+    )
+    if not must and not must_not:
+        return None
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+class ServerIndex:
+    """Products as points of one collection on a Qdrant server or cluster."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dim = settings.vector_dim
+        self.collection = settings.qdrant_collection
+        self._client: QdrantClient | None = None
+        self._local = not (settings.qdrant_url or "").startswith(("http://", "https://"))
+        self._lock = threading.RLock()
+
+    def _local_lock(self) -> AbstractContextManager[object]:
+        return self._lock if self._local else nullcontext()
+
+    def load(self) -> None:
+        client = self._connect()
+        try:
+            if not client.collection_exists(self.collection):
+                self._create(client)
+            self._refuse_other_dimension(client)
+            existing = set(client.get_collection(self.collection).payload_schema)
+            for field in () if self._local else KEYWORD_FIELDS:  # local mode has no payload indexes
+                if field not in existing:
+                    client.create_payload_index(
+                        self.collection, field, models.PayloadSchemaType.KEYWORD, wait=True
+                    )
+        except Exception as exc:
+            client.close()
+            if isinstance(exc, IndexLoadError):
+                raise
+            raise IndexLoadError(
+                f"cannot use collection {self.collection!r} at {self.settings.qdrant_url}: {exc}"
+            ) from exc
+        self._client = client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _connect(self) -> QdrantClient:
+        location = self.settings.qdrant_url or ""
+        if location == ":memory:":
+            return QdrantClient(location=":memory:")
+        if not location.startswith(("http://", "https://")):
+            return QdrantClient(path=location)
+        key = self.settings.qdrant_api_key.get_secret_value() if self.settings.qdrant_api_key else None
+        return QdrantClient(url=location, api_key=key, timeout=int(self.settings.qdrant_timeout_s))
+
+    def _create(self, client: QdrantClient) -> None:
+        quantization = (
+            models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+            )
+            if self.settings.quantization == "int8"
+            else None
+        )
+        client.create_collection(
+            self.collection,
+            vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
+            shard_number=self.settings.qdrant_shards,
+            replication_factor=self.settings.qdrant_replication_factor,
+            quantization_config=quantization,
+        )
+
+    def _refuse_other_dimension(self, client: QdrantClient) -> None:
+        vectors = client.get_collection(self.collection).config.params.vectors
+        size = vectors.size if isinstance(vectors, models.VectorParams) else None
+        if size is not None and size != self.dim:
+            raise IndexLoadError(
+                f"vector dimension mismatch: collection {self.collection!r} holds {size}-dimensional vectors "
+                f"but INDEX_VECTOR_DIM is {self.dim}"
+            )
+
+    @property
+    def client(self) -> QdrantClient:
+        if self._client is None:
+            raise IndexUnavailable("the index is not connected")
+        return self._client
+
+    @serialised_when_local
+    def upsert(self, points: Sequence[IndexPoint]) -> int:
+        for position, point in enumerate(points):
+            check_product_id(point.product.product_id, f"points[{position}].product.product_id")
+            check_vector(point.vector, self.dim, f"points[{position}].vector")
+        latest = {point.product.product_id: point for point in points}
+        batch = [
+            models.PointStruct(id=str(point_id(pid)), vector=p.vector, payload=product_payload(p.product))
+            for pid, p in latest.items()
+        ]
+        self.client.upsert(self.collection, batch, wait=True)
+        return len(batch)
+
+    @serialised_when_local
+    def search(self, request: SearchRequest) -> list[Hit]:
+        check_vector(request.vector, self.dim, "vector")
+        found = self.client.query_points(
+            self.collection,
+            query=request.vector,
+            query_filter=server_filter(request.filter),
+            limit=request.k,
+            with_payload=True,
+        ).points
+        return [_hit(p) for p in found]
+
+    @serialised_when_local
+    def get(self, product_id: str) -> ProductPayload | None:
+        records = self.client.retrieve(self.collection, [str(point_id(product_id))], with_payload=True)
+        return ProductPayload.model_validate(records[0].payload) if records else None
+
+    @serialised_when_local
+    def count(self, search_filter: SearchFilter | None = None) -> int:
+        return self.client.count(self.collection, count_filter=server_filter(search_filter), exact=True).count
+
+    @serialised_when_local
+    def delete(self, product_ids: Sequence[str]) -> tuple[int, list[str]]:
+        unique = list(dict.fromkeys(product_ids))
+        present = {
+            str(r.id) for r in self.client.retrieve(self.collection, [str(point_id(p)) for p in unique])
+        }
+        missing = [p for p in unique if str(point_id(p)) not in present]
+        if present:
+            self.client.delete(self.collection, models.PointIdsList(points=list(present)), wait=True)
+        return len(unique) - len(missing), missing
+
+    @serialised_when_local
+    def update(self, product_id: str, changes: ProductUpdate) -> ProductPayload:
+        records = self.client.retrieve(self.collection, [str(point_id(product_id))], with_payload=True)
+        if not records:
+            raise UnknownProducts([product_id])
+        fields = changes.model_dump(mode="json", exclude_unset=True)
+        updated = ProductPayload.model_validate({**(records[0].payload or {}), **fields})
+        self.client.overwrite_payload(
+            self.collection, product_payload(updated), points=[str(point_id(product_id))], wait=True
+        )
+        return updated
+
+    @serialised_when_local
+    def page(self, limit: int, offset: str | None, search_filter: SearchFilter | None = None) -> ProductPage:
+        start = decode_offset(offset)
+        records, next_id = self.client.scroll(
+            self.collection,
+            scroll_filter=server_filter(search_filter),
+            limit=limit,
+            offset=str(start) if start else None,
+            with_payload=True,
+        )
+        return ProductPage(
+            products=[ProductPayload.model_validate(r.payload) for r in records],
+            next_offset=None if next_id is None else str(next_id),
+        )
+
+    @serialised_when_local
+    def recommend(self, request: RecommendRequest) -> list[Hit]:
+        examples = list(dict.fromkeys([*request.positive, *request.negative]))
+        ids = [point_id(p) for p in examples]
+        found_ids = {str(r.id) for r in self.client.retrieve(self.collection, [str(i) for i in ids])}
+        missing = [p for p, i in zip(examples, ids, strict=True) if str(i) not in found_ids]
+        if missing:
+            raise UnknownProducts(missing)
+        query = models.RecommendQuery(
+            recommend=models.RecommendInput(
+                positive=[str(point_id(p)) for p in request.positive],
+                negative=[str(point_id(p)) for p in request.negative],
+                strategy=models.RecommendStrategy.BEST_SCORE,
+            )
+        )
+        found = self.client.query_points(
+            self.collection,
+            query=query,
+            query_filter=server_filter(request.filter, excluded=ids),
+            limit=request.k,
+            with_payload=True,
+        ).points
+        return [_hit(p) for p in found]
+
+    @serialised_when_local
+    def facets(self) -> FacetCounts:
+        counts = {
+            field: {
+                str(hit.value): int(hit.count)
+                for hit in self.client.facet(self.collection, field, limit=FACET_LIMIT, exact=True).hits
+            }
+            for field in FACET_FIELDS
+        }
+        return FacetCounts(total=self.count(), counts=counts)
+
+
+def _hit(point: Any) -> Hit:
+    return Hit(score=point.score, product=ProductPayload.model_validate(point.payload))

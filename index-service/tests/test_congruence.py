@@ -1,0 +1,90 @@
+"""The embedded store and the Qdrant server backend answer the same operations alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from index_service.config import Settings
+from index_service.model import VectorIndex
+from index_service.server import ServerIndex
+from shared.contracts import (
+    IndexPoint,
+    ProductPayload,
+    ProductUpdate,
+    RecommendRequest,
+    SearchFilter,
+    SearchRequest,
+)
+
+DIM = 24
+GENDERS = ("Men", "Women", "Unisex")
+CATEGORIES = ("topwear", "bottomwear", "footwear", "accessories")
+
+
+def products(count: int, seed: int) -> list[IndexPoint]:
+    rng = np.random.default_rng(seed)
+    return [
+        IndexPoint(
+            vector=rng.normal(size=DIM).tolist(),
+            product=ProductPayload(
+                product_id=f"p{i}",
+                gender=GENDERS[rng.integers(3)],
+                category=CATEGORIES[rng.integers(4)],  # type: ignore[arg-type]
+                article_type=f"a{rng.integers(6)}",
+                colour=f"c{rng.integers(5)}",
+                usage="Casual" if i % 2 else "Formal",
+            ),
+        )
+        for i in range(count)
+    ]
+
+
+def ranked(hits: list) -> list[tuple[str, float]]:  # type: ignore[type-arg]
+    return [(h.product.product_id, round(h.score, 4)) for h in hits]
+
+
+def test_same_operations_give_the_same_answers(tmp_path: Path) -> None:
+    edge = VectorIndex(Settings(path=tmp_path / "edge", vector_dim=DIM))
+    server = ServerIndex(Settings(qdrant_url=":memory:", vector_dim=DIM))
+    backends = (edge, server)
+    for index in backends:
+        index.load()
+    catalog = products(300, seed=1)
+    rng = np.random.default_rng(2)
+    for index in backends:
+        assert index.upsert(catalog) == 300
+        assert index.upsert(products(20, seed=9)) == 20  # replaces p0..p19
+        assert index.delete(["p5", "p7", "ghost"]) == (2, ["ghost"])
+        index.update("p9", ProductUpdate(colour="c4", name="renamed"))
+    assert edge.count() == server.count() == 298
+    for _ in range(25):
+        wanted = SearchFilter(
+            genders=[str(g) for g in rng.choice(GENDERS, 2, replace=False)],
+            categories=[str(rng.choice(CATEGORIES))],  # type: ignore[list-item]
+        )
+        request = SearchRequest(vector=rng.normal(size=DIM).tolist(), k=10, filter=wanted)
+        assert ranked(edge.search(request)) == ranked(server.search(request))
+        assert edge.count(wanted) == server.count(wanted)
+        liked = RecommendRequest(
+            positive=[f"p{rng.integers(20, 300)}"], negative=[f"p{rng.integers(20, 300)}"], k=8, filter=wanted
+        )
+        if liked.positive != liked.negative:
+            assert ranked(edge.recommend(liked)) == ranked(server.recommend(liked))
+    assert edge.get("p9") == server.get("p9") and edge.get("p5") is None and server.get("p5") is None
+    assert edge.facets() == server.facets()
+    assert _all_pages(edge) == _all_pages(server)
+    for index in backends:
+        index.close()
+
+
+def _all_pages(index: VectorIndex | ServerIndex) -> list[ProductPayload]:
+    seen: list[ProductPayload] = []
+    offset = None
+    while True:
+        page = index.page(37, offset)
+        seen += page.products
+        if page.next_offset is None:
+            return sorted(seen, key=lambda p: p.product_id)
+        offset = page.next_offset
