@@ -179,9 +179,13 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
                 )
                 gender = found.genders[item.person].label if item.person is not None else "unknown"
                 for mode, options in modes.items():
-                    colour = item.colour if options.get("match_colour") else None
                     hits = catalog.search(
-                        item.vector, item.category, gender, colour, float(options.get("rerank_colour", 0.0))
+                        item.vector,
+                        item.category,
+                        gender,
+                        match_colour=item.colour if options.get("match_colour") else None,
+                        rerank_colour=float(options.get("rerank_colour", 0.0)),
+                        colour=item.colour,
                     )
                     if not hits:
                         hits = catalog.search(item.vector, item.category, gender)  # nothing of that colour

@@ -1,0 +1,46 @@
+"""The evaluation's in-memory search applies the gateway's filters and colour reranking."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gateway.catalog import CatalogRow
+from shared.contracts import Category
+from tools.eval_retrieval import Catalog
+
+
+def catalog() -> Catalog:
+    rows = [
+        CatalogRow(str(i), f"{i}.jpg", g, Category.topwear, "Tshirts", c, None, None)
+        for i, (g, c) in enumerate(
+            [("Men", "Blue"), ("Men", "Red"), ("Women", "Red"), ("Unisex", "Navy Blue")]
+        )
+    ]
+    vectors = np.array([[1.0, 0.0], [0.99, 0.14], [0.98, 0.2], [0.9, 0.43]], np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return Catalog(
+        rows=rows,
+        vectors=vectors,
+        genders=np.array([r.gender for r in rows]),
+        categories=np.array([Category.topwear.value] * 4),
+        families=["tees and tops"] * 4,
+        colour_families=["blue", "red", "red", "blue"],
+    )
+
+
+def test_gender_filter_and_plain_order() -> None:
+    assert catalog().search([1.0, 0.0], Category.topwear, "Men", k=3) == [0, 1, 3]
+
+
+def test_colour_rerank_lifts_the_items_colour_family() -> None:
+    found = catalog().search([1.0, 0.0], Category.topwear, "Men", rerank_colour=0.2, colour="Red", k=3)
+    assert found[0] == 1
+    assert catalog().search([1.0, 0.0], Category.topwear, "Men", rerank_colour=0.2, colour="Blue", k=3) == [
+        0,
+        3,
+        1,
+    ]
+
+
+def test_colour_match_keeps_only_its_family() -> None:
+    assert catalog().search([1.0, 0.0], Category.topwear, "unknown", match_colour="Red", k=3) == [1, 2]
