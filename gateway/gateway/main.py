@@ -1,4 +1,4 @@
-"""gateway: POST /recommend, catalog images, OpenAPI docs at /docs."""
+"""gateway: POST /recommend, catalog images, the storefront page at /, OpenAPI docs at /docs."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from gateway.pipeline import Clients, ColourChoice, GenderChoice, Recommender, U
 from gateway.pipeline import Query as RecommendQuery
 from gateway.products import build_router
 from gateway.similar import find_similar
+from gateway.storefront import add_cors, add_storefront
 from shared.clients import (
     DetectorClient,
     DownstreamError,
@@ -99,6 +100,8 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
             "category."
         ),
     )
+    add_cors(app, settings.cors_origins)
+    add_storefront(app)
 
     @app.exception_handler(DownstreamError)
     async def on_downstream_error(_: Request, exc: DownstreamError) -> Any:
