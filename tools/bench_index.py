@@ -86,8 +86,9 @@ def open_store(path: Path, dim: int, int8: bool) -> EdgeShard:
         vectors=EdgeVectorParams(
             size=dim, distance=Distance.Cosine, on_disk=int8, quantization_config=quantization
         ),
-        hnsw_config=HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000),
-        optimizers=EdgeOptimizersConfig(indexing_threshold=20_000, default_segment_number=2),
+        hnsw_config=HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=1_000),
+        # thresholds are in kilobytes of vectors: index every segment, however small
+        optimizers=EdgeOptimizersConfig(indexing_threshold=1_000, default_segment_number=2),
     )
     shard = EdgeShard.create(str(path), config)
     for field in ("gender", "category"):
@@ -157,6 +158,7 @@ def measure(size: int, dim: int, int8: bool, seed: int) -> dict[str, Any]:
             truth = query(shard, vector, wanted, exact=True, int8=int8)
             recalls.append(len(set(found) & set(truth)) / max(1, len(truth)))
         disk = folder_bytes(folder / "store")
+        indexed = shard.info().indexed_vectors_count
         shard.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -165,6 +167,7 @@ def measure(size: int, dim: int, int8: bool, seed: int) -> dict[str, Any]:
         "dim": dim,
         "storage": "int8 (originals on disk, rescored)" if int8 else "float32",
         "build_s": round(seconds, 1),
+        "hnsw_indexed_vectors": indexed,
         "rss_added_mb": round(memory / 2**20, 1),
         "disk_mb": round(disk / 2**20, 1),
         "query_p50_ms": round(float(np.percentile(latencies, 50)), 2),
