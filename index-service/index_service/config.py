@@ -42,8 +42,21 @@ class Settings(ServiceSettings):
         description="Copies of each shard when this service creates the collection (cluster: 2)",
     )
     qdrant_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one Qdrant server call")
+    hnsw: bool = Field(
+        default=False,
+        description="Build an HNSW graph (at start-up and on POST /optimize): for 100k products and more; "
+        "below that the exact scan is as fast",
+    )
+    hnsw_ef: int = Field(
+        default=128, ge=8, description="HNSW search breadth: higher is slower and more exact"
+    )
+    read_only: bool = Field(default=False, description="Refuse writes: a replica serving a copy of the store")
+    restore_snapshot: Path | None = Field(
+        default=None, description="A tar made by POST /snapshot to unpack into INDEX_PATH when it is empty"
+    )
+    snapshot_dir: Path = Field(default=Path("data/snapshots"), description="Where POST /snapshot writes")
     quantization: Literal["none", "int8"] = Field(
         default="none",
-        description="int8: scalar-quantised vectors in RAM (rescored), 4x less memory; applied when this "
-        "service creates the collection on a Qdrant server",
+        description="int8: scalar-quantised vectors in RAM (originals on disk, rescored), 4x less memory; "
+        "the edge store applies it on the next optimise, a Qdrant server when this service creates the collection",
     )

@@ -8,19 +8,21 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from index_service.config import Settings
-from index_service.model import IndexUnavailable, InvalidInput, UnknownProducts, VectorIndex
+from index_service.model import IndexUnavailable, InvalidInput, ReadOnly, UnknownProducts, VectorIndex
 from index_service.server import ServerIndex
 from shared.contracts import (
     CountResponse,
     DeleteRequest,
     DeleteResponse,
     FacetCounts,
+    OptimizeResponse,
     ProductPage,
     ProductPayload,
     ProductUpdate,
     RecommendRequest,
     SearchRequest,
     SearchResponse,
+    SnapshotInfo,
     UpsertRequest,
     UpsertResponse,
 )
@@ -161,6 +163,26 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         pool: InferencePool = request.app.state.pool
         return await pool.run(index.facets)
 
+    @app.post(
+        "/optimize",
+        response_model=OptimizeResponse,
+        dependencies=[Depends(require_ready)],
+        summary="Build the HNSW graph for what was written since (after an ingestion); blocks meanwhile",
+    )
+    async def optimize(request: Request) -> OptimizeResponse:
+        pool: InferencePool = request.app.state.pool
+        return OptimizeResponse(indexed_vectors=await pool.run(index.optimize))
+
+    @app.post(
+        "/snapshot",
+        response_model=SnapshotInfo,
+        dependencies=[Depends(require_ready)],
+        summary="A consistent copy of the store, for read-only replicas and backups",
+    )
+    async def snapshot(request: Request) -> SnapshotInfo:
+        pool: InferencePool = request.app.state.pool
+        return await pool.run(index.snapshot)
+
     return app
 
 
@@ -168,6 +190,10 @@ def _add_index_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def on_invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
         return error_response(422, "validation_error", str(exc))
+
+    @app.exception_handler(ReadOnly)
+    async def on_read_only(_: Request, exc: ReadOnly) -> JSONResponse:
+        return error_response(403, "read_only", str(exc))
 
     @app.exception_handler(UnknownProducts)
     async def on_unknown(_: Request, exc: UnknownProducts) -> JSONResponse:

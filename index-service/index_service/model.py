@@ -8,15 +8,21 @@ engine call under one lock: no parallelism is lost (there is none to lose while 
 upsert and its flush form one unit, and a call that comes after ``close`` gets ``IndexUnavailable``
 instead of an engine error.
 
-No HNSW graph is built: at catalog scale (about 10k products) the exact scan of the appendable segment
-answers a filtered query in a few milliseconds with perfect recall, while ``optimize()`` would hold the
-GIL, and so freeze the whole service including /healthz, for tens of seconds per 10k vectors.
+By default no HNSW graph is built: at catalog scale (about 10k products) the exact scan of the
+appendable segment answers a filtered query in a few milliseconds with perfect recall, while
+``optimize()`` holds the GIL, and so freezes the whole service including /healthz, for tens of seconds
+per 10k vectors. With INDEX_HNSW the graph (and, with INDEX_QUANTIZATION=int8, the int8 copy of the
+vectors) is built at start-up before the service is ready, and again on POST /optimize after an
+ingestion: for stores of 100k products and more (make bench-index).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tarfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,19 +34,25 @@ from qdrant_edge import (
     CountRequest,
     Distance,
     EdgeConfig,
+    EdgeOptimizersConfig,
     EdgeShard,
     EdgeVectorParams,
     FacetRequest,
     FieldCondition,
     Filter,
     HasIdCondition,
+    HnswIndexConfig,
     MatchAny,
     PayloadSchemaType,
     Point,
+    QuantizationSearchParams,
     Query,
     QueryRequest,
     RecommendQuery,
+    ScalarQuantizationConfig,
+    ScalarType,
     ScrollRequest,
+    SearchParams,
     UpdateOperation,
 )
 
@@ -56,6 +68,7 @@ from shared.contracts import (
     RecommendRequest,
     SearchFilter,
     SearchRequest,
+    SnapshotInfo,
 )
 
 if TYPE_CHECKING:
@@ -82,6 +95,10 @@ class UnknownProducts(LookupError):
     def __init__(self, product_ids: Sequence[str]) -> None:
         super().__init__(f"not in the index: {', '.join(repr(p) for p in product_ids)}")
         self.product_ids = list(product_ids)
+
+
+class ReadOnly(Exception):
+    """This service serves a read-only copy of the store (answered with 403)."""
 
 
 class IndexLoadError(Exception):
@@ -170,6 +187,7 @@ class VectorIndex:
     """Products as points (cosine, ``vector_dim``) with keyword payload indexes, in ``settings.path``."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.path = settings.path
         self.dim = settings.vector_dim
         self._lock = threading.Lock()
@@ -185,9 +203,12 @@ class VectorIndex:
                 raise IndexLoadError("the index was closed before it finished loading")
             if self._shard is not None:
                 return
+            self._restore_snapshot()
             shard = self._open_store()
             try:
                 self._ensure_payload_indexes(shard)
+                if self.settings.hnsw:
+                    shard.optimize()
             except Exception:
                 shard.close()
                 raise
@@ -207,7 +228,7 @@ class VectorIndex:
 
     def _open_store(self) -> EdgeShard:
         self._refuse_other_dimension()
-        config = EdgeConfig(vectors=EdgeVectorParams(size=self.dim, distance=Distance.Cosine))
+        config = self._engine_config()
         try:
             if (self.path / ENGINE_CONFIG_FILE).exists():
                 return EdgeShard.load(str(self.path), config)
@@ -215,6 +236,46 @@ class VectorIndex:
             return EdgeShard.create(str(self.path), config)
         except Exception as exc:  # the engine raises plain Exception with a descriptive message
             raise IndexLoadError(explain_open_failure(self.path, self.dim, exc)) from exc
+
+    def _engine_config(self) -> EdgeConfig:
+        int8 = self.settings.quantization == "int8"
+        vectors = EdgeVectorParams(
+            size=self.dim,
+            distance=Distance.Cosine,
+            on_disk=True if int8 else None,
+            quantization_config=ScalarQuantizationConfig(ScalarType.Int8, quantile=0.99, always_ram=True)
+            if int8
+            else None,
+        )
+        if not self.settings.hnsw:
+            return EdgeConfig(vectors=vectors)
+        return EdgeConfig(
+            vectors=vectors,
+            hnsw_config=HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=1_000),
+            optimizers=EdgeOptimizersConfig(indexing_threshold=100),  # kilobytes: index all but tiny segments
+        )
+
+    def _search_params(self) -> SearchParams | None:
+        if not self.settings.hnsw and self.settings.quantization != "int8":
+            return None
+        rescore = QuantizationSearchParams(rescore=True, oversampling=2.0)
+        return SearchParams(
+            hnsw_ef=self.settings.hnsw_ef,
+            quantization=rescore if self.settings.quantization == "int8" else None,
+        )
+
+    def _restore_snapshot(self) -> None:
+        """Unpack INDEX_RESTORE_SNAPSHOT into an empty INDEX_PATH (a replica's start)."""
+        snapshot = self.settings.restore_snapshot
+        if snapshot is None or (self.path / ENGINE_CONFIG_FILE).exists():
+            return
+        if not snapshot.is_file():
+            raise IndexLoadError(f"INDEX_RESTORE_SNAPSHOT {snapshot} is not a file")
+        partial = self.path.with_name(self.path.name + ".restoring")
+        shutil.rmtree(partial, ignore_errors=True)
+        with tarfile.open(snapshot) as archive:
+            archive.extractall(partial, filter="data")
+        partial.replace(self.path)
 
     def _refuse_other_dimension(self) -> None:
         stored = stored_dimension(self.path)
@@ -245,8 +306,38 @@ class VectorIndex:
 
     # --- operations ----------------------------------------------------------------------------
 
+    def _writable(self) -> None:
+        if self.settings.read_only:
+            raise ReadOnly(
+                "this index-service serves a read-only copy (INDEX_READ_ONLY); write to the primary"
+            )
+
+    def optimize(self) -> int:
+        """Build the HNSW graph (and int8 copy) for what was written since; blocks every call meanwhile.
+        Answers the number of vectors in the graph."""
+        with self._store() as shard:
+            shard.optimize()
+            return int(shard.info().indexed_vectors_count)
+
+    def snapshot(self) -> SnapshotInfo:
+        """A consistent copy of the store (flushed, written under the lock) as a tar in INDEX_SNAPSHOT_DIR,
+        for read-only replicas (INDEX_RESTORE_SNAPSHOT) and backups."""
+        target = self.settings.snapshot_dir
+        target.mkdir(parents=True, exist_ok=True)
+        name = f"index-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}.tar"
+        partial = target / (name + ".partial")
+        with self._store() as shard:
+            shard.flush()
+            points = shard.count(CountRequest(exact=True))
+            with tarfile.open(partial, "w") as archive:
+                for item in sorted(self.path.iterdir()):
+                    archive.add(item, arcname=item.name)
+        partial.replace(target / name)
+        return SnapshotInfo(path=str(target / name), bytes=(target / name).stat().st_size, points=points)
+
     def upsert(self, points: Sequence[IndexPoint]) -> int:
         """Insert or replace one point per product (the last one wins); durable when it returns."""
+        self._writable()
         for position, point in enumerate(points):
             check_product_id(point.product.product_id, f"points[{position}].product.product_id")
             check_vector(point.vector, self.dim, f"points[{position}].vector")
@@ -267,6 +358,7 @@ class VectorIndex:
             limit=request.k,
             query=Query.Nearest(request.vector),
             filter=engine_filter(request.filter),
+            params=self._search_params(),
             with_payload=True,
             with_vector=False,
         )
@@ -288,6 +380,7 @@ class VectorIndex:
 
     def delete(self, product_ids: Sequence[str]) -> tuple[int, list[str]]:
         """Remove the products; durable when it returns. Answers (removed, ids that were not there)."""
+        self._writable()
         unique = list(dict.fromkeys(product_ids))
         with self._store() as shard:
             present = {str(r.id) for r in shard.retrieve([point_id(p) for p in unique], False, False)}
@@ -299,6 +392,7 @@ class VectorIndex:
 
     def update(self, product_id: str, changes: ProductUpdate) -> ProductPayload:
         """Change some attributes of a stored product, keeping its vector; durable when it returns."""
+        self._writable()
         fields = changes.model_dump(mode="json", exclude_unset=True)
         with self._store() as shard:
             records = shard.retrieve([point_id(product_id)], with_payload=True, with_vector=False)
@@ -345,6 +439,7 @@ class VectorIndex:
                     )
                 ),
                 filter=engine_filter(request.filter, excluded=ids),
+                params=self._search_params(),
                 with_payload=True,
                 with_vector=False,
             )

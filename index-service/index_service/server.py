@@ -21,6 +21,7 @@ from index_service.model import (
     KEYWORD_FIELDS,
     IndexLoadError,
     IndexUnavailable,
+    ReadOnly,
     UnknownProducts,
     check_product_id,
     check_vector,
@@ -39,6 +40,7 @@ from shared.contracts import (
     RecommendRequest,
     SearchFilter,
     SearchRequest,
+    SnapshotInfo,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -159,11 +161,29 @@ class ServerIndex:
             raise IndexUnavailable("the index is not connected")
         return self._client
 
+    def _writable(self) -> None:
+        if self.settings.read_only:
+            raise ReadOnly("this index-service is read-only (INDEX_READ_ONLY); write through another one")
+
+    @serialised_when_local
+    def optimize(self) -> int:
+        """The server builds its graphs itself; this answers how far it has got."""
+        return int(self.client.get_collection(self.collection).indexed_vectors_count or 0)
+
+    @serialised_when_local
+    def snapshot(self) -> SnapshotInfo:
+        """A snapshot of the collection on the server (its snapshots folder)."""
+        made = self.client.create_snapshot(self.collection, wait=True)
+        if made is None:
+            raise IndexUnavailable("the Qdrant server made no snapshot")
+        return SnapshotInfo(path=made.name, bytes=made.size, points=self.count())
+
     @serialised_when_local
     def upsert(self, points: Sequence[IndexPoint]) -> int:
         for position, point in enumerate(points):
             check_product_id(point.product.product_id, f"points[{position}].product.product_id")
             check_vector(point.vector, self.dim, f"points[{position}].vector")
+        self._writable()
         latest = {point.product.product_id: point for point in points}
         batch = [
             models.PointStruct(id=str(point_id(pid)), vector=p.vector, payload=product_payload(p.product))
@@ -195,6 +215,7 @@ class ServerIndex:
 
     @serialised_when_local
     def delete(self, product_ids: Sequence[str]) -> tuple[int, list[str]]:
+        self._writable()
         unique = list(dict.fromkeys(product_ids))
         present = {
             str(r.id) for r in self.client.retrieve(self.collection, [str(point_id(p)) for p in unique])
@@ -206,6 +227,7 @@ class ServerIndex:
 
     @serialised_when_local
     def update(self, product_id: str, changes: ProductUpdate) -> ProductPayload:
+        self._writable()
         records = self.client.retrieve(self.collection, [str(point_id(product_id))], with_payload=True)
         if not records:
             raise UnknownProducts([product_id])

@@ -245,6 +245,16 @@ class RecommendRequest(BaseModel):
     filter: SearchFilter = Field(default_factory=SearchFilter)
 
 
+class SnapshotInfo(BaseModel):
+    path: str = Field(description="The tar on the index service's disk (INDEX_SNAPSHOT_DIR)")
+    bytes: int
+    points: int
+
+
+class OptimizeResponse(BaseModel):
+    indexed_vectors: int = Field(description="Vectors in the HNSW graph")
+
+
 FACET_FIELDS = ("gender", "category", "article_type", "usage", "colour")
 
 
