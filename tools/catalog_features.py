@@ -33,12 +33,17 @@ async def extract(catalog: Path, stack: Stack, limit: int | None) -> dict[str, n
         embedder = CatalogEmbedder(catalog, detector, embedding, Settings(), person_crops=True)
         async for batch in embedder.embed_catalog(rows, failed):
             for product in batch:
-                vectors.append(product.embedding.vector)
+                features = (
+                    product.embedding.backbone or product.embedding.vector
+                )  # heads learn backbone features
+                vectors.append(features)
                 ids.append(product.row.product_id)
                 on_model.append(product.on_model)
                 has_person.append(product.person is not None)
                 person_vectors.append(
-                    product.person.vector if product.person else [0.0] * len(product.embedding.vector)
+                    (product.person.backbone or product.person.vector)
+                    if product.person
+                    else [0.0] * len(features)
                 )
     finally:
         await detector.aclose()

@@ -82,11 +82,14 @@ class EmbeddingModel:
         classes = self.head.classify(features) if self.head else [({}, [])] * len(crops)
         vectors = self.projection.apply(features) if self.projection else features
         results = []
-        for crop, vector, (categories, articles) in zip(crops, vectors, classes, strict=True):
+        for crop, vector, feature, (categories, articles) in zip(
+            crops, vectors, features, classes, strict=True
+        ):
             colour, share = crop_colour(crop)
             results.append(
                 CropEmbedding(
                     vector=[round(float(v), 6) for v in vector],
+                    backbone=[round(float(v), 6) for v in feature] if self.projection else None,
                     category_scores=categories,
                     article_types=articles,
                     colour=colour,

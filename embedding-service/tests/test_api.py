@@ -11,9 +11,9 @@ from PIL import Image
 from embedding_service.config import Settings
 from embedding_service.main import build_app
 from shared.colours import crop_colour, name_colour
-from shared.testing import load_outcome, started_app
+from shared.testing import load_outcome, running_app, started_app
 from shared.vocabulary import colour_family
-from tests.conftest import CATALOG
+from tests.conftest import BACKBONE, CATALOG
 
 
 def _jpeg(array: np.ndarray) -> bytes:
@@ -79,3 +79,22 @@ def test_colour_names() -> None:
     crop = _solid((250, 250, 250), (100, 100))
     crop[20:80, 25:75] = (190, 25, 35)
     assert crop_colour(crop)[0] == "Red"
+
+
+async def test_a_served_projection_keeps_the_backbone_features_beside_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    projection = tmp_path / "projection.npz"
+    np.savez(
+        projection,
+        hidden_weights=rng.normal(size=(1280, 64)).astype(np.float32),
+        hidden_bias=np.zeros(64, np.float32),
+        weights=rng.normal(size=(64, 16)).astype(np.float32),
+        bias=np.zeros(16, np.float32),
+    )
+    async with running_app(build_app(Settings(backbone_path=BACKBONE, projection=str(projection)))) as client:
+        files = [("images", ("c.jpg", _jpeg(_solid((20, 30, 120))), "image/jpeg"))]
+        body = (await client.post("/embed", files=files)).json()
+    assert body["dim"] == 16
+    item = body["items"][0]
+    assert len(item["vector"]) == 16 and np.isclose(np.linalg.norm(item["vector"]), 1.0, atol=1e-4)
+    assert len(item["backbone"]) == 1280 and np.isclose(np.linalg.norm(item["backbone"]), 1.0, atol=1e-4)

@@ -151,7 +151,7 @@ class Recommender:
             )
             for r, e in zip(regions, embedded[: len(regions)], strict=True)
         ]
-        person_vectors = [e.vector for e in embedded[len(regions) :]]
+        person_vectors = [e.backbone or e.vector for e in embedded[len(regions) :]]
         genders = await timings.measure(
             "gender_fusion",
             self._genders(detection.persons, faces.faces, person_vectors, query.gender, degraded),

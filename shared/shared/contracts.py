@@ -141,7 +141,12 @@ class ArticleTypeScore(BaseModel):
 
 
 class CropEmbedding(BaseModel):
-    vector: list[float]
+    vector: list[float] = Field(description="The retrieval vector (projected when a projection is served)")
+    backbone: list[float] | None = Field(
+        default=None,
+        description="The backbone features the vector was projected from; only when a projection is "
+        "served (the gender appearance head reads backbone features)",
+    )
     category_scores: dict[Category, float] = Field(description="Empty when no classifier head is loaded")
     article_types: list[ArticleTypeScore] = Field(description="Most likely article types, best first")
     colour: str
