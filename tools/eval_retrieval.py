@@ -415,6 +415,9 @@ def main() -> int:
     )
     parser.add_argument("--adopt", action="store_true", help="keep the candidate projection if it wins")
     parser.add_argument("--output", type=Path, default=ROOT / "reports" / "eval.json")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the other variants of an earlier report on the same data"
+    )
     args = parser.parse_args()
     rows = read_catalog(args.catalog)
     folder = crops_dir(args.catalog)
@@ -425,6 +428,10 @@ def main() -> int:
         "product_photos": str(args.products),
         "variants": {},
     }
+    if args.keep and args.output.exists():
+        earlier = json.loads(args.output.read_text())
+        if all(earlier.get(k) == report[k] for k in ("catalog", "products", "queries", "product_photos")):
+            report["variants"] = earlier["variants"]
     if args.crops_only:
         if not (folder / "done").exists():
             with variant_stack(VARIANTS["raw"]) as stack:
