@@ -170,9 +170,10 @@ eval-detector: install models
 # make eval: retrieval quality of each embedding variant (reports/eval.md); PRODUCTS: single-garment photos
 PRODUCTS ?= ../shared/queries/consumer
 VARIANTS ?= raw,served
+EVAL_FLAGS ?=  # --keep: re-measure VARIANTS only, keep the others of reports/eval.json
 eval: install models
 	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
-	  --products $(PRODUCTS) --variants $(VARIANTS)
+	  --products $(PRODUCTS) --variants $(VARIANTS) $(EVAL_FLAGS)
 
 # Colour names learnt from the catalog's own products (shared/shared/assets/colour-neighbours.npz)
 train-colours: install models
