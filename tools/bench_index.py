@@ -75,9 +75,15 @@ def pick(rng: np.random.Generator, choices: tuple[tuple[str, float], ...], n: in
 
 
 def vectors(rng: np.random.Generator, n: int, dim: int, centres: np.ndarray) -> np.ndarray:
-    family = rng.integers(len(centres), size=n)
-    v = centres[family] + 0.6 * rng.normal(size=(n, dim)).astype(np.float32) / np.sqrt(dim)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    """Unit vectors around random family centres, made in chunks (1M x 1280 floats is 5 GB already)."""
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 50_000):
+        stop = min(n, start + 50_000)
+        family = rng.integers(len(centres), size=stop - start)
+        noise = rng.standard_normal(size=(stop - start, dim), dtype=np.float32)
+        chunk = centres[family] + 0.6 * noise / np.sqrt(dim)
+        out[start:stop] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+    return out
 
 
 def open_store(path: Path, dim: int, int8: bool) -> EdgeShard:
