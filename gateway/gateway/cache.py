@@ -278,12 +278,16 @@ class CachedEmbeddings:
         await self.inner.aclose()
 
 
+GENERATION_KEY = f"{KEY_PREFIX}:catalog-generation"
+GENERATION_TTL_S = 30 * 86400  # far beyond any answer's TTL
 Compute = Callable[[Query, Callable[[str], str]], Awaitable[RecommendResponse]]
 
 
 class AnswerCache:
     """Whole /recommend answers. A cached answer gets the request's own id and image URLs, says
-    ``cached: true`` and times only the lookup; answers that name a degraded stage are not kept."""
+    ``cached: true`` and times only the lookup; answers that name a degraded stage are not kept.
+    Keys carry the catalog's generation, which every catalog API write renews (in the shared store,
+    so every gateway replica sees it): an added or removed product is never hidden by an old answer."""
 
     def __init__(self, cache: Cache, settings: Settings) -> None:
         self.cache = cache
@@ -293,17 +297,24 @@ class AnswerCache:
             [settings.analysis_side, settings.crop_side, settings.colour_rerank], separators=(",", ":")
         ).encode()
 
-    def key(self, query: Query) -> str:
+    def key(self, query: Query, generation: bytes = b"0") -> str:
         params = json.dumps(
             [query.k, query.gender, sorted(query.categories), query.colour], separators=(",", ":")
         ).encode()
-        return f"{KEY_PREFIX}:answer:{digest(query.data, params, self._config)}"
+        return f"{KEY_PREFIX}:answer:{digest(query.data, params, self._config, generation)}"
+
+    async def catalog_changed(self) -> None:
+        await self.cache.set_many({GENERATION_KEY: uuid.uuid4().hex.encode()}, GENERATION_TTL_S)
+
+    async def _generation(self) -> bytes:
+        (value,) = await self.cache.get_many("generation", [GENERATION_KEY])
+        return value or b"0"
 
     async def recommend(
         self, query: Query, image_url: Callable[[str], str], compute: Compute, no_cache: bool = False
     ) -> RecommendResponse:
         started = time.perf_counter()
-        key = self.key(query)
+        key = self.key(query, await self._generation())
         with fresh(no_cache):
             (value,) = await self.cache.get_many("answer", [key])
             cached = _parse(RecommendResponse, value)

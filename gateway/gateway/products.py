@@ -224,6 +224,10 @@ def build_router(settings: Settings) -> APIRouter:
     def writer(request: Request) -> CatalogWriter:
         return CatalogWriter(settings, request.app.state.clients, request.app.state.fetcher)
 
+    async def changed(request: Request) -> None:
+        """Cached answers made before this write no longer count."""
+        await request.app.state.answers.catalog_changed()
+
     @router.post(
         "/products", status_code=201, response_model=ProductPayload, summary="Add or replace a product"
     )
@@ -235,6 +239,7 @@ def build_router(settings: Settings) -> APIRouter:
         product = parse_metadata(metadata)
         data = await read_upload(image, settings.max_upload_bytes)
         report = await writer(request).add([(product, Source(data=data))])
+        await changed(request)
         if product.product_id in report.failed:
             raise HTTPException(400, report.failed[product.product_id])
         stored = await request.app.state.clients.index.get(product.product_id)
@@ -257,7 +262,9 @@ def build_router(settings: Settings) -> APIRouter:
             )
             for line in lines
         ]
-        return await writer(request).add(sources)
+        report = await writer(request).add(sources)
+        await changed(request)
+        return report
 
     @router.get("/products", response_model=ProductPage, summary="Products a page at a time")
     async def list_products(
@@ -279,13 +286,16 @@ def build_router(settings: Settings) -> APIRouter:
     )
     async def update_product(request: Request, product_id: str, changes: ProductUpdate) -> ProductPayload:
         try:
-            return await request.app.state.clients.index.update(product_id, changes)
+            updated: ProductPayload = await request.app.state.clients.index.update(product_id, changes)
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from exc
+        await changed(request)
+        return updated
 
     @router.delete("/products/{product_id}", status_code=204, summary="Remove a product")
     async def delete_product(request: Request, product_id: str) -> Response:
         result: DeleteResponse = await request.app.state.clients.index.delete([product_id])
+        await changed(request)
         if result.missing:
             raise HTTPException(404, f"no product {product_id!r} in the index")
         return Response(status_code=204)

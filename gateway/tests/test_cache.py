@@ -4,6 +4,7 @@ stop, freeze and kill themselves (a request must never fail because of the cache
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import socket
@@ -223,6 +224,27 @@ async def test_redis_holds_both_caches_for_every_gateway(
         assert (await recommend(other))["cached"] is True
         assert (await recommend(other, "?k=3"))["cached"] is False
     assert len(downstream.embedded) == 1, "the second gateway found every crop in Redis"
+
+
+async def test_a_catalog_write_on_one_replica_renews_every_replicas_answers(
+    redis_server: RedisServer, downstream: Downstream, tmp_path: Path
+) -> None:
+    options = {"redis_url": redis_server.url, "api_key": "k", "media_dir": tmp_path / "media"}
+    async with (
+        gateway(downstream, tmp_path, **options) as one,
+        gateway(downstream, tmp_path, **options) as two,
+    ):
+        assert (await recommend(one))["cached"] is False
+        assert (await recommend(two))["cached"] is True
+        added = await one.post(
+            "/catalog/products",
+            headers={"X-API-Key": "k"},
+            files={"image": ("p.jpg", jpeg(40, 60))},
+            data={"metadata": json.dumps({"product_id": "new-1"})},
+        )
+        assert added.status_code == 201, added.text
+        assert (await recommend(two))["cached"] is False, "the answer predates the new product"
+        assert (await recommend(one))["cached"] is True
 
 
 async def test_requests_succeed_when_redis_dies_and_caching_resumes(
