@@ -193,8 +193,10 @@ train-embedding: install models $(FEATURES)
 # The embedded index at store scale: build time, RAM, disk, filtered p50/p99 and recall (SIZES=100000,1000000)
 SIZES ?= 100000
 INDEX_DIM ?= 1280
+STORAGES ?= float32,int8
 bench-index: install
-	$(VENV)/index-service/bin/python -m tools.bench_index --sizes $(SIZES) --dim $(INDEX_DIM) --output reports/bench-index.json
+	$(VENV)/index-service/bin/python -m tools.bench_index --sizes $(SIZES) --dim $(INDEX_DIM) \
+	  --storages $(STORAGES) --output reports/bench-index.json
 
 # float16 and int8 exports of the backbone (make eval VARIANTS=raw,fp16,int8 compares them)
 quantise: install models

@@ -201,12 +201,13 @@ def main() -> int:
     )
     parser.add_argument("--sizes", default="100000")
     parser.add_argument("--dim", type=int, default=1280)
+    parser.add_argument("--storages", default="float32,int8", help="comma list of float32, int8")
     parser.add_argument("--output", type=Path, default=Path("reports/bench-index.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        for int8 in (False, True):
+        for int8 in [name == "int8" for name in args.storages.split(",")]:
             rows.append(measure(size, args.dim, int8, seed=size))
             logger.info(json.dumps(rows[-1]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
