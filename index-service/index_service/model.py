@@ -129,19 +129,39 @@ def product_payload(product: ProductPayload) -> dict[str, Any]:
     return product.model_dump(mode="json", exclude_none=True)
 
 
-def engine_filter(search_filter: SearchFilter, excluded: Sequence[uuid.UUID] = ()) -> Filter | None:
-    """Each listed field must take one of its values; a field left null is not a condition; the
-    ``excluded`` points never match."""
+def filter_values(search_filter: SearchFilter | None) -> dict[str, list[str]]:
+    """Payload field -> the values it may take; a field the filter leaves null is not a condition."""
+    if search_filter is None:
+        return {}
     wanted: dict[str, Sequence[str] | None] = {
         "gender": search_filter.genders,
         "category": search_filter.categories,
         "article_type": search_filter.article_types,
         "colour": search_filter.colours,
     }
+    return {field: [str(v) for v in values] for field, values in wanted.items() if values is not None}
+
+
+def absent(product_ids: Sequence[str], present: set[str]) -> list[str]:
+    """The products whose point id (as text) is not among ``present``."""
+    return [p for p in product_ids if str(point_id(p)) not in present]
+
+
+def check_writable(settings: Settings) -> None:
+    if settings.read_only:
+        raise ReadOnly("this index-service serves a read-only copy (INDEX_READ_ONLY); write to the primary")
+
+
+def to_hit(point: Any) -> Hit:
+    """A scored point of either backend, with its product."""
+    return Hit(score=point.score, product=ProductPayload.model_validate(point.payload))
+
+
+def engine_filter(search_filter: SearchFilter, excluded: Sequence[uuid.UUID] = ()) -> Filter | None:
+    """Each listed field must take one of its values; the ``excluded`` points never match."""
     conditions: list[ConditionType] = [
-        FieldCondition(field, match=MatchAny([str(value) for value in values]))
-        for field, values in wanted.items()
-        if values is not None
+        FieldCondition(field, match=MatchAny(values))
+        for field, values in filter_values(search_filter).items()
     ]
     exclusions: list[ConditionType] = [HasIdCondition(set(excluded))] if excluded else []
     if not conditions and not exclusions:
@@ -306,12 +326,6 @@ class VectorIndex:
 
     # --- operations ----------------------------------------------------------------------------
 
-    def _writable(self) -> None:
-        if self.settings.read_only:
-            raise ReadOnly(
-                "this index-service serves a read-only copy (INDEX_READ_ONLY); write to the primary"
-            )
-
     def optimize(self) -> int:
         """Build the HNSW graph (and int8 copy) for what was written since; blocks every call meanwhile.
         Answers the number of vectors in the graph."""
@@ -337,7 +351,7 @@ class VectorIndex:
 
     def upsert(self, points: Sequence[IndexPoint]) -> int:
         """Insert or replace one point per product (the last one wins); durable when it returns."""
-        self._writable()
+        check_writable(self.settings)
         for position, point in enumerate(points):
             check_product_id(point.product.product_id, f"points[{position}].product.product_id")
             check_vector(point.vector, self.dim, f"points[{position}].vector")
@@ -364,9 +378,7 @@ class VectorIndex:
         )
         with self._store() as shard:
             found = shard.query(query)
-        return [
-            Hit(score=point.score, product=ProductPayload.model_validate(point.payload)) for point in found
-        ]
+        return [to_hit(point) for point in found]
 
     def get(self, product_id: str) -> ProductPayload | None:
         with self._store() as shard:
@@ -380,11 +392,11 @@ class VectorIndex:
 
     def delete(self, product_ids: Sequence[str]) -> tuple[int, list[str]]:
         """Remove the products; durable when it returns. Answers (removed, ids that were not there)."""
-        self._writable()
+        check_writable(self.settings)
         unique = list(dict.fromkeys(product_ids))
         with self._store() as shard:
             present = {str(r.id) for r in shard.retrieve([point_id(p) for p in unique], False, False)}
-            missing = [p for p in unique if str(point_id(p)) not in present]
+            missing = absent(unique, present)
             if present:
                 shard.update(UpdateOperation.delete_points([uuid.UUID(i) for i in present]))
                 shard.flush()
@@ -392,7 +404,7 @@ class VectorIndex:
 
     def update(self, product_id: str, changes: ProductUpdate) -> ProductPayload:
         """Change some attributes of a stored product, keeping its vector; durable when it returns."""
-        self._writable()
+        check_writable(self.settings)
         fields = changes.model_dump(mode="json", exclude_unset=True)
         with self._store() as shard:
             records = shard.retrieve([point_id(product_id)], with_payload=True, with_vector=False)
@@ -427,7 +439,7 @@ class VectorIndex:
         with self._store() as shard:
             records = shard.retrieve(list[int | uuid.UUID | str](ids), with_payload=False, with_vector=True)
             vectors = {str(r.id): _dense(r.vector) for r in records}
-            missing = [p for p, i in zip(examples, ids, strict=True) if str(i) not in vectors]
+            missing = absent(examples, set(vectors))
             if missing:
                 raise UnknownProducts(missing)
             query = QueryRequest(
@@ -444,9 +456,7 @@ class VectorIndex:
                 with_vector=False,
             )
             found = shard.query(query)
-        return [
-            Hit(score=point.score, product=ProductPayload.model_validate(point.payload)) for point in found
-        ]
+        return [to_hit(point) for point in found]
 
     def facets(self) -> FacetCounts:
         with self._store() as shard:

@@ -21,13 +21,16 @@ from index_service.model import (
     KEYWORD_FIELDS,
     IndexLoadError,
     IndexUnavailable,
-    ReadOnly,
     UnknownProducts,
+    absent,
     check_product_id,
     check_vector,
+    check_writable,
     decode_offset,
+    filter_values,
     point_id,
     product_payload,
+    to_hit,
 )
 from shared.contracts import (
     FACET_FIELDS,
@@ -60,18 +63,9 @@ def serialised_when_local(method: F) -> F:
 def server_filter(
     search_filter: SearchFilter | None, excluded: Sequence[uuid.UUID] = ()
 ) -> models.Filter | None:
-    wanted: dict[str, Sequence[str] | None] = {}
-    if search_filter is not None:
-        wanted = {
-            "gender": search_filter.genders,
-            "category": search_filter.categories,
-            "article_type": search_filter.article_types,
-            "colour": search_filter.colours,
-        }
     must: list[models.Condition] = [
-        models.FieldCondition(key=field, match=models.MatchAny(any=[str(v) for v in values]))
-        for field, values in wanted.items()
-        if values is not None
+        models.FieldCondition(key=field, match=models.MatchAny(any=values))
+        for field, values in filter_values(search_filter).items()
     ]
     must_not: list[models.Condition] = (
         [models.HasIdCondition(has_id=[str(i) for i in excluded])] if excluded else []
@@ -161,10 +155,6 @@ class ServerIndex:
             raise IndexUnavailable("the index is not connected")
         return self._client
 
-    def _writable(self) -> None:
-        if self.settings.read_only:
-            raise ReadOnly("this index-service is read-only (INDEX_READ_ONLY); write through another one")
-
     @serialised_when_local
     def optimize(self) -> int:
         """The server builds its graphs itself; this answers how far it has got."""
@@ -183,7 +173,7 @@ class ServerIndex:
         for position, point in enumerate(points):
             check_product_id(point.product.product_id, f"points[{position}].product.product_id")
             check_vector(point.vector, self.dim, f"points[{position}].vector")
-        self._writable()
+        check_writable(self.settings)
         latest = {point.product.product_id: point for point in points}
         batch = [
             models.PointStruct(id=str(point_id(pid)), vector=p.vector, payload=product_payload(p.product))
@@ -202,7 +192,7 @@ class ServerIndex:
             limit=request.k,
             with_payload=True,
         ).points
-        return [_hit(p) for p in found]
+        return [to_hit(p) for p in found]
 
     @serialised_when_local
     def get(self, product_id: str) -> ProductPayload | None:
@@ -215,19 +205,19 @@ class ServerIndex:
 
     @serialised_when_local
     def delete(self, product_ids: Sequence[str]) -> tuple[int, list[str]]:
-        self._writable()
+        check_writable(self.settings)
         unique = list(dict.fromkeys(product_ids))
         present = {
             str(r.id) for r in self.client.retrieve(self.collection, [str(point_id(p)) for p in unique])
         }
-        missing = [p for p in unique if str(point_id(p)) not in present]
+        missing = absent(unique, present)
         if present:
             self.client.delete(self.collection, models.PointIdsList(points=list(present)), wait=True)
         return len(unique) - len(missing), missing
 
     @serialised_when_local
     def update(self, product_id: str, changes: ProductUpdate) -> ProductPayload:
-        self._writable()
+        check_writable(self.settings)
         records = self.client.retrieve(self.collection, [str(point_id(product_id))], with_payload=True)
         if not records:
             raise UnknownProducts([product_id])
@@ -258,7 +248,7 @@ class ServerIndex:
         examples = list(dict.fromkeys([*request.positive, *request.negative]))
         ids = [point_id(p) for p in examples]
         found_ids = {str(r.id) for r in self.client.retrieve(self.collection, [str(i) for i in ids])}
-        missing = [p for p, i in zip(examples, ids, strict=True) if str(i) not in found_ids]
+        missing = absent(examples, found_ids)
         if missing:
             raise UnknownProducts(missing)
         query = models.RecommendQuery(
@@ -275,7 +265,7 @@ class ServerIndex:
             limit=request.k,
             with_payload=True,
         ).points
-        return [_hit(p) for p in found]
+        return [to_hit(p) for p in found]
 
     @serialised_when_local
     def facets(self) -> FacetCounts:
@@ -287,7 +277,3 @@ class ServerIndex:
             for field in FACET_FIELDS
         }
         return FacetCounts(total=self.count(), counts=counts)
-
-
-def _hit(point: Any) -> Hit:
-    return Hit(score=point.score, product=ProductPayload.model_validate(point.payload))
