@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from tools.reports import write_report
 from tools.stack import ROOT, Stack, index_count, reachable, run_ingestion, running
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -215,11 +214,7 @@ def main() -> int:
         index_products=products,
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    args.output.with_suffix(".md").write_text(table)
-    sys.stdout.write(table)
+    write_report(args.output, result, markdown(result))
     return 0
 
 

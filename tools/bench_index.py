@@ -43,6 +43,8 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
+from tools.reports import write_report
+
 logger = logging.getLogger("bench-index")
 GENDERS = (("Men", 0.45), ("Women", 0.42), ("Unisex", 0.08), ("Boys", 0.03), ("Girls", 0.02))
 CATEGORIES = (
@@ -214,14 +216,8 @@ def main() -> int:
         for int8 in [name == "int8" for name in args.storages.split(",")]:
             rows.append(measure(size, args.dim, int8, seed=size))
             logger.info(json.dumps(rows[-1]))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps({"hnsw": {"m": 16, "ef_construct": 100, "ef": HNSW_EF}, "runs": rows}, indent=2) + "\n"
-    )
-    args.output.with_suffix(".md").write_text(
-        "# Index benchmark (Qdrant Edge, HNSW)\n\n" + table(rows) + "\n"
-    )
-    logger.info(table(rows))
+    report = {"hnsw": {"m": 16, "ef_construct": 100, "ef": HNSW_EF}, "runs": rows}
+    write_report(args.output, report, "# Index benchmark (Qdrant Edge, HNSW)\n\n" + table(rows) + "\n")
     return 0
 
 

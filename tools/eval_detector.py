@@ -39,6 +39,7 @@ from shared.boxes import box_iou
 from shared.contracts import CATEGORIES, Category
 from shared.images import decode_image, encode_jpeg, resize_max_side
 from shared.service import InferencePool
+from tools.reports import write_report
 from tools.stack import ROOT, Stack, free_port, running
 
 IOU = 0.5
@@ -337,11 +338,7 @@ def main() -> int:
             if backend == "keypoints":
                 report["latency_ms"] = _latencies(stack, args.queries)
     report["machine"] = f"{os.cpu_count()} CPUs"
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    args.output.with_suffix(".md").write_text(table)
-    sys.stdout.write(table)
+    write_report(args.output, report, markdown(report))
     return 0
 
 

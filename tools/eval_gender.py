@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,6 +26,7 @@ from shared.boxes import box_iou
 from shared.contracts import CATEGORIES
 from shared.images import decode_image, encode_jpeg, resize_max_side
 from shared.service import InferencePool
+from tools.reports import write_report
 from tools.stack import ROOT, Stack, free_port, running
 
 SERVICES = ("detector-service", "gender-service", "embedding-service")
@@ -165,11 +165,7 @@ def main() -> int:
         card = json.loads(CARD.read_text())
         report["catalog_test"] = card["test"]
         report["quantisation"] = card["quantisation"]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    args.output.with_suffix(".md").write_text(table)
-    sys.stdout.write(table)
+    write_report(args.output, report, markdown(report))
     return 0
 
 

@@ -49,6 +49,7 @@ from shared.contracts import CATEGORIES, Category, GenderLabel
 from shared.distortions import distort
 from shared.service import InferencePool
 from shared.vocabulary import article_family, colour_family
+from tools.reports import save_json, write_report
 from tools.stack import ROOT, Stack, free_port, running
 
 K = 10
@@ -454,14 +455,11 @@ def main() -> int:
             if not (folder / "done").exists():
                 asyncio.run(build_crops(args.catalog, rows, stack, folder))
             report["variants"][name] = asyncio.run(evaluate_variant(stack, args, rows, folder))
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        save_json(args.output, report)  # each variant as soon as it is measured
     if args.adopt:
         report["decision"] = adopt_candidate(report)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report) + (f"\nProjection: {report['decision']}.\n" if "decision" in report else "")
-    args.output.with_suffix(".md").write_text(table)
-    sys.stdout.write(table)
+    write_report(args.output, report, table)
     return 0
 
 
