@@ -330,9 +330,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "int8": {"EMBEDDING_BACKBONE_PATH": str(MODELS / "efficientnet_lite2.int8.onnx")},
 }
 # the person-photo answers as served: with the gateway's default colour reranking
-SERVED_MODE = (
-    f"colour rerank {Settings().colour_rerank:g}" if Settings().colour_rerank in RERANK_WEIGHTS else "plain"
-)
+SERVED_RERANK = Settings().colour_rerank
+SERVED_MODE = f"colour rerank {SERVED_RERANK:g}" if SERVED_RERANK in RERANK_WEIGHTS else "plain"
 # what decides whether a trained projection is kept: look-alike measures, person and product photos
 DECIDING = (
     ("person_photos", SERVED_MODE, "family_p@10"),

@@ -172,16 +172,8 @@ class CatalogWriter:
 
 
 def _row(product: ProductIn, image: str) -> CatalogRow:
-    return CatalogRow(
-        product_id=product.product_id,
-        image=image,
-        gender=product.gender,
-        category=product.category,
-        article_type=product.article_type,
-        colour=product.colour,
-        name=product.name,
-        usage=product.usage,
-    )
+    """The metadata (ProductIn's fields are CatalogRow's, less the image) with where the image is."""
+    return CatalogRow(image=image, **product.model_dump(include=set(ProductIn.model_fields)))
 
 
 def parse_metadata(raw: str) -> ProductIn:
@@ -257,7 +249,7 @@ def build_router(settings: Settings) -> APIRouter:
         lines = parse_batch(text)
         sources = [
             (
-                ProductIn(**line.model_dump(exclude={"image", "image_url"})),
+                line,
                 Source(catalog_path=line.image, url=line.image_url),
             )
             for line in lines

@@ -119,7 +119,7 @@ class ServerIndex:
         location = self.settings.qdrant_url or ""
         if location == ":memory:":
             return QdrantClient(location=":memory:")
-        if not location.startswith(("http://", "https://")):
+        if self._local:
             return QdrantClient(path=location)
         key = self.settings.qdrant_api_key.get_secret_value() if self.settings.qdrant_api_key else None
         return QdrantClient(url=location, api_key=key, timeout=int(self.settings.qdrant_timeout_s))
