@@ -71,7 +71,9 @@ def server_ms(response: httpx.Response) -> float:
     return float(duration) if duration else float("nan")
 
 
-async def measure(gateway: str, photos: list[Path], rounds: int, concurrency: int) -> dict[str, Any]:
+async def measure(
+    gateway: str, services: dict[str, str], photos: list[Path], rounds: int, concurrency: int
+) -> dict[str, Any]:
     blobs = {photo: photo.read_bytes() for photo in photos}
     url = f"{gateway}/recommend"
     async with httpx.AsyncClient(timeout=120) as client:
@@ -99,6 +101,7 @@ async def measure(gateway: str, photos: list[Path], rounds: int, concurrency: in
         wall = time.perf_counter() - started
         cached = await measure_cache(client, url, photos, blobs, rounds)
     return {
+        "services_alone": await measure_services(services, photos, blobs, rounds),
         "sequential": summary(sequential),
         f"concurrency_{concurrency}": {
             **summary(concurrent),
@@ -106,6 +109,52 @@ async def measure(gateway: str, photos: list[Path], rounds: int, concurrency: in
         },
         "stages_sequential": {stage: summary(values) for stage, values in stages.items()},
         "cache": {"uncached": summary(sequential), **cached},
+    }
+
+
+def image_format(photo: Path) -> str:
+    return {".jpg": "JPEG", ".jpeg": "JPEG"}.get(photo.suffix.lower(), photo.suffix.lstrip(".").upper())
+
+
+async def measure_services(
+    services: dict[str, str], photos: list[Path], blobs: dict[Path, bytes], rounds: int
+) -> dict[str, Any]:
+    """The detector's /detect and the gender service's /faces called directly, one request at a time
+    (nothing else running), grouped by the number of persons found and the file format (a PNG takes
+    several times longer to decode than a JPEG): the latency of each model service on its own,
+    upload and decoding included. Gender is also given per person."""
+    detect: dict[tuple[int, str], list[float]] = defaultdict(list)
+    faces: dict[tuple[int, str], list[float]] = defaultdict(list)
+    per_person: list[float] = []
+    sizes: dict[tuple[int, str], set[str]] = defaultdict(set)
+    async with httpx.AsyncClient(timeout=120) as client:
+        for photo in photos:
+            _, body = await timed_post(client, f"{services['detector-service']}/detect", photo, blobs[photo])
+            persons = len(body["persons"])
+            group = (persons, image_format(photo))
+            sizes[group].add(f"{body['width']}x{body['height']}")
+            await timed_post(client, f"{services['gender-service']}/faces", photo, blobs[photo])
+            for _ in range(rounds):
+                ms, _ = await timed_post(
+                    client, f"{services['detector-service']}/detect", photo, blobs[photo]
+                )
+                detect[group].append(ms)
+                ms, _ = await timed_post(client, f"{services['gender-service']}/faces", photo, blobs[photo])
+                faces[group].append(ms)
+                if persons:
+                    per_person.append(ms / persons)
+    return {
+        "groups": [
+            {
+                "persons": persons,
+                "format": fmt,
+                "sizes": sorted(sizes[persons, fmt]),
+                "detect": summary(detect[persons, fmt]),
+                "gender_faces": summary(faces[persons, fmt]),
+            }
+            for persons, fmt in sorted(detect)
+        ],
+        "gender_faces_per_person": summary(per_person),
     }
 
 
@@ -157,6 +206,28 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for stage, row in result["stages_sequential"].items():
         lines.append(f"| {stage} | {row['p50_ms']} | {row['p95_ms']} |")
+    alone = result["services_alone"]
+    lines += [
+        "",
+        "Model services alone (each called directly, one request at a time; upload and decoding "
+        "included), by the number of persons in the photo and its format:",
+        "",
+        "| persons | format | photo sizes | requests | detect p50 ms | detect p95 ms | gender p50 ms "
+        "| gender p95 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in alone["groups"]:
+        lines.append(
+            f"| {row['persons']} | {row['format']} | {', '.join(row['sizes'])} | {row['detect']['n']} "
+            f"| {row['detect']['p50_ms']} "
+            f"| {row['detect']['p95_ms']} | {row['gender_faces']['p50_ms']} | {row['gender_faces']['p95_ms']} |"
+        )
+    per_person = alone["gender_faces_per_person"]
+    lines += [
+        "",
+        f"Gender per person (the /faces time divided by the persons found): p50 {per_person['p50_ms']} ms, "
+        f"p95 {per_person['p95_ms']} ms.",
+    ]
     cache = result["cache"]
     lines += [
         "",
@@ -205,7 +276,8 @@ def main() -> int:
     photos = sorted(p for p in args.queries.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     with stack_for(args.catalog.resolve()) as stack:
         products = index_count(stack.url("index-service"))
-        result = asyncio.run(measure(stack.url("gateway"), photos, args.rounds, args.concurrency))
+        services = {name: stack.url(name) for name in ("detector-service", "gender-service")}
+        result = asyncio.run(measure(stack.url("gateway"), services, photos, args.rounds, args.concurrency))
     result.update(
         photos=len(photos),
         queries=str(args.queries),

@@ -10,7 +10,7 @@ from detector_service.config import Settings
 from detector_service.model import DetectorModel
 from shared.contracts import DetectResponse
 from shared.logs import configure_logging
-from shared.service import create_pooled_app, decode_upload, require_ready
+from shared.service import analyse_upload, create_pooled_app, require_ready
 
 SERVICE = "detector-service"
 
@@ -33,11 +33,15 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         summary="Persons and garment regions (normalised boxes)",
     )
     async def detect(request: Request, image: Annotated[UploadFile, File()]) -> DetectResponse:
-        pixels = await decode_upload(
-            request, image, settings.max_upload_bytes, settings.max_pixels, at_least=settings.work_side
+        return await analyse_upload(
+            request,
+            image,
+            model.predict,
+            operation="detect",
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_pixels,
+            at_least=settings.work_side,
         )
-        with app.state.metrics.inference_duration.labels("detect").time():
-            return await request.app.state.pool.run(model.predict, pixels)  # type: ignore[no-any-return]
 
     return app
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from shared.images import rgb_pixels
+
 INPUT_SIZE = 260
 PAD_COLOUR = (255, 255, 255)  # catalog product shots are on white
 
@@ -20,7 +22,7 @@ def to_square(image: np.ndarray) -> Image.Image:
 def to_input(image: np.ndarray) -> np.ndarray:
     """(3, INPUT_SIZE, INPUT_SIZE) float32 in [-1, 1], channels first."""
     square = to_square(image).resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
-    scaled = np.asarray(square, dtype=np.float32) / 127.5 - 1.0
+    scaled = rgb_pixels(square).astype(np.float32) / 127.5 - 1.0
     return np.ascontiguousarray(scaled.transpose(2, 0, 1))
 
 

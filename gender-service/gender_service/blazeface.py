@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from gender_service.tflite import TFLiteModel
+from shared.images import rgb_pixels
 
 INPUT_SIZE = 256
 # (stride, anchors per cell), in the order of the model's outputs
@@ -65,8 +66,13 @@ def letterbox(image: np.ndarray) -> Letterbox:
     height, width = image.shape[:2]
     scale = INPUT_SIZE / max(height, width)
     size = (min(INPUT_SIZE, max(1, round(width * scale))), min(INPUT_SIZE, max(1, round(height * scale))))
-    # reducing_gap: shrink by whole factors first (fast box filter), then bilinear
-    resized = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+    picture = Image.fromarray(image)
+    factor = int(max(height, width) // INPUT_SIZE)
+    if factor >= 2:  # a box filter by a whole factor first: several times faster than resizing it all
+        picture = picture.reduce(factor)
+    if picture.size != size:
+        picture = picture.resize(size, Image.Resampling.BILINEAR)
+    resized = rgb_pixels(picture)
     canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
     canvas[: size[1], : size[0]] = resized
     return Letterbox(pixels=canvas, scale=scale)

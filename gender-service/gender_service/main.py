@@ -10,7 +10,7 @@ from gender_service.config import Settings
 from gender_service.model import GenderModel
 from shared.contracts import GenderResponse, PersonsRequest, PersonsResponse
 from shared.logs import configure_logging
-from shared.service import create_pooled_app, decode_upload, require_ready
+from shared.service import analyse_upload, create_pooled_app, require_ready
 
 SERVICE = "gender-service"
 
@@ -33,9 +33,14 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         summary="Faces (normalised boxes) with their gender",
     )
     async def faces(request: Request, image: Annotated[UploadFile, File()]) -> GenderResponse:
-        pixels = await decode_upload(request, image, settings.max_upload_bytes, settings.max_pixels)
-        with app.state.metrics.inference_duration.labels("faces").time():
-            return await request.app.state.pool.run(model.predict, pixels)  # type: ignore[no-any-return]
+        return await analyse_upload(
+            request,
+            image,
+            model.predict,
+            operation="faces",
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_pixels,
+        )
 
     @app.post(
         "/persons",

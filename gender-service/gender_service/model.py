@@ -14,6 +14,7 @@ from gender_service.blazeface import Face, FaceDetector
 from gender_service.config import Settings
 from gender_service.tflite import TFLiteModel
 from shared.contracts import FaceGender, GenderLabel, GenderResponse, PersonsRequest, PersonsResponse
+from shared.images import rgb_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +48,14 @@ def face_square(face: Face, margin: float) -> tuple[int, int, int, int]:
 
 def face_crop(image: np.ndarray, face: Face, margin: float) -> np.ndarray:
     """224×224 float32 RGB crop in 0..255; parts of the square outside the image are black."""
-    square = face_square(face, margin)
-    crop = Image.fromarray(image).crop(square)  # PIL fills outside the image with zeros
-    resized = crop.resize((FACERES_SIZE, FACERES_SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32)
+    left, top, right, bottom = face_square(face, margin)
+    height, width = image.shape[:2]
+    square = np.zeros((bottom - top, right - left, 3), dtype=np.uint8)
+    x1, y1, x2, y2 = max(left, 0), max(top, 0), min(right, width), min(bottom, height)
+    if x2 > x1 and y2 > y1:
+        square[y1 - top : y2 - top, x1 - left : x2 - left] = image[y1:y2, x1:x2]
+    resized = Image.fromarray(square).resize((FACERES_SIZE, FACERES_SIZE), Image.Resampling.BILINEAR)
+    return rgb_pixels(resized).astype(np.float32)
 
 
 def face_size_px(face: Face) -> float:

@@ -55,6 +55,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         logger=logger,
         load=open_index,
         close=index.close,
+        keep_freed_buffers=False,  # its memory is the catalog's; no photos pass through it
         description="Product embeddings with their catalog attributes; filtered nearest-neighbour search.",
     )
     _add_index_error_handlers(app)

@@ -122,12 +122,18 @@ def dominant_rgb(
     lab = srgb_to_lab(pixels)
     order = np.argsort(lab[:, 0])
     centres = lab[order[np.linspace(0, len(order) - 1, clusters).astype(int)]]
-    for _ in range(iterations):
-        assignment = np.argmin(((lab[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
-        for k in range(clusters):
-            members = lab[assignment == k]
-            if len(members):
-                centres[k] = members.mean(axis=0)
+    squared_norms = (lab**2).sum(axis=1)[:, None]
+    assignment = np.zeros(len(lab), dtype=np.int64)
+    for iteration in range(iterations):
+        distances = squared_norms - 2.0 * lab @ centres.T + (centres**2).sum(axis=1)[None]
+        nearest = np.argmin(distances, axis=1)
+        if iteration and np.array_equal(nearest, assignment):
+            break  # converged: the centres would not move again
+        assignment = nearest
+        counts = np.bincount(assignment, minlength=clusters)
+        sums = np.stack([np.bincount(assignment, lab[:, j], clusters) for j in range(3)], axis=1)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
     counts = np.bincount(assignment, minlength=clusters)
     best = int(np.argmax(counts))
     return pixels[assignment == best].mean(axis=0), round(float(counts[best] / len(pixels)), 3)

@@ -86,10 +86,17 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
         image = Image.alpha_composite(background, image.convert("RGBA"))
     if image.mode != "RGB":
         image = image.convert("RGB")
-    array = np.asarray(image, dtype=np.uint8)
-    if array.ndim != 3 or array.shape[0] < MIN_SIDE or array.shape[1] < MIN_SIDE:
+    width, height = image.size
+    if width < MIN_SIDE or height < MIN_SIDE:
         raise ImageError("the image has no pixels")
-    return array
+    return rgb_pixels(image)
+
+
+def rgb_pixels(image: Image.Image) -> np.ndarray:
+    """Read-only HxWx3 uint8 array of an RGB image; several times faster than ``np.asarray(image)``,
+    which goes through Pillow's array interface."""
+    width, height = image.size
+    return np.frombuffer(image.tobytes("raw", "RGB"), dtype=np.uint8).reshape(height, width, 3)
 
 
 def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
@@ -99,7 +106,7 @@ def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
     if scale >= 1.0:
         return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    return rgb_pixels(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
