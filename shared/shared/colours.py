@@ -87,7 +87,9 @@ class ColourNeighbours:
 
     def name(self, lab: np.ndarray) -> str:
         """The most common name of the winning colour family among the K nearest products."""
-        nearest = np.argsort(np.linalg.norm(self.lab - lab.reshape(1, 3), axis=1))[:NEIGHBOURS_K]
+        distances = np.linalg.norm(self.lab - lab.reshape(1, 3), axis=1)
+        candidates = np.argpartition(distances, min(NEIGHBOURS_K, len(distances) - 1))[:NEIGHBOURS_K]
+        nearest = candidates[np.argsort(distances[candidates])]  # nearest first: it breaks ties
         names = [self.vocabulary[i] for i in self.names[nearest]]
         family = Counter(colour_family(n) for n in names).most_common(1)[0][0]
         return Counter(n for n in names if colour_family(n) == family).most_common(1)[0][0]
@@ -120,8 +122,9 @@ def dominant_rgb(
     if len(pixels) == 0:
         return None
     lab = srgb_to_lab(pixels)
-    order = np.argsort(lab[:, 0])
-    centres = lab[order[np.linspace(0, len(order) - 1, clusters).astype(int)]]
+    # start from the pixels at evenly spaced ranks of lightness (a partial sort finds them)
+    ranks = np.linspace(0, len(lab) - 1, clusters).astype(int)
+    centres = lab[np.argpartition(lab[:, 0], ranks)[ranks]]
     squared_norms = (lab**2).sum(axis=1)[:, None]
     assignment = np.zeros(len(lab), dtype=np.int64)
     for iteration in range(iterations):
