@@ -36,6 +36,7 @@ help:
 	@echo "make train-gender        retrain the gender appearance head and its calibration on CATALOG"
 	@echo "make eval-gender         gender accuracy, unknown rate and confusion on QUERIES and the catalog test split"
 	@echo "make bench-index         the index at SIZES vectors: build, RAM, disk, filtered p50/p99, recall@10"
+	@echo "                          and catalog ingestion end to end (INGEST images, reports/bench-ingest.md)"
 	@echo "make catalog-report      charts and summary of CATALOG (genders, categories, images) under reports/"
 
 # --- environments: one virtual environment per service, as in its container -------------------
@@ -194,9 +195,11 @@ train-embedding: install models $(FEATURES)
 SIZES ?= 100000
 INDEX_DIM ?= 1280
 STORAGES ?= float32,int8
-bench-index: install
+INGEST ?= 960
+bench-index: install models
 	$(VENV)/index-service/bin/python -m tools.bench_index --sizes $(SIZES) --dim $(INDEX_DIM) \
 	  --storages $(STORAGES) --output reports/bench-index.json
+	$(VENV)/gateway/bin/python -m tools.bench_ingest --catalog $(CATALOG) --limit $(INGEST)
 
 # float16 and int8 exports of the backbone (make eval VARIANTS=raw,fp16,int8 compares them)
 quantise: install models
