@@ -25,6 +25,9 @@ from typing import Any
 
 import httpx
 
+from gateway.config import Settings
+from shared.images import decode_image, encode_jpeg, resize_max_side
+from tools.eval_gender import fusion_request
 from tools.reports import write_report
 from tools.stack import ROOT, Stack, index_count, reachable, run_ingestion, running
 
@@ -112,47 +115,52 @@ async def measure(
     }
 
 
-def image_format(photo: Path) -> str:
-    return {".jpg": "JPEG", ".jpeg": "JPEG"}.get(photo.suffix.lower(), photo.suffix.lstrip(".").upper())
-
-
 async def measure_services(
     services: dict[str, str], photos: list[Path], blobs: dict[Path, bytes], rounds: int
 ) -> dict[str, Any]:
     """The detector's /detect and the gender service's /faces called directly, one request at a time
-    (nothing else running), grouped by the number of persons found and the file format (a PNG takes
-    several times longer to decode than a JPEG): the latency of each model service on its own,
-    upload and decoding included. Gender is also given per person."""
-    detect: dict[tuple[int, str], list[float]] = defaultdict(list)
-    faces: dict[tuple[int, str], list[float]] = defaultdict(list)
+    (nothing else running), with the photo as the gateway sends it (a JPEG of at most
+    ``analysis_side`` pixels), grouped by the number of persons found: the latency of each model
+    service on its own, upload and decoding included. Gender is also given per person: /faces and then /persons (the
+    fusion, with a stand-in appearance vector), divided by the faces found."""
+    detect: dict[int, list[float]] = defaultdict(list)
+    faces: dict[int, list[float]] = defaultdict(list)
     per_person: list[float] = []
-    sizes: dict[tuple[int, str], set[str]] = defaultdict(set)
+    sizes: dict[int, set[str]] = defaultdict(set)
+    side = Settings().analysis_side
+    sent = {
+        photo: encode_jpeg(resize_max_side(decode_image(blobs[photo]), side), quality=90) for photo in photos
+    }
     async with httpx.AsyncClient(timeout=120) as client:
         for photo in photos:
-            _, body = await timed_post(client, f"{services['detector-service']}/detect", photo, blobs[photo])
+            _, body = await timed_post(client, f"{services['detector-service']}/detect", photo, sent[photo])
             persons = len(body["persons"])
-            group = (persons, image_format(photo))
-            sizes[group].add(f"{body['width']}x{body['height']}")
-            await timed_post(client, f"{services['gender-service']}/faces", photo, blobs[photo])
+            sizes[persons].add(f"{body['width']}x{body['height']}")
+            await timed_post(client, f"{services['gender-service']}/faces", photo, sent[photo])
             for _ in range(rounds):
-                ms, _ = await timed_post(
-                    client, f"{services['detector-service']}/detect", photo, blobs[photo]
+                ms, _ = await timed_post(client, f"{services['detector-service']}/detect", photo, sent[photo])
+                detect[persons].append(ms)
+                ms, answer = await timed_post(
+                    client, f"{services['gender-service']}/faces", photo, sent[photo]
                 )
-                detect[group].append(ms)
-                ms, _ = await timed_post(client, f"{services['gender-service']}/faces", photo, blobs[photo])
-                faces[group].append(ms)
-                if persons:
-                    per_person.append(ms / persons)
+                faces[persons].append(ms)
+                if answer["faces"]:
+                    started = time.perf_counter()
+                    fused = await client.post(
+                        f"{services['gender-service']}/persons", json=fusion_request(answer["faces"])
+                    )
+                    fused.raise_for_status()
+                    fusion_ms = (time.perf_counter() - started) * 1000
+                    per_person.append((ms + fusion_ms) / len(answer["faces"]))
     return {
         "groups": [
             {
                 "persons": persons,
-                "format": fmt,
-                "sizes": sorted(sizes[persons, fmt]),
-                "detect": summary(detect[persons, fmt]),
-                "gender_faces": summary(faces[persons, fmt]),
+                "sizes": sorted(sizes[persons]),
+                "detect": summary(detect[persons]),
+                "gender_faces": summary(faces[persons]),
             }
-            for persons, fmt in sorted(detect)
+            for persons in sorted(detect)
         ],
         "gender_faces_per_person": summary(per_person),
     }
@@ -210,22 +218,23 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         "Model services alone (each called directly, one request at a time; upload and decoding "
-        "included), by the number of persons in the photo and its format:",
+        "included; each photo as the gateway sends it, a JPEG of at most `analysis_side` pixels), "
+        "by the number of persons in the photo:",
         "",
-        "| persons | format | photo sizes | requests | detect p50 ms | detect p95 ms | gender p50 ms "
-        "| gender p95 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| persons | sizes sent | requests | detect p50 ms | detect p95 ms | gender p50 ms | gender p95 ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in alone["groups"]:
         lines.append(
-            f"| {row['persons']} | {row['format']} | {', '.join(row['sizes'])} | {row['detect']['n']} "
+            f"| {row['persons']} | {', '.join(row['sizes'])} | {row['detect']['n']} "
             f"| {row['detect']['p50_ms']} "
             f"| {row['detect']['p95_ms']} | {row['gender_faces']['p50_ms']} | {row['gender_faces']['p95_ms']} |"
         )
     per_person = alone["gender_faces_per_person"]
     lines += [
         "",
-        f"Gender per person (the /faces time divided by the persons found): p50 {per_person['p50_ms']} ms, "
+        f"Gender per person (/faces plus the /persons fusion call, divided by the faces found): "
+        f"p50 {per_person['p50_ms']} ms, "
         f"p95 {per_person['p95_ms']} ms.",
     ]
     cache = result["cache"]

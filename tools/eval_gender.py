@@ -82,6 +82,12 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def fusion_request(faces: list[dict[str, Any]], dim: int = 1280) -> dict[str, Any]:
+    """A /persons body for timing: one person per face found, with a constant appearance vector
+    (the work does not depend on its values)."""
+    return {"persons": [{"face": face, "vector": [0.028] * dim} for face in faces]}
+
+
 def latency(stack: Stack, queries: Path, rounds: int = 5) -> dict[str, float]:
     """Gender service time per person: /faces per face found, and /persons per person."""
     photos = [queries / e["path"] for e in json.loads((queries / "labels.json").read_text())]
@@ -97,7 +103,7 @@ def latency(stack: Stack, queries: Path, rounds: int = 5) -> dict[str, float]:
                 body = client.post(f"{url}/faces", files={"image": ("p.jpg", data)}).json()
                 elapsed = (time.perf_counter() - started) * 1000
                 faces_ms.append(elapsed / max(1, len(body["faces"])))
-                evidence = {"persons": [{"face": face, "vector": [0.028] * 1280} for face in body["faces"]]}
+                evidence = fusion_request(body["faces"])
                 if evidence["persons"]:
                     started = time.perf_counter()
                     client.post(f"{url}/persons", json=evidence)
