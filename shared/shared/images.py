@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -74,7 +74,8 @@ def decode_image(
 def to_rgb_array(image: Image.Image) -> np.ndarray:
     """Upright 8-bit RGB array of any PIL image."""
     with contextlib.suppress(OSError, SyntaxError, ValueError):  # broken EXIF must not lose the image
-        image = ImageOps.exif_transpose(image) or image
+        if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:  # else exif_transpose only copies
+            image = ImageOps.exif_transpose(image) or image
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         scaled = np.asarray(image, dtype=np.float64)
         peak = scaled.max() or 1.0
