@@ -172,7 +172,12 @@ eval-detector: install models
 PRODUCTS ?= ../shared/queries/consumer
 VARIANTS ?= raw,served
 EVAL_FLAGS ?=  # --keep: re-measure VARIANTS only, keep the others of reports/eval.json
-eval: install models
+# the whitened-PCA variant of make eval (VARIANTS=pca): an unsupervised 256-d compression
+PCA := models/embedding/projection-pca.npz
+$(PCA): $(FEATURES)
+	$(VENV)/embedding-service/bin/python -m embedding_service.fit_pca --features $(FEATURES) --dim 256 --output $@
+
+eval: install models $(if $(findstring pca,$(VARIANTS)),$(PCA))
 	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
 	  --products $(PRODUCTS) --variants $(VARIANTS) $(EVAL_FLAGS)
 

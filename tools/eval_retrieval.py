@@ -326,6 +326,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "raw": {"EMBEDDING_PROJECTION": "none"},
     "served": {},  # the service's defaults: the packaged projection if there is one
     "candidate": {"EMBEDDING_PROJECTION": str(CANDIDATE)},
+    "pca": {"EMBEDDING_PROJECTION": str(MODELS / "projection-pca.npz")},
     "fp16": {"EMBEDDING_BACKBONE_PATH": str(MODELS / "efficientnet_lite2.fp16.onnx")},
     "int8": {"EMBEDDING_BACKBONE_PATH": str(MODELS / "efficientnet_lite2.int8.onnx")},
 }
