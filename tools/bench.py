@@ -18,19 +18,21 @@ import platform
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from gateway.config import Settings
+from shared.clients import DetectorClient, GenderClient
 from shared.images import decode_image, encode_jpeg, resize_max_side
 from tools.eval_gender import fusion_request
 from tools.reports import write_report
 from tools.stack import ROOT, Stack, index_count, reachable, run_ingestion, running
 
+T = TypeVar("T")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
@@ -65,6 +67,12 @@ async def timed_post(
     body: dict[str, Any] = response.json()
     body["server_ms"] = server_ms(response)
     return elapsed, body
+
+
+async def timed(call: Awaitable[T]) -> tuple[float, T]:
+    started = time.perf_counter()
+    result = await call
+    return (time.perf_counter() - started) * 1000, result
 
 
 def server_ms(response: httpx.Response) -> float:
@@ -118,11 +126,11 @@ async def measure(
 async def measure_services(
     services: dict[str, str], photos: list[Path], blobs: dict[Path, bytes], rounds: int
 ) -> dict[str, Any]:
-    """The detector's /detect and the gender service's /faces called directly, one request at a time
-    (nothing else running), with the photo as the gateway sends it (a JPEG of at most
-    ``analysis_side`` pixels), grouped by the number of persons found: the latency of each model
-    service on its own, upload and decoding included. Gender is also given per person: /faces and then /persons (the
-    fusion, with a stand-in appearance vector), divided by the faces found."""
+    """The detector and the gender service called directly through the gateway's own clients, one
+    request at a time (nothing else running), with the photo as the gateway sends it (a JPEG of at
+    most ``analysis_side`` pixels), grouped by the number of persons found: the latency of each model
+    service on its own, upload and decoding included. Gender is also given per person: /faces and
+    then the /persons fusion (with a stand-in appearance vector), divided by the faces found."""
     detect: dict[int, list[float]] = defaultdict(list)
     faces: dict[int, list[float]] = defaultdict(list)
     per_person: list[float] = []
@@ -131,27 +139,24 @@ async def measure_services(
     sent = {
         photo: encode_jpeg(resize_max_side(decode_image(blobs[photo]), side), quality=90) for photo in photos
     }
-    async with httpx.AsyncClient(timeout=120) as client:
+    detector = DetectorClient("detector", services["detector-service"], 120.0)
+    gender = GenderClient("gender", services["gender-service"], 120.0)
+    try:
         for photo in photos:
-            _, body = await timed_post(client, f"{services['detector-service']}/detect", photo, sent[photo])
-            persons = len(body["persons"])
-            sizes[persons].add(f"{body['width']}x{body['height']}")
-            await timed_post(client, f"{services['gender-service']}/faces", photo, sent[photo])
+            found = await detector.detect(sent[photo])
+            sizes[len(found.persons)].add(f"{found.width}x{found.height}")
+            await gender.faces(sent[photo])
             for _ in range(rounds):
-                ms, _ = await timed_post(client, f"{services['detector-service']}/detect", photo, sent[photo])
-                detect[persons].append(ms)
-                ms, answer = await timed_post(
-                    client, f"{services['gender-service']}/faces", photo, sent[photo]
-                )
-                faces[persons].append(ms)
-                if answer["faces"]:
-                    started = time.perf_counter()
-                    fused = await client.post(
-                        f"{services['gender-service']}/persons", json=fusion_request(answer["faces"])
-                    )
-                    fused.raise_for_status()
-                    fusion_ms = (time.perf_counter() - started) * 1000
-                    per_person.append((ms + fusion_ms) / len(answer["faces"]))
+                ms, found = await timed(detector.detect(sent[photo]))
+                detect[len(found.persons)].append(ms)
+                ms, answer = await timed(gender.faces(sent[photo]))
+                faces[len(found.persons)].append(ms)
+                if answer.faces:
+                    fusion_ms, _ = await timed(gender.persons(fusion_request(answer.faces)))
+                    per_person.append((ms + fusion_ms) / len(answer.faces))
+    finally:
+        await detector.aclose()
+        await gender.aclose()
     return {
         "groups": [
             {

@@ -23,7 +23,8 @@ from gateway.config import Settings
 from gateway.main import make_clients
 from gateway.pipeline import Query, Recommender, Timings
 from shared.boxes import box_iou
-from shared.contracts import CATEGORIES
+from shared.clients import JSON_HEADERS
+from shared.contracts import CATEGORIES, FaceGender, PersonEvidence, PersonsRequest
 from shared.images import decode_image, encode_jpeg, resize_max_side
 from shared.service import InferencePool
 from tools.reports import write_report
@@ -82,10 +83,10 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def fusion_request(faces: list[dict[str, Any]], dim: int = 1280) -> dict[str, Any]:
+def fusion_request(faces: list[FaceGender], dim: int = 1280) -> PersonsRequest:
     """A /persons body for timing: one person per face found, with a constant appearance vector
     (the work does not depend on its values)."""
-    return {"persons": [{"face": face, "vector": [0.028] * dim} for face in faces]}
+    return PersonsRequest(persons=[PersonEvidence(face=face, vector=[0.028] * dim) for face in faces])
 
 
 def latency(stack: Stack, queries: Path, rounds: int = 5) -> dict[str, float]:
@@ -103,11 +104,11 @@ def latency(stack: Stack, queries: Path, rounds: int = 5) -> dict[str, float]:
                 body = client.post(f"{url}/faces", files={"image": ("p.jpg", data)}).json()
                 elapsed = (time.perf_counter() - started) * 1000
                 faces_ms.append(elapsed / max(1, len(body["faces"])))
-                evidence = fusion_request(body["faces"])
-                if evidence["persons"]:
+                evidence = fusion_request([FaceGender.model_validate(face) for face in body["faces"]])
+                if evidence.persons:
                     started = time.perf_counter()
-                    client.post(f"{url}/persons", json=evidence)
-                    persons_ms.append((time.perf_counter() - started) * 1000 / len(evidence["persons"]))
+                    client.post(f"{url}/persons", content=evidence.model_dump_json(), headers=JSON_HEADERS)
+                    persons_ms.append((time.perf_counter() - started) * 1000 / len(evidence.persons))
     return {
         "faces_per_face_p50_ms": round(statistics.median(faces_ms), 1),
         "persons_per_person_p50_ms": round(statistics.median(persons_ms), 1) if persons_ms else 0.0,
