@@ -256,7 +256,7 @@ async def evaluate(stack: Stack, sets: dict[str, list[Photo]]) -> dict[str, Any]
     return results
 
 
-def detector_latency(stack: Stack, photo_path: Path, persons: int, rounds: int = 20) -> float:
+def detector_latency(stack: Stack, photo_path: Path, persons: int, rounds: int = 50) -> float:
     """p50 of the detector service alone on one photo, sent as the gateway sends it (a JPEG of at
     most 1024 px), decoding and HTTP included, over loopback."""
     import httpx
