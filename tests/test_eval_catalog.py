@@ -44,3 +44,9 @@ def test_colour_rerank_lifts_the_items_colour_family() -> None:
 
 def test_colour_match_keeps_only_its_family() -> None:
     assert catalog().search([1.0, 0.0], Category.topwear, "unknown", match_colour="Red", k=3) == [1, 2]
+
+
+def test_neighbour_categories_ignore_the_category_and_keep_the_gender() -> None:
+    found = catalog().neighbour_categories([1.0, 0.0], ["Women", "Unisex"], k=3)
+    assert found == [Category.topwear, Category.topwear]  # rows 2 and 3: the men's are left out
+    assert len(catalog().neighbour_categories([1.0, 0.0], None, k=3)) == 3

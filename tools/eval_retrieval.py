@@ -42,7 +42,7 @@ from gateway.config import Settings
 from gateway.ingest import CatalogEmbedder
 from gateway.items import gender_filter
 from gateway.main import make_clients
-from gateway.pipeline import RERANK_POOL, Analysis, Query, Recommender, Timings
+from gateway.pipeline import RERANK_POOL, VOTE_K, Analysis, Clients, Query, Recommender, Timings
 from shared.boxes import box_iou
 from shared.clients import DetectorClient, EmbeddingClient
 from shared.contracts import CATEGORIES, Category, GenderLabel
@@ -93,6 +93,30 @@ class Catalog:
             family = colour_family(colour)
             top.sort(key=lambda i: -(scores[i] + rerank_colour * (self.colour_families[i] == family)))
         return top[:k]
+
+    def neighbour_categories(
+        self, vector: list[float], genders: list[str] | None, k: int
+    ) -> list[Category | None]:
+        """Categories of the k nearest products of these genders (no category filter)."""
+        scores = self.vectors @ np.asarray(vector, dtype=np.float32)
+        if genders is not None:
+            scores = np.where(np.isin(self.genders, genders), scores, -np.inf)
+        top = [int(i) for i in np.argsort(-scores)[:k] if np.isfinite(scores[i])]
+        return [Category(self.categories[i]) if self.categories[i] else None for i in top]
+
+
+class CatalogRecommender(Recommender):
+    """The gateway's pipeline with the in-memory catalog standing in for the index service where
+    it votes on a product photo's category (as the index would answer, exactly)."""
+
+    def __init__(self, settings: Settings, clients: Clients, pool: InferencePool, catalog: Catalog) -> None:
+        super().__init__(settings, clients, pool)
+        self.catalog = catalog
+
+    async def neighbour_categories(
+        self, vector: list[float], genders: list[str] | None
+    ) -> list[Category | None]:
+        return self.catalog.neighbour_categories(vector, genders, VOTE_K)
 
 
 # --- catalog crops: the detector pass is made once and cached --------------------------------
@@ -302,7 +326,7 @@ async def evaluate_variant(
     embed_seconds = time.perf_counter() - started
     settings = Settings(**{k.removeprefix("GATEWAY_").lower(): v for k, v in stack.gateway_env().items()})
     clients = make_clients(settings)
-    recommender = Recommender(settings, clients, InferencePool(2, 64, "eval"))
+    recommender = CatalogRecommender(settings, clients, InferencePool(2, 64, "eval"), catalog)
     try:
         result = {
             "dim": int(catalog.vectors.shape[1]),

@@ -1,13 +1,15 @@
 """From detector regions and crop classifications to the items a person wears.
 
 The detector says where (upper body, legs, feet, shoulders-to-hem); the classifier says what.
-A region's category is the classifier's best among those the region can hold; a dress replaces
-the top and bottom it was split into.
+A region's category is the classifier's best among those the region can hold (for a product photo,
+voted on together with the catalog's nearest products); a dress replaces the top and bottom it was
+split into.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.contracts import REGION_CATEGORIES, Category, CropEmbedding, GenderLabel, Region
@@ -51,8 +53,18 @@ def restricted(scores: dict[Category, float], allowed: tuple[Category, ...]) -> 
     return {c: p / total for c, p in kept.items()} if total > 0 else {}
 
 
-def choose(candidate: Candidate, allowed: tuple[Category, ...]) -> tuple[Category, float]:
+def choose(
+    candidate: Candidate, allowed: tuple[Category, ...], neighbours: Sequence[Category | None] = ()
+) -> tuple[Category, float]:
+    """The most likely allowed category, with its probability. ``neighbours``: the categories of
+    the catalog's nearest products to the crop; their shares and the classifier's distribution count
+    equally (the catalog knows the store's own products, the classifier only its training set)."""
     distribution = restricted(candidate.embedding.category_scores, allowed)
+    votes = [c for c in neighbours if c in allowed]
+    if votes:
+        shares = {c: votes.count(c) / len(neighbours) for c in allowed}
+        weight = 2.0 if distribution else 1.0
+        distribution = {c: (distribution.get(c, 0.0) + shares[c]) / weight for c in allowed}
     if not distribution:
         return DEFAULT_CATEGORY[candidate.region], 1.0
     category = max(distribution, key=lambda c: distribution[c])
@@ -77,16 +89,23 @@ def is_dress(upper: Candidate | None, full: Candidate | None, gender: GenderLabe
     return upper is not None and choose(upper, REGION_CATEGORIES[Region.upper_body])[0] == Category.dress
 
 
-def resolve(candidates: list[Candidate], genders: list[GenderLabel]) -> list[ResolvedItem]:
-    """Items in a stable order: persons in order, then product regions; top to toe within a person."""
+def resolve(
+    candidates: list[Candidate],
+    genders: list[GenderLabel],
+    neighbours: Mapping[int, Sequence[Category | None]] | None = None,
+) -> list[ResolvedItem]:
+    """Items in a stable order: persons in order, then product regions; top to toe within a person.
+    ``neighbours``: for product regions (by their index in ``candidates``), the categories of the
+    catalog's nearest products, which vote with the classifier on the category."""
+    votes = neighbours or {}
     by_person: dict[int, dict[Region, Candidate]] = defaultdict(dict)
     known: dict[int | None, list[Candidate]] = defaultdict(list)
-    products = []
-    for candidate in candidates:
+    products: list[tuple[int, Candidate]] = []
+    for index, candidate in enumerate(candidates):
         if candidate.category is not None:
             known[candidate.person].append(candidate)
         elif candidate.person is None:
-            products.append(candidate)
+            products.append((index, candidate))
         else:
             by_person[candidate.person][candidate.region] = candidate
     items = []
@@ -94,8 +113,8 @@ def resolve(candidates: list[Candidate], genders: list[GenderLabel]) -> list[Res
         gender = genders[person] if person < len(genders) else "unknown"
         items.extend(_person_items(by_person.get(person, {}), gender))
         items.extend(_item(c, c.category, 1.0) for c in known[person] if c.category is not None)
-    for candidate in products:
-        category, probability = choose(candidate, REGION_CATEGORIES[Region.product])
+    for index, candidate in products:
+        category, probability = choose(candidate, REGION_CATEGORIES[Region.product], votes.get(index, ()))
         items.append(_item(candidate, category, probability))
     items.extend(_item(c, c.category, 1.0) for c in known[None] if c.category is not None)
     return items

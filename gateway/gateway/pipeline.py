@@ -47,6 +47,7 @@ from shared.vocabulary import colour_family, colours_of_family
 
 T = TypeVar("T")
 RERANK_POOL = 3  # reranking looks at this many times k candidates
+VOTE_K = 10  # nearest catalog products that vote on a product photo's category
 GenderChoice = Literal["auto", "Men", "Women"]
 ColourChoice = Literal["any", "match"]
 
@@ -156,7 +157,9 @@ class Recommender:
             "gender_fusion",
             self._genders(detection.persons, faces.faces, person_vectors, query.gender, degraded),
         )
-        items = [i for i in resolve(candidates, [g.label for g in genders]) if i.category in query.categories]
+        neighbours = await self._product_neighbours(candidates, query, timings, degraded)
+        labels = [g.label for g in genders]
+        items = [i for i in resolve(candidates, labels, neighbours) if i.category in query.categories]
         height, width = image.shape[:2]
         return Analysis(width=width, height=height, persons=detection.persons, genders=genders, items=items)
 
@@ -246,6 +249,41 @@ class Recommender:
         except DownstreamError:
             degraded.append("gender")
             return [PersonGender(label="unknown", score=0.0, source="none") for _ in persons]
+
+    async def _product_neighbours(
+        self, candidates: list[Candidate], query: Query, timings: Timings, degraded: list[str]
+    ) -> dict[int, list[Category | None]]:
+        """For each product region (no person, category not known from the detector), the categories
+        of the catalog's nearest products: they vote on its category with the classifier. Without
+        the index the classifier decides alone."""
+        products = [i for i, c in enumerate(candidates) if c.person is None and c.category is None]
+        if not products:
+            return {}
+        genders = gender_filter(query.gender if query.gender != "auto" else "unknown")
+        found = await timings.measure(
+            "vote",
+            asyncio.gather(
+                *(self.neighbour_categories(candidates[i].embedding.vector, genders) for i in products),
+                return_exceptions=True,
+            ),
+        )
+        neighbours: dict[int, list[Category | None]] = {}
+        for index, result in zip(products, found, strict=True):
+            if isinstance(result, DownstreamError):
+                if "index" not in degraded:
+                    degraded.append("index")
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                neighbours[index] = result
+        return neighbours
+
+    async def neighbour_categories(
+        self, vector: list[float], genders: list[str] | None
+    ) -> list[Category | None]:
+        """Categories of the catalog's VOTE_K products nearest to a crop (of these genders)."""
+        request = SearchRequest(vector=vector, k=VOTE_K, filter=SearchFilter(genders=genders))
+        return [hit.product.category for hit in (await self.clients.index.search(request)).hits]
 
     def _crops(self, image: np.ndarray, boxes: list[list[float]]) -> list[bytes]:
         return [

@@ -207,3 +207,35 @@ async def test_colour_match_filters_by_colour_family(
     await _recommend(client)
     assert all(s.filter.colours is None for s in downstream.searches)
     assert (await _recommend(client, "?colour=purple")).status_code == 422
+
+
+async def test_a_product_region_asks_the_catalog_to_vote_on_its_category(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    downstream.extra_regions = [
+        RegionDetection(person=None, region=Region.product, box=[0.0, 0.0, 0.2, 0.2], score=0.7)
+    ]
+    body = (await _recommend(client, "?gender=Men")).json()
+    votes = [s for s in downstream.searches if s.filter.categories is None]
+    assert len(votes) == 1 and votes[0].k == 10, "one unfiltered look at the nearest products"
+    assert votes[0].filter.genders == ["Men", "Unisex"]
+    assert "vote" in body["timings_ms"]
+    assert [i["category"] for i in body["items"] if i["person"] is None] == ["topwear"]
+
+
+async def test_without_the_index_the_classifier_names_the_product_alone(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    downstream.extra_regions = [
+        RegionDetection(person=None, region=Region.product, box=[0.0, 0.0, 0.2, 0.2], score=0.7)
+    ]
+    downstream.failing = {"index"}
+    body = (await _recommend(client)).json()
+    assert body["degraded"] == ["index"]
+    assert [i["category"] for i in body["items"] if i["person"] is None] == ["topwear"]
+
+
+async def test_person_photos_make_no_vote(client: httpx.AsyncClient, downstream: Downstream) -> None:
+    body = (await _recommend(client)).json()
+    assert "vote" not in body["timings_ms"]
+    assert all(s.filter.categories is not None for s in downstream.searches)
