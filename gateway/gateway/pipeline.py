@@ -262,21 +262,12 @@ class Recommender:
         genders = gender_filter(query.gender if query.gender != "auto" else "unknown")
         found = await timings.measure(
             "vote",
-            asyncio.gather(
-                *(self.neighbour_categories(candidates[i].embedding.vector, genders) for i in products),
-                return_exceptions=True,
+            _from_index(
+                [self.neighbour_categories(candidates[i].embedding.vector, genders) for i in products],
+                degraded,
             ),
         )
-        neighbours: dict[int, list[Category | None]] = {}
-        for index, result in zip(products, found, strict=True):
-            if isinstance(result, DownstreamError):
-                if "index" not in degraded:
-                    degraded.append("index")
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                neighbours[index] = result
-        return neighbours
+        return {index: result for index, result in zip(products, found, strict=True) if result is not None}
 
     async def neighbour_categories(
         self, vector: list[float], genders: list[str] | None
@@ -302,20 +293,8 @@ class Recommender:
     async def _search_all(
         self, items: list[ResolvedItem], labels: list[GenderLabel], query: Query, degraded: list[str]
     ) -> list[list[Hit]]:
-        results = await asyncio.gather(
-            *(self._search(item, labels, query) for item in items), return_exceptions=True
-        )
-        hits: list[list[Hit]] = []
-        for result in results:
-            if isinstance(result, DownstreamError):
-                if "index" not in degraded:
-                    degraded.append("index")
-                hits.append([])
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                hits.append(result)
-        return hits
+        results = await _from_index([self._search(item, labels, query) for item in items], degraded)
+        return [hits if hits is not None else [] for hits in results]
 
     async def _search(self, item: ResolvedItem, labels: list[GenderLabel], query: Query) -> list[Hit]:
         """The item's nearest products of the person's gender and the item's category; with
@@ -338,6 +317,23 @@ class Recommender:
             family = colour_family(item.colour)
             hits.sort(key=lambda h: -(h.score + rerank * (colour_family(h.product.colour) == family)))
         return hits[: query.k]
+
+
+async def _from_index(calls: list[Awaitable[T]], degraded: list[str]) -> list[T | None]:
+    """The index calls run concurrently; one the index could not answer gives None and marks the
+    answer degraded, any other error is raised."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    settled: list[T | None] = []
+    for result in results:
+        if isinstance(result, DownstreamError):
+            if "index" not in degraded:
+                degraded.append("index")
+            settled.append(None)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            settled.append(result)
+    return settled
 
 
 def _face_of(person: PersonDetection, faces: list[FaceGender]) -> FaceGender | None:
