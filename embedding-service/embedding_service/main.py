@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 
 from embedding_service.config import Settings
 from embedding_service.model import EmbeddingModel
-from shared.contracts import EmbedResponse
+from shared.contracts import CropEmbedding, EmbedResponse
 from shared.images import ImageError, decode_image
 from shared.logs import configure_logging
 from shared.service import InferencePool, create_pooled_app, read_upload, require_ready
@@ -39,6 +39,13 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 raise type(exc)(f"crop {index}: {exc}") from exc
         return crops
 
+    def decode_and_embed(blobs: list[bytes]) -> list[CropEmbedding]:
+        """One pool job per request, as analyse_upload does for one image; the metric times the
+        model alone."""
+        crops = decode_all(blobs)
+        with app.state.metrics.inference_duration.labels("embed").time():
+            return model.predict(crops)
+
     @app.post(
         "/embed",
         response_model=EmbedResponse,
@@ -50,9 +57,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(413, f"{len(images)} crops in one request; the limit is {settings.max_crops}")
         blobs = [await read_upload(image, settings.max_crop_bytes) for image in images]
         pool: InferencePool = request.app.state.pool
-        crops = await pool.run(decode_all, blobs)
-        with app.state.metrics.inference_duration.labels("embed").time():
-            items = await pool.run(model.predict, crops)
+        items = await pool.run(decode_and_embed, blobs)
         return EmbedResponse(model=model.name, dim=model.dim, items=items)
 
     return app
