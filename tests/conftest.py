@@ -67,9 +67,7 @@ class E2E:
         self.gateway = stack.url("gateway")
 
     def settings(self) -> Settings:
-        return Settings(
-            **{k.removeprefix("GATEWAY_").lower(): v for k, v in self.stack.gateway_env().items()}
-        )
+        return self.stack.gateway_settings()
 
     def recommend(
         self, path: Path | bytes, params: str = "", name: str = "photo.jpg", gateway: str | None = None
@@ -114,7 +112,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
         log_dir=work / "logs",
     )
     with running(stack, timeout_s=600):
-        settings = Settings(**{k.removeprefix("GATEWAY_").lower(): v for k, v in stack.gateway_env().items()})
+        settings = stack.gateway_settings()
         report = asyncio.run(ingest(catalog, settings, progress=False))
         yield E2E(stack, catalog, products, report)
 

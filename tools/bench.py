@@ -27,8 +27,9 @@ import httpx
 import uvloop
 
 from gateway.config import Settings
+from gateway.pipeline import analysis_copy
 from shared.clients import DetectorClient, GenderClient
-from shared.images import decode_image, encode_jpeg, resize_max_side
+from shared.images import decode_image
 from tools.eval_gender import fusion_request
 from tools.reports import write_report
 from tools.stack import ROOT, Stack, index_count, reachable, run_ingestion, running
@@ -136,10 +137,8 @@ async def measure_services(
     faces: dict[int, list[float]] = defaultdict(list)
     per_person: list[float] = []
     sizes: dict[int, set[str]] = defaultdict(set)
-    side = Settings().analysis_side
-    sent = {
-        photo: encode_jpeg(resize_max_side(decode_image(blobs[photo]), side), quality=90) for photo in photos
-    }
+    settings = Settings()
+    sent = {photo: analysis_copy(decode_image(blobs[photo]), settings) for photo in photos}
     detector = DetectorClient("detector", services["detector-service"], 120.0)
     gender = GenderClient("gender", services["gender-service"], 120.0)
     try:

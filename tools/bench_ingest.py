@@ -57,7 +57,6 @@ def own_cpu_seconds() -> float:
 
 
 def measure(catalog: Path, limit: int) -> dict[str, Any]:
-    from gateway.config import Settings
     from gateway.ingest import ingest
 
     folder = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -68,9 +67,7 @@ def measure(catalog: Path, limit: int) -> dict[str, Any]:
     )
     try:
         with running(stack):
-            settings = Settings(
-                **{k.removeprefix("GATEWAY_").lower(): v for k, v in stack.gateway_env().items()}
-            )
+            settings = stack.gateway_settings()
             pids = {name: stack.processes[name].pid for name in SERVICES}
             before = {name: inference_seconds(stack.url(name), INFERENCE_METRICS[name]) for name in SERVICES}
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()} | {

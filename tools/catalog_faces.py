@@ -16,9 +16,11 @@ import numpy as np
 from tqdm import tqdm
 
 from gateway.catalog import read_catalog
+from gateway.config import Settings
+from gateway.pipeline import analysis_copy
 from shared.clients import GenderClient
 from shared.contracts import GenderResponse
-from shared.images import decode_image, encode_jpeg, resize_max_side
+from shared.images import decode_image
 from tools.stack import Stack, free_port, running
 
 logger = logging.getLogger("stack")
@@ -35,12 +37,13 @@ def largest_face_p_men(answer: GenderResponse) -> float:
 async def read_faces(catalog: Path, product_ids: list[str], url: str) -> np.ndarray:
     rows = {row.product_id: row for row in read_catalog(catalog)}
     client = GenderClient("gender", url, 60.0)
+    settings = Settings()
     slots = asyncio.Semaphore(4)
 
     async def one(product_id: str) -> float:
         async with slots:
             image = decode_image((catalog / rows[product_id].image).read_bytes())
-            return largest_face_p_men(await client.faces(encode_jpeg(resize_max_side(image, 1024))))
+            return largest_face_p_men(await client.faces(analysis_copy(image, settings)))
 
     results = []
     try:

@@ -34,10 +34,10 @@ from PIL import Image
 
 from gateway.config import Settings
 from gateway.main import make_clients
-from gateway.pipeline import Query, Recommender, Timings
+from gateway.pipeline import Query, Recommender, Timings, analysis_copy
 from shared.boxes import box_iou
 from shared.contracts import CATEGORIES, Category
-from shared.images import decode_image, encode_jpeg, resize_max_side
+from shared.images import decode_image
 from shared.service import InferencePool
 from tools.reports import write_report
 from tools.stack import ROOT, Stack, free_port, running
@@ -238,7 +238,7 @@ def summarise(tally: Tally) -> dict[str, Any]:
 
 
 async def evaluate(stack: Stack, sets: dict[str, list[Photo]]) -> dict[str, Any]:
-    settings = Settings(**{k.removeprefix("GATEWAY_").lower(): v for k, v in stack.gateway_env().items()})
+    settings = stack.gateway_settings()
     clients = make_clients(settings)
     recommender = Recommender(settings, clients, InferencePool(2, 64, "eval"))
     results = {}
@@ -262,7 +262,7 @@ def detector_latency(stack: Stack, photo_path: Path, persons: int, rounds: int =
     import httpx
 
     image = decode_image(photo_path.read_bytes())
-    data = encode_jpeg(resize_max_side(image, Settings().analysis_side), quality=90)
+    data = analysis_copy(image, Settings())
     url = f"{stack.url('detector-service')}/detect"
     times = []
     with httpx.Client(timeout=30) as client:

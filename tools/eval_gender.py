@@ -21,11 +21,11 @@ import httpx
 
 from gateway.config import Settings
 from gateway.main import make_clients
-from gateway.pipeline import Query, Recommender, Timings
+from gateway.pipeline import Query, Recommender, Timings, analysis_copy
 from shared.boxes import box_iou
 from shared.clients import JSON_HEADERS
 from shared.contracts import CATEGORIES, FaceGender, PersonEvidence, PersonsRequest
-from shared.images import decode_image, encode_jpeg, resize_max_side
+from shared.images import decode_image
 from shared.service import InferencePool
 from tools.reports import write_report
 from tools.stack import ROOT, Stack, free_port, running
@@ -40,7 +40,7 @@ def face_visible(entry: dict[str, Any]) -> bool:
 
 
 async def read_persons(stack: Stack, queries: Path) -> list[dict[str, Any]]:
-    settings = Settings(**{k.removeprefix("GATEWAY_").lower(): v for k, v in stack.gateway_env().items()})
+    settings = stack.gateway_settings()
     clients = make_clients(settings)
     recommender = Recommender(settings, clients, InferencePool(2, 64, "eval"))
     rows = []
@@ -97,7 +97,7 @@ def latency(stack: Stack, queries: Path, rounds: int = 5) -> dict[str, float]:
     url = stack.url("gender-service")
     with httpx.Client(timeout=60) as client:
         for photo in photos:
-            data = encode_jpeg(resize_max_side(decode_image(photo.read_bytes()), 1024))
+            data = analysis_copy(decode_image(photo.read_bytes()), Settings())
             client.post(f"{url}/faces", files={"image": ("p.jpg", data)})
             for _ in range(rounds):
                 started = time.perf_counter()

@@ -324,7 +324,7 @@ async def evaluate_variant(
     started = time.perf_counter()
     catalog = await embed_catalog(rows, folder, stack)
     embed_seconds = time.perf_counter() - started
-    settings = Settings(**{k.removeprefix("GATEWAY_").lower(): v for k, v in stack.gateway_env().items()})
+    settings = stack.gateway_settings()
     clients = make_clients(settings)
     recommender = CatalogRecommender(settings, clients, InferencePool(2, 64, "eval"), catalog)
     try:

@@ -21,8 +21,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:  # the gateway's package is not in every tool's environment (bench-index)
+    from gateway.config import Settings as GatewaySettings
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("stack")
@@ -78,6 +82,12 @@ class Stack:
     def gateway_env(self) -> dict[str, str]:
         """GATEWAY_* URLs of the downstream services, for a gateway or a client of them."""
         return {setting: self.url(name) for name, setting in DOWNSTREAM_SETTING.items()}
+
+    def gateway_settings(self) -> GatewaySettings:
+        """The gateway's settings pointed at this stack's services (for tools that run its pipeline)."""
+        from gateway.config import Settings
+
+        return Settings(**{k.removeprefix("GATEWAY_").lower(): v for k, v in self.gateway_env().items()})
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -165,11 +175,9 @@ def index_count(url: str) -> int:
 
 
 def run_ingestion(stack: Stack, catalog: Path, limit: int | None = None) -> int:
-    from gateway.config import Settings
     from gateway.ingest import ingest, log_report
 
-    settings = Settings(**{k.removeprefix("GATEWAY_").lower(): v for k, v in stack.gateway_env().items()})
-    report = asyncio.run(ingest(catalog, settings, limit))
+    report = asyncio.run(ingest(catalog, stack.gateway_settings(), limit))
     log_report(report)
     return 0 if not report.failed else 2
 

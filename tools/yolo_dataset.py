@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.catalog import read_catalog
-from gateway.config import Settings
 from gateway.main import make_clients
 from gateway.pipeline import Query, Recommender, Timings
 from shared.contracts import CATEGORIES, Category
@@ -86,7 +85,7 @@ def yolo_lines(items: Iterable[tuple[Category, list[float]]]) -> list[str]:
 
 
 async def label(sources: list[Source], stack: Stack, out: Path, val_fraction: float) -> Counter[str]:
-    settings = Settings(**{k.removeprefix("GATEWAY_").lower(): v for k, v in stack.gateway_env().items()})
+    settings = stack.gateway_settings()
     clients = make_clients(settings)
     recommender = Recommender(settings, clients, InferencePool(2, 64, "label"))
     counts: Counter[str] = Counter()

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from gateway.catalog import CatalogRow, read_catalog
 from gateway.config import Settings
+from gateway.pipeline import analysis_copy
 from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, IndexClient
 from shared.contracts import CATEGORY_REGION, CropEmbedding, DetectResponse, IndexPoint, Region
 from shared.images import ImageError, crop_normalised, decode_image, encode_jpeg, resize_max_side
@@ -81,9 +82,7 @@ class CatalogEmbedder:
         async with self._slots:
             data = await asyncio.to_thread((self.catalog_dir / row.image).read_bytes)
             image = await asyncio.to_thread(decode_image, data)
-            analysis = await asyncio.to_thread(
-                lambda: encode_jpeg(resize_max_side(image, self.settings.analysis_side))
-            )
+            analysis = await asyncio.to_thread(analysis_copy, image, self.settings)
             detection = await self.detector.detect(analysis)
             box, on_model = product_box(detection, row)
             product = await asyncio.to_thread(self._crop_jpeg, image, box)

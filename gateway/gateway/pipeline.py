@@ -129,7 +129,7 @@ class Recommender:
     async def analyse(self, query: Query, timings: Timings, degraded: list[str]) -> Analysis:
         """Everything but the search: persons with their gender, and the items they wear."""
         image = await timings.measure("decode", self.pool.run(self._decode, query.data))
-        analysis = await self.pool.run(self._analysis_copy, image)
+        analysis = await self.pool.run(analysis_copy, image, self.settings)
         detection, faces = await asyncio.gather(
             timings.measure("detect", self._detect(analysis, degraded)),
             timings.measure("gender", self._faces(analysis, degraded)),
@@ -205,9 +205,6 @@ class Recommender:
         return decode_image(
             data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_pixels
         )
-
-    def _analysis_copy(self, image: np.ndarray) -> bytes:
-        return encode_jpeg(resize_max_side(image, self.settings.analysis_side), quality=90)
 
     async def _detect(self, analysis: bytes, degraded: list[str]) -> DetectResponse:
         try:
@@ -334,6 +331,11 @@ async def _from_index(calls: list[Awaitable[T]], degraded: list[str]) -> list[T 
         else:
             settled.append(result)
     return settled
+
+
+def analysis_copy(image: np.ndarray, settings: Settings) -> bytes:
+    """What the detector and the gender service are sent: a JPEG of at most ``analysis_side`` pixels."""
+    return encode_jpeg(resize_max_side(image, settings.analysis_side), quality=90)
 
 
 def _face_of(person: PersonDetection, faces: list[FaceGender]) -> FaceGender | None:
