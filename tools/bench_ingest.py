@@ -33,16 +33,12 @@ INFERENCE_METRICS = {
 }
 
 
-def inference_seconds(url: str, metric: str) -> tuple[float, int]:
-    """Total seconds and count of a service's inference histogram (all operations)."""
+def inference_seconds(url: str, metric: str) -> float:
+    """Total seconds of a service's inference histogram (all operations)."""
     text = httpx.get(f"{url}/metrics", timeout=10.0).text
-    total, count = 0.0, 0
-    for line in text.splitlines():
-        if line.startswith(f"{metric}_sum"):
-            total += float(line.rsplit(" ", 1)[1])
-        elif line.startswith(f"{metric}_count"):
-            count += int(float(line.rsplit(" ", 1)[1]))
-    return total, count
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(f"{metric}_sum")
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -81,8 +77,7 @@ def measure(catalog: Path, limit: int) -> dict[str, Any]:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     per_image = {
-        name: round((after[name][0] - before[name][0]) * 1000 / max(report.indexed, 1), 1)
-        for name in SERVICES
+        name: round((after[name] - before[name]) * 1000 / max(report.indexed, 1), 1) for name in SERVICES
     }
     cpu_per_image = {
         name: round((cpu_after[name] - cpu_before[name]) * 1000 / max(report.indexed, 1), 1)

@@ -52,8 +52,8 @@ def main() -> int:
         "input_dim": features.shape[1],
         "dim": args.dim,
         "products": len(features),
+        "variance_kept": round(kept, 4),
     }
-    card["variance_kept"] = round(kept, 4)
     args.output.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     logger.info("whitened PCA %d -> %d keeps %.1f%% of the variance", features.shape[1], args.dim, 100 * kept)
     return 0
