@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI, File, Request, UploadFile
 from detector_service.config import Settings
 from detector_service.model import DetectorModel
 from shared.contracts import DetectResponse
+from shared.images import decode_image
 from shared.logs import configure_logging
 from shared.service import analyse_upload, create_pooled_app, require_ready
 
@@ -37,6 +38,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             request,
             image,
             model.predict,
+            decode=decode_image,
             operation="detect",
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,

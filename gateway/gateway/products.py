@@ -49,7 +49,7 @@ from shared.contracts import (
     ProductUpdate,
 )
 from shared.images import ImageError, decode_image
-from shared.service import read_upload
+from shared.service import RustJSONRoute, read_upload
 
 MAX_BATCH_LINES = 1000
 FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
@@ -211,7 +211,12 @@ def _located(exc: ValidationError, prefix: tuple[str, ...]) -> list[dict[str, ob
 
 
 def build_router(settings: Settings) -> APIRouter:
-    router = APIRouter(prefix="/catalog", tags=["catalog"], dependencies=[Depends(require_api_key(settings))])
+    router = APIRouter(
+        prefix="/catalog",
+        tags=["catalog"],
+        dependencies=[Depends(require_api_key(settings))],
+        route_class=RustJSONRoute,
+    )
 
     def writer(request: Request) -> CatalogWriter:
         return CatalogWriter(settings, request.app.state.clients, request.app.state.fetcher)

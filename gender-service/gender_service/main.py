@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 from gender_service.config import Settings
 from gender_service.model import GenderModel
 from shared.contracts import GenderResponse, PersonsRequest, PersonsResponse
+from shared.images import decode_image
 from shared.logs import configure_logging
 from shared.service import analyse_upload, create_pooled_app, require_ready
 
@@ -23,7 +24,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         logger=configure_logging(SERVICE, settings.log_level),
         load=model.load,
-        description="Finds faces (BlazeFace) and labels each Men, Women or unknown (FaceRes).",
+        description="Finds faces (full-range BlazeFace) and labels each Men, Women or unknown (FaceRes).",
     )
 
     @app.post(
@@ -37,6 +38,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             request,
             image,
             model.predict,
+            decode=decode_image,
             operation="faces",
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from shared.logs import configure_logging
 from shared.service import Busy, InferencePool, create_app
@@ -60,3 +61,41 @@ async def test_answers_carry_their_request_id_and_server_timing() -> None:
     assert response.headers["X-Request-ID"] == "abc"
     name, _, duration = response.headers["Server-Timing"].partition(";dur=")
     assert name == "app" and 0 <= float(duration) < 5000
+
+
+class Vector(BaseModel):
+    values: list[float]
+
+
+def _app_with_a_json_route() -> FastAPI:
+    app = create_app(service="test-service", title="t", version="0", logger=configure_logging("test-service"))
+
+    @app.post("/sum")
+    async def total(body: Vector) -> dict[str, float]:
+        return {"sum": sum(body.values)}
+
+    return app
+
+
+async def test_json_bodies_are_parsed_validated_and_refused_as_fastapi_does() -> None:
+    async with running_app(_app_with_a_json_route()) as client:
+        answer = await client.post("/sum", json={"values": [0.25, 1.5, -2.0]})
+        broken = await client.post(
+            "/sum", content=b'{"values": [1.0,', headers={"Content-Type": "application/json"}
+        )
+        wrong = await client.post("/sum", json={"values": ["x"]})
+        schema = (await client.get("/openapi.json")).json()
+    assert answer.status_code == 200 and answer.json() == {"sum": -0.25}
+    assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+    assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["body", "values", 0]
+    assert "Vector" in schema["components"]["schemas"]  # the body is still documented
+
+
+async def test_metrics_count_requests_by_route_and_status() -> None:
+    app = _app_with_a_json_route()
+    async with running_app(app) as client:
+        await client.post("/sum", json={"values": [1.0]})
+        await client.post("/sum", json={"values": "no"})
+        metrics = (await client.get("/metrics")).text
+    assert 'test_requests_total{method="POST",route="/sum",status="200"} 1.0' in metrics
+    assert 'test_requests_total{method="POST",route="/sum",status="422"} 1.0' in metrics
