@@ -13,8 +13,10 @@ QUERIES ?= ../shared/queries/dev
 HUMAN_NPM := @vladmandic/human@3.3.6
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
-GENDER_SOURCES := models/gender/faceres.json models/gender/blazeface.json
-GENDER_MODELS := models/gender/faceres.tflite models/gender/blazeface.tflite
+GENDER_SOURCES := models/gender/faceres.json
+FACE_DETECTOR := models/gender/face_detection_full_range.tflite
+MEDIAPIPE_PYPI := mediapipe==0.10.21
+GENDER_MODELS := models/gender/faceres.tflite $(FACE_DETECTOR)
 EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
@@ -101,16 +103,24 @@ $(CHROMIUM):
 # --- models: fetched from the registries, never from the internet at run time -----------------
 models: $(MODELS)
 
-$(GENDER_MODELS) &: $(GENDER_SOURCES) | $(VENV)/gender-service/.installed
-	@echo "==> converting the TF.js face models to TensorFlow Lite"
+models/gender/faceres.tflite: $(GENDER_SOURCES) | $(VENV)/gender-service/.installed
+	@echo "==> converting the TF.js face gender model to TensorFlow Lite"
 	@$(VENV)/gender-service/bin/python -m gender_service.tflite --model-dir models/gender
 
+# MediaPipe's full-range face detector, as its PyPI wheel carries it (the file alone is kept)
+$(FACE_DETECTOR): | $(VENV)/gender-service/.installed
+	@echo "==> fetching the face detector from PyPI $(MEDIAPIPE_PYPI)"
+	@mkdir -p models/gender && tmp=$$(mktemp -d) && \
+	  $(VENV)/gender-service/bin/pip download $(PIP_FLAGS) --no-deps --only-binary=:all: -d $$tmp $(MEDIAPIPE_PYPI) && \
+	  $(VENV)/gender-service/bin/python -c 'import sys, zipfile; open(sys.argv[3], "wb").write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
+	    $$tmp/mediapipe-*.whl mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite $@ && \
+	  rm -rf $$tmp
+
 $(GENDER_SOURCES) &:
-	@echo "==> fetching face models from npm $(HUMAN_NPM)"
+	@echo "==> fetching the face gender model from npm $(HUMAN_NPM)"
 	@mkdir -p models/gender && tmp=$$(mktemp -d) && \
 	  (cd $$tmp && npm pack --silent $(HUMAN_NPM) >/dev/null && tar -xzf *.tgz) && \
-	  cp $$tmp/package/models/faceres.json $$tmp/package/models/faceres.bin \
-	     $$tmp/package/models/blazeface.json $$tmp/package/models/blazeface.bin models/gender/ && \
+	  cp $$tmp/package/models/faceres.json $$tmp/package/models/faceres.bin models/gender/ && \
 	  rm -rf $$tmp
 
 $(EMBEDDING_BACKBONE): | $(VENV)/embedding-service/.installed

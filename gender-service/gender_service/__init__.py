@@ -1,1 +1,1 @@
-"""gender-service: faces (BlazeFace) and the gender of each face (FaceRes)."""
+"""gender-service: faces (MediaPipe's full-range BlazeFace) and the gender of each (FaceRes)."""

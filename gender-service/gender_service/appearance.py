@@ -93,6 +93,7 @@ class AppearanceModel:
         self._interpreter: object | None = None
         self._lock = threading.Lock()
         self.dim = 0
+        self._input_index = self._output_index = 0
 
     def load(self) -> None:
         import tensorflow as tf
@@ -104,6 +105,8 @@ class AppearanceModel:
             interpreter = tf.lite.Interpreter(model_path=str(self.path))
         interpreter.allocate_tensors()
         self.dim = int(interpreter.get_input_details()[0]["shape"][-1])
+        self._input_index = interpreter.get_input_details()[0]["index"]
+        self._output_index = interpreter.get_output_details()[0]["index"]
         self._interpreter = interpreter
 
     def p_men(self, vectors: np.ndarray) -> np.ndarray:
@@ -112,10 +115,8 @@ class AppearanceModel:
             raise RuntimeError("the appearance model is not loaded")
         results = np.empty(len(vectors))
         with self._lock:  # one interpreter, tiny model: serialising costs microseconds
-            input_index = interpreter.get_input_details()[0]["index"]  # type: ignore[attr-defined]
-            output_index = interpreter.get_output_details()[0]["index"]  # type: ignore[attr-defined]
             for i, vector in enumerate(vectors):
-                interpreter.set_tensor(input_index, vector[None].astype(np.float32))  # type: ignore[attr-defined]
+                interpreter.set_tensor(self._input_index, vector[None].astype(np.float32))  # type: ignore[attr-defined]
                 interpreter.invoke()  # type: ignore[attr-defined]
-                results[i] = float(interpreter.get_tensor(output_index).reshape(-1)[0])  # type: ignore[attr-defined]
+                results[i] = float(interpreter.get_tensor(self._output_index).reshape(-1)[0])  # type: ignore[attr-defined]
         return results

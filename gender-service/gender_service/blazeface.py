@@ -1,10 +1,11 @@
-"""Face detection with MediaPipe BlazeFace ("back" model, 256×256 input) from TF.js weights.
+"""Face detection with MediaPipe's full-range BlazeFace (192×192 input; PyPI ``mediapipe`` wheel).
 
-The image is letterboxed (scaled so its longer side is 256, padded with black at the right or
-bottom) so faces keep their shape. The model scores 896 anchors: a 16×16 grid with stride 16 and
-2 anchors per cell, then an 8×8 grid with stride 32 and 6 anchors per cell. Each regressor is
-``[dx, dy, w, h, 6 × (x, y) keypoints]`` in input pixels, relative to the anchor centre. Overlapping
-detections are merged by weighted non-maximum suppression, as MediaPipe does.
+The image is letterboxed (scaled so its longer side is 192, padded with black at the right or
+bottom) so faces keep their shape. The model scores 2304 anchors, one per cell of a 48×48 grid
+with stride 4: fine enough for the small faces of full-body shots, which MediaPipe made this model
+for (faces up to 5 m away). Each regressor is ``[dx, dy, w, h, 6 × (x, y) keypoints]`` in input
+pixels, relative to the anchor centre. Overlapping detections are merged by weighted non-maximum
+suppression, as MediaPipe does.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from PIL import Image
 from gender_service.tflite import TFLiteModel
 from shared.images import rgb_pixels
 
-INPUT_SIZE = 256
-# (stride, anchors per cell), in the order of the model's outputs
-ANCHOR_LAYERS = ((16, 2), (32, 6))
+INPUT_SIZE = 192
+# (stride, anchors per cell) of each grid, in the order of the model's outputs
+ANCHOR_LAYERS = ((4, 1),)
 LOGIT_CLIP = 100.0
 NMS_IOU = 0.3
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
@@ -47,12 +48,12 @@ class Face:
 class Letterbox:
     """The model input and the factor that maps its pixels back to the original image."""
 
-    pixels: np.ndarray  # (256, 256, 3) uint8, image at the top left, black elsewhere
+    pixels: np.ndarray  # (192, 192, 3) uint8, image at the top left, black elsewhere
     scale: float  # input pixels per original pixel
 
 
 def anchor_centres() -> np.ndarray:
-    """(896, 2) anchor centres in input pixels, in the order of the concatenated model outputs."""
+    """(2304, 2) anchor centres in input pixels, in the order of the concatenated model outputs."""
     layers = []
     for stride, per_cell in ANCHOR_LAYERS:
         cells = INPUT_SIZE // stride
@@ -62,11 +63,10 @@ def anchor_centres() -> np.ndarray:
     return np.concatenate(layers).astype(np.float32)
 
 
-def letterbox(image: np.ndarray) -> Letterbox:
-    height, width = image.shape[:2]
+def letterbox(picture: Image.Image) -> Letterbox:
+    width, height = picture.size
     scale = INPUT_SIZE / max(height, width)
     size = (min(INPUT_SIZE, max(1, round(width * scale))), min(INPUT_SIZE, max(1, round(height * scale))))
-    picture = Image.fromarray(image)
     factor = int(max(height, width) // INPUT_SIZE)
     if factor >= 2:  # a box filter by a whole factor first: several times faster than resizing it all
         picture = picture.reduce(factor)
@@ -138,11 +138,11 @@ class FaceDetector:
         self._model.load()
         self._loaded = True
 
-    def detect(self, image: np.ndarray, min_score: float) -> list[Face]:
-        """Faces scoring at least ``min_score``, best first, in pixels of ``image``."""
+    def detect(self, picture: Image.Image, min_score: float) -> list[Face]:
+        """Faces scoring at least ``min_score``, best first, in pixels of ``picture`` (RGB)."""
         if not self._loaded:
             raise RuntimeError("the face detector is not loaded")
-        boxed = letterbox(image)
+        boxed = letterbox(picture)
         logits, regressors = self._infer(boxed.pixels)
         scores, boxes, keypoints = decode(logits, regressors, self._anchors)
         keep = scores >= min_score
@@ -155,12 +155,11 @@ class FaceDetector:
         ]
 
     def _infer(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Score logits (896,) and regressors (896, 16) for one letterboxed image."""
+        """Score logits (2304,) and regressors (2304, 16) for one letterboxed image."""
         outputs = self._model.run(pixels[None].astype(np.float32) / 127.5 - 1.0)
-        # four outputs: scores (.., 1) and regressors (.., 16) of the 512 fine and 384 coarse anchors
-        by_shape = {(o.shape[1], o.shape[2]): o for o in outputs}
-        fine_scores, coarse_scores = by_shape[(512, 1)], by_shape[(384, 1)]
-        fine_boxes, coarse_boxes = by_shape[(512, 16)], by_shape[(384, 16)]
-        logits = np.concatenate([fine_scores[0, :, 0], coarse_scores[0, :, 0]])
-        regressors = np.concatenate([fine_boxes[0], coarse_boxes[0]])
+        # per grid, an output of scores (1, n, 1) and one of regressors (1, n, 16)
+        by_shape = {(o.shape[1], o.shape[2]): o[0] for o in outputs}
+        counts = [(INPUT_SIZE // stride) ** 2 * per_cell for stride, per_cell in ANCHOR_LAYERS]
+        logits = np.concatenate([by_shape[(n, 1)][:, 0] for n in counts])
+        regressors = np.concatenate([by_shape[(n, 16)] for n in counts])
         return logits, regressors

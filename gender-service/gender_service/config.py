@@ -17,7 +17,7 @@ class Settings(ServiceSettings):
     port: int = 8002
     model_dir: str = Field(
         default="models/gender",
-        description="Folder with faceres.tflite and blazeface.tflite, made by `make models` (relative to the working directory)",
+        description="Folder with faceres.tflite and face_detection_full_range.tflite, made by `make models` (relative to the working directory)",
     )
     model_threads: int = Field(
         default=2,
@@ -25,7 +25,10 @@ class Settings(ServiceSettings):
         description="Threads of each TFLite interpreter (one request at a time gets them all)",
     )
     min_face_score: float = Field(
-        default=0.75, ge=0, le=1, description="Face detection threshold (BlazeFace score, 0..1)"
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Face detection threshold (BlazeFace score, 0..1; MediaPipe's default for this model)",
     )
     min_face_px: int = Field(
         default=32,

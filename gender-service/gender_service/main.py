@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 from gender_service.config import Settings
 from gender_service.model import GenderModel
 from shared.contracts import GenderResponse, PersonsRequest, PersonsResponse
-from shared.images import decode_image
+from shared.images import decode_picture
 from shared.logs import configure_logging
 from shared.service import analyse_upload, create_pooled_app, require_ready
 
@@ -38,7 +38,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             request,
             image,
             model.predict,
-            decode=decode_image,
+            decode=decode_picture,
             operation="faces",
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,

@@ -1,4 +1,5 @@
-"""Faces found by BlazeFace, each labelled Men or Women by FaceRes (both from @vladmandic/human)."""
+"""Faces found by MediaPipe's full-range BlazeFace, each labelled Men or Women by FaceRes (from
+@vladmandic/human)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from shared.images import rgb_pixels
 logger = logging.getLogger(__name__)
 
 FACERES_SIZE = 224
+FACE_DETECTOR_FILE = "face_detection_full_range.tflite"
 FACE_ONLY = Fusion(face=(1.0, 0.0), appearance=(0.0, 0.0), prior=0.5)  # before any calibration
 
 
@@ -46,16 +48,12 @@ def face_square(face: Face, margin: float) -> tuple[int, int, int, int]:
     return left, top, left + size, top + size
 
 
-def face_crop(image: np.ndarray, face: Face, margin: float) -> np.ndarray:
+def face_crop(picture: Image.Image, face: Face, margin: float) -> np.ndarray:
     """224×224 float32 RGB crop in 0..255; parts of the square outside the image are black."""
-    left, top, right, bottom = face_square(face, margin)
-    height, width = image.shape[:2]
-    square = np.zeros((bottom - top, right - left, 3), dtype=np.uint8)
-    x1, y1, x2, y2 = max(left, 0), max(top, 0), min(right, width), min(bottom, height)
-    if x2 > x1 and y2 > y1:
-        square[y1 - top : y2 - top, x1 - left : x2 - left] = image[y1:y2, x1:x2]
-    resized = Image.fromarray(square).resize((FACERES_SIZE, FACERES_SIZE), Image.Resampling.BILINEAR)
-    return rgb_pixels(resized).astype(np.float32)
+    square = picture.crop(face_square(face, margin))  # PIL fills what lies outside with black
+    return rgb_pixels(square.resize((FACERES_SIZE, FACERES_SIZE), Image.Resampling.BILINEAR)).astype(
+        np.float32
+    )
 
 
 def face_size_px(face: Face) -> float:
@@ -90,15 +88,15 @@ def gender_label(male_probability: float, min_confidence: float) -> tuple[Gender
 
 
 class GenderModel:
-    """Face detection on the whole image, then the gender of every large enough face (both TF.js
-    models of @vladmandic/human, converted to TensorFlow Lite by ``make models``)."""
+    """Face detection on the whole image, then the gender of every large enough face (MediaPipe's
+    TensorFlow Lite face detector, and FaceRes converted from TF.js by ``make models``)."""
 
-    name = "blazeface-back+faceres (TFLite)"
+    name = "blazeface-full-range+faceres (TFLite)"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         model_dir = Path(settings.model_dir)
-        self.detector = FaceDetector(model_dir / "blazeface.tflite", settings.model_threads)
+        self.detector = FaceDetector(model_dir / FACE_DETECTOR_FILE, settings.model_threads)
         self.classifier = GenderClassifier(model_dir / "faceres.tflite", settings.model_threads)
         self.appearance: AppearanceModel | None = None
         self.fusion = FACE_ONLY
@@ -118,7 +116,7 @@ class GenderModel:
 
     def _warm_up(self) -> None:
         """The first call of each graph is slow (graph optimisation); make it here, not in a request."""
-        self.detector.detect(np.zeros((240, 320, 3), dtype=np.uint8), self.settings.min_face_score)
+        self.detector.detect(Image.new("RGB", (320, 240)), self.settings.min_face_score)
         self.classifier.male_probabilities(np.zeros((1, FACERES_SIZE, FACERES_SIZE, 3), np.float32))
 
     def persons(self, request: PersonsRequest) -> PersonsResponse:
@@ -140,31 +138,31 @@ class GenderModel:
             genders.append(decide(evidence, self.settings.min_person_confidence))
         return PersonsResponse(persons=genders)
 
-    def predict(self, image: np.ndarray) -> GenderResponse:
-        height, width = image.shape[:2]
-        faces = self.detector.detect(image, self.settings.min_face_score)
+    def predict(self, picture: Image.Image) -> GenderResponse:
+        """Faces of an RGB image (``shared.images.decode_picture``), largest first, with their gender."""
+        width, height = picture.size
+        faces = self.detector.detect(picture, self.settings.min_face_score)
         faces = sorted(faces, key=lambda f: -f.width * f.height)[: self.settings.max_faces]
-        probabilities = self._male_probabilities(image, faces)
+        probabilities = self._male_probabilities(picture, faces)
         results = [
             self._face_gender(face, probability, width, height)
             for face, probability in zip(faces, probabilities, strict=True)
         ]
         return GenderResponse(width=width, height=height, faces=results)
 
-    def _male_probabilities(self, image: np.ndarray, faces: list[Face]) -> list[float | None]:
+    def _male_probabilities(self, picture: Image.Image, faces: list[Face]) -> list[float | None]:
         """Probability of male for each face, None for faces too small or too cut; one batch."""
-        judged = [i for i, face in enumerate(faces) if self._judgeable(face, image)]
+        judged = [i for i, face in enumerate(faces) if self._judgeable(face, *picture.size)]
         probabilities: list[float | None] = [None] * len(faces)
         if not judged:
             return probabilities
-        crops = np.stack([face_crop(image, faces[i], self.settings.face_margin) for i in judged])
+        crops = np.stack([face_crop(picture, faces[i], self.settings.face_margin) for i in judged])
         for i, probability in zip(judged, self.classifier.male_probabilities(crops), strict=True):
             probabilities[i] = float(probability)
         return probabilities
 
-    def _judgeable(self, face: Face, image: np.ndarray) -> bool:
+    def _judgeable(self, face: Face, width: int, height: int) -> bool:
         """Large enough, and not cut by the frame, for its gender to mean something."""
-        height, width = image.shape[:2]
         return (
             face_size_px(face) >= self.settings.min_face_px
             and fraction_outside(face, width, height) <= self.settings.max_face_outside

@@ -20,7 +20,6 @@ logger = logging.getLogger("gender-service")
 # (TF.js graph, its input, the outputs we use): converted to <name>.tflite beside the graph
 CONVERSIONS = {
     "faceres": ("input_1:0", ("gender_pred/Sigmoid:0",)),
-    "blazeface": ("input:0", ("Identity:0", "Identity_1:0", "Identity_2:0", "Identity_3:0")),
 }
 
 
@@ -46,9 +45,11 @@ class TFLiteModel:
         self._content = self.path.read_bytes()
         self._interpreter()  # fail here, not in a request, if the file is broken
 
-    def _interpreter(self) -> Any:
-        interpreter = getattr(self._local, "interpreter", None)
-        if interpreter is None:
+    def _interpreter(self) -> tuple[Any, int, list[int]]:
+        """This thread's interpreter, with its input and output tensor indices (asking the
+        interpreter for them builds their whole descriptions, each time)."""
+        bound = getattr(self._local, "bound", None)
+        if bound is None:
             import tensorflow as tf
 
             if self._content is None:
@@ -57,19 +58,21 @@ class TFLiteModel:
                 warnings.simplefilter("ignore", UserWarning)
                 interpreter = tf.lite.Interpreter(model_content=self._content, num_threads=self.threads)
             interpreter.allocate_tensors()
-            self._local.interpreter = interpreter
-        return interpreter
+            outputs = [o["index"] for o in interpreter.get_output_details()]
+            bound = (interpreter, interpreter.get_input_details()[0]["index"], outputs)
+            self._local.bound = bound
+        return bound  # type: ignore[no-any-return]
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Outputs for a (1, ...) input, in the interpreter's output order."""
-        interpreter = self._interpreter()
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch.astype(np.float32))
+        interpreter, input_index, output_indices = self._interpreter()
+        interpreter.set_tensor(input_index, batch.astype(np.float32))
         interpreter.invoke()
-        return [np.array(interpreter.get_tensor(o["index"])) for o in interpreter.get_output_details()]
+        return [np.array(interpreter.get_tensor(index)) for index in output_indices]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Convert the TF.js face models to TensorFlow Lite")
+    parser = argparse.ArgumentParser(description="Convert the TF.js face model to TensorFlow Lite")
     parser.add_argument("--model-dir", type=Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from gender_service.blazeface import Face, anchor_centres, decode, letterbox, weighted_nms
 from gender_service.model import face_crop, face_square, fraction_outside, gender_label, normalised_box
@@ -14,14 +15,13 @@ def _face(box: tuple[float, float, float, float], score: float = 0.9) -> Face:
     return Face(box=box, score=score, keypoints=np.zeros((6, 2)))
 
 
-def test_anchors_cover_both_grids_in_output_order() -> None:
+def test_anchors_cover_the_grid_in_output_order() -> None:
     anchors = anchor_centres()
-    assert anchors.shape == (896, 2)
-    assert anchors[0].tolist() == anchors[1].tolist() == [8.0, 8.0]  # 16×16 grid, 2 per cell
-    assert anchors[2].tolist() == [24.0, 8.0]  # row-major: x moves first
-    assert anchors[511].tolist() == [248.0, 248.0]
-    assert anchors[512].tolist() == [16.0, 16.0]  # 8×8 grid, 6 per cell
-    assert anchors[895].tolist() == [240.0, 240.0]
+    assert anchors.shape == (2304, 2)  # 48×48 cells of 4 pixels, one anchor each
+    assert anchors[0].tolist() == [2.0, 2.0]
+    assert anchors[1].tolist() == [6.0, 2.0]  # row-major: x moves first
+    assert anchors[48].tolist() == [2.0, 6.0]
+    assert anchors[2303].tolist() == [190.0, 190.0]
 
 
 def test_decode_centres_boxes_and_keypoints_on_the_anchor() -> None:
@@ -58,17 +58,16 @@ def test_weighted_nms_of_nothing_is_nothing() -> None:
 
 
 def test_letterbox_keeps_the_shape_and_pads_black() -> None:
-    image = np.full((200, 100, 3), 255, np.uint8)
-    boxed = letterbox(image)
-    assert boxed.pixels.shape == (256, 256, 3)
-    assert boxed.scale == pytest.approx(256 / 200)
-    assert boxed.pixels[:, :128].min() == 255  # the image: 128×256 at the top left
-    assert boxed.pixels[:, 129:].max() == 0
+    boxed = letterbox(Image.new("RGB", (100, 200), (255, 255, 255)))
+    assert boxed.pixels.shape == (192, 192, 3)
+    assert boxed.scale == pytest.approx(192 / 200)
+    assert boxed.pixels[:, :96].min() == 255  # the image: 96×192 at the top left
+    assert boxed.pixels[:, 97:].max() == 0
 
 
 def test_letterbox_of_a_sliver_is_at_least_one_pixel() -> None:
-    boxed = letterbox(np.zeros((1, 3000, 3), np.uint8))
-    assert boxed.pixels.shape == (256, 256, 3)
+    boxed = letterbox(Image.new("RGB", (3000, 1)))
+    assert boxed.pixels.shape == (192, 192, 3)
 
 
 def test_face_square_adds_the_margin_around_the_centre() -> None:
@@ -76,8 +75,7 @@ def test_face_square_adds_the_margin_around_the_centre() -> None:
 
 
 def test_face_crop_pads_outside_the_image_with_black() -> None:
-    image = np.full((100, 100, 3), 200, np.uint8)
-    crop = face_crop(image, _face((-50, -50, 50, 50)), margin=0.0)
+    crop = face_crop(Image.new("RGB", (100, 100), (200, 200, 200)), _face((-50, -50, 50, 50)), margin=0.0)
     assert crop.shape == (224, 224, 3) and crop.dtype == np.float32
     assert crop[:100, :100].max() == 0  # outside the image
     assert crop[130:, 130:].min() == 200  # inside

@@ -13,7 +13,7 @@ async def test_missing_models_leave_the_service_alive_but_unready(tmp_path: Path
         ready = await load_outcome(client)
         assert ready.status_code == 503
         assert ready.json()["reason"].startswith("loading failed")
-        assert "blazeface.tflite" in ready.json()["reason"]
+        assert "face_detection_full_range.tflite" in ready.json()["reason"]
         assert (await client.get("/healthz")).status_code == 200
         refused = await client.post("/faces", files={"image": ("a.jpg", b"\xff\xd8")})
         assert refused.status_code == 503 and refused.json()["error"] == "unavailable"
