@@ -96,6 +96,11 @@ class CatalogEmbedder:
 
     async def embed_rows(self, rows: Sequence[CatalogRow], failed: dict[str, str]) -> list[EmbeddedProduct]:
         """Embed a batch; rows whose image cannot be read or cropped are recorded in ``failed``."""
+        return await self._embed_cropped(await self._crop_rows(rows, failed))
+
+    async def _crop_rows(
+        self, rows: Sequence[CatalogRow], failed: dict[str, str]
+    ) -> list[tuple[CatalogRow, Cropped]]:
         results = await asyncio.gather(*(self.crop(row) for row in rows), return_exceptions=True)
         kept: list[tuple[CatalogRow, Cropped]] = []
         for row, result in zip(rows, results, strict=True):
@@ -105,6 +110,9 @@ class CatalogEmbedder:
                 raise result
             else:
                 kept.append((row, result))
+        return kept
+
+    async def _embed_cropped(self, kept: list[tuple[CatalogRow, Cropped]]) -> list[EmbeddedProduct]:
         if not kept:
             return []
         people = [cropped.person for _, cropped in kept if cropped.person is not None]
@@ -123,11 +131,23 @@ class CatalogEmbedder:
     async def embed_catalog(
         self, rows: Sequence[CatalogRow], failed: dict[str, str], batch_size: int = 32, progress: bool = True
     ) -> AsyncIterator[list[EmbeddedProduct]]:
-        with tqdm(total=len(rows), unit="img", disable=not progress, desc="embedding catalog") as bar:
-            for start in range(0, len(rows), batch_size):
-                batch = rows[start : start + batch_size]
-                yield await self.embed_rows(batch, failed)
-                bar.update(len(batch))
+        """Batches in catalog order. The next batch is cropped (detector) while this one is embedded
+        and handed over, so that the detector and the embedding service work at the same time
+        rather than in turn."""
+        batches = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
+        if not batches:
+            return
+        cropping = asyncio.create_task(self._crop_rows(batches[0], failed))
+        try:
+            with tqdm(total=len(rows), unit="img", disable=not progress, desc="embedding catalog") as bar:
+                for number, batch in enumerate(batches):
+                    kept = await cropping
+                    if number + 1 < len(batches):
+                        cropping = asyncio.create_task(self._crop_rows(batches[number + 1], failed))
+                    yield await self._embed_cropped(kept)
+                    bar.update(len(batch))
+        finally:
+            cropping.cancel()
 
 
 def product_box(detection: DetectResponse, row: CatalogRow) -> tuple[list[float], bool]:

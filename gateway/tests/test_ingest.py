@@ -1,0 +1,58 @@
+"""Catalog embedding in batches, the next batch cropped while the current one is embedded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.catalog import CatalogRow
+from gateway.config import Settings
+from gateway.ingest import CatalogEmbedder
+from shared.contracts import Category
+from tests.conftest import Downstream, jpeg, stand_in_clients
+
+
+def _catalog(folder: Path, count: int, broken: set[int]) -> list[CatalogRow]:
+    rows = []
+    for number in range(count):
+        name = f"{number}.jpg"
+        (folder / name).write_bytes(b"not an image" if number in broken else jpeg(60, 80))
+        rows.append(
+            CatalogRow(
+                product_id=str(number),
+                image=name,
+                gender="Women",
+                category=Category.topwear,
+                article_type="Tops",
+                colour=None,
+                name=None,
+                usage=None,
+            )
+        )
+    return rows
+
+
+async def test_batches_come_in_catalog_order_with_unreadable_images_reported(tmp_path: Path) -> None:
+    downstream = Downstream()
+    clients = stand_in_clients(downstream)
+    embedder = CatalogEmbedder(tmp_path, clients.detector, clients.embedding, Settings())
+    failed: dict[str, str] = {}
+    batches = [
+        [product.row.product_id for product in batch]
+        async for batch in embedder.embed_catalog(_catalog(tmp_path, 7, {3}), failed, 3, False)
+    ]
+    await clients.aclose()
+    assert batches == [["0", "1", "2"], ["4", "5"], ["6"]]
+    assert list(failed) == ["3"] and "ImageError" in failed["3"]
+    assert downstream.embedded == [3, 2, 1]  # one embedding call per batch
+
+
+async def test_stopping_early_leaves_no_cropping_behind(tmp_path: Path) -> None:
+    downstream = Downstream()
+    clients = stand_in_clients(downstream)
+    embedder = CatalogEmbedder(tmp_path, clients.detector, clients.embedding, Settings())
+    batches = embedder.embed_catalog(_catalog(tmp_path, 6, set()), {}, 2, False)
+    first = await anext(batches)
+    await batches.aclose()  # the second batch was being cropped: it is cancelled, not left running
+    await clients.aclose()
+    assert [p.row.product_id for p in first] == ["0", "1"]
+    assert downstream.embedded == [2]
