@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,7 +130,7 @@ class CatalogEmbedder:
 
     async def embed_catalog(
         self, rows: Sequence[CatalogRow], failed: dict[str, str], batch_size: int = 32, progress: bool = True
-    ) -> AsyncIterator[list[EmbeddedProduct]]:
+    ) -> AsyncGenerator[list[EmbeddedProduct], None]:
         """Batches in catalog order. The next batch is cropped (detector) while this one is embedded
         and handed over, so that the detector and the embedding service work at the same time
         rather than in turn."""
