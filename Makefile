@@ -14,9 +14,9 @@ HUMAN_NPM := @vladmandic/human@3.3.6
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
 GENDER_SOURCES := models/gender/faceres.json
-FACE_DETECTOR := models/gender/face_detection_full_range.tflite
+FACE_DETECTORS := models/gender/face_detection_full_range.tflite models/gender/face_detection_short_range.tflite
 MEDIAPIPE_PYPI := mediapipe==0.10.21
-GENDER_MODELS := models/gender/faceres.tflite $(FACE_DETECTOR)
+GENDER_MODELS := models/gender/faceres.tflite $(FACE_DETECTORS)
 EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
@@ -107,13 +107,13 @@ models/gender/faceres.tflite: $(GENDER_SOURCES) | $(VENV)/gender-service/.instal
 	@echo "==> converting the TF.js face gender model to TensorFlow Lite"
 	@$(VENV)/gender-service/bin/python -m gender_service.tflite --model-dir models/gender
 
-# MediaPipe's full-range face detector, as its PyPI wheel carries it (the file alone is kept)
-$(FACE_DETECTOR): | $(VENV)/gender-service/.installed
-	@echo "==> fetching the face detector from PyPI $(MEDIAPIPE_PYPI)"
+# MediaPipe's face detectors (full range for photos, short range for head crops), as its PyPI wheel
+# carries them (the two files alone are kept)
+$(FACE_DETECTORS) &: | $(VENV)/gender-service/.installed
+	@echo "==> fetching the face detectors from PyPI $(MEDIAPIPE_PYPI)"
 	@mkdir -p models/gender && tmp=$$(mktemp -d) && \
 	  $(VENV)/gender-service/bin/pip download $(PIP_FLAGS) --no-deps --only-binary=:all: -d $$tmp $(MEDIAPIPE_PYPI) && \
-	  $(VENV)/gender-service/bin/python -c 'import sys, zipfile; open(sys.argv[3], "wb").write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
-	    $$tmp/mediapipe-*.whl mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite $@ && \
+	  $(VENV)/gender-service/bin/python -m gender_service.tflite --mediapipe-wheel $$tmp/mediapipe-*.whl --model-dir models/gender && \
 	  rm -rf $$tmp
 
 $(GENDER_SOURCES) &:

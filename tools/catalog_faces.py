@@ -1,5 +1,6 @@
-"""FaceRes's probability of Men for the largest usable face of each catalog shot of a person,
-for calibrating the face answer and fitting its fusion with the appearance answer.
+"""FaceRes's probability of Men for the face of the person in each catalog shot, read as the gateway
+reads it (the detector places the head, the gender service reads the crop around it), for
+calibrating the face answer and fitting its fusion with the appearance answer.
 
     python -m tools.catalog_faces --catalog ../shared/catalog/myntra \
         --features data/cache/catalog-features.npz --output data/cache/catalog-faces.npz
@@ -17,33 +18,33 @@ from tqdm import tqdm
 
 from gateway.catalog import read_catalog
 from gateway.config import Settings
-from gateway.pipeline import analysis_copy
-from shared.clients import GenderClient
-from shared.contracts import GenderResponse
+from gateway.pipeline import analysis_copy, head_crops
+from shared.clients import DetectorClient, GenderClient
 from shared.images import decode_image
 from tools.stack import Stack, free_port, running
 
 logger = logging.getLogger("stack")
+SERVICES = ("detector-service", "gender-service")
 
 
-def largest_face_p_men(answer: GenderResponse) -> float:
-    usable = [f for f in answer.faces if f.p_men is not None]
-    if not usable:
-        return float("nan")
-    face = max(usable, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-    return float(face.p_men) if face.p_men is not None else float("nan")
-
-
-async def read_faces(catalog: Path, product_ids: list[str], url: str) -> np.ndarray:
+async def read_faces(catalog: Path, product_ids: list[str], stack: Stack) -> np.ndarray:
+    """Per product, p(Men) of the face of the shot's main person (the largest, as ingestion takes
+    it); NaN when there is no person, no head or no usable face."""
     rows = {row.product_id: row for row in read_catalog(catalog)}
-    client = GenderClient("gender", url, 60.0)
+    detector = DetectorClient("detector", stack.url("detector-service"), 60.0)
+    gender = GenderClient("gender", stack.url("gender-service"), 60.0)
     settings = Settings()
     slots = asyncio.Semaphore(4)
 
     async def one(product_id: str) -> float:
         async with slots:
-            image = decode_image((catalog / rows[product_id].image).read_bytes())
-            return largest_face_p_men(await client.faces(analysis_copy(image, settings)))
+            analysis = analysis_copy(decode_image((catalog / rows[product_id].image).read_bytes()), settings)
+            persons = (await detector.detect(analysis)).persons[:1]
+            head = head_crops(decode_image(analysis), persons)
+            if not head or head[0] is None:
+                return float("nan")
+            face = (await gender.heads([head[0]])).faces[0]
+            return float(face.p_men) if face is not None and face.p_men is not None else float("nan")
 
     results = []
     try:
@@ -53,7 +54,8 @@ async def read_faces(catalog: Path, product_ids: list[str], url: str) -> np.ndar
                 results += await asyncio.gather(*(one(pid) for pid in chunk))
                 bar.update(len(chunk))
     finally:
-        await client.aclose()
+        await detector.aclose()
+        await gender.aclose()
     return np.array(results, dtype=np.float64)
 
 
@@ -71,9 +73,9 @@ def main() -> int:
     features = np.load(args.features, allow_pickle=False)
     people = features["has_person"] & np.isin(features["genders"], ["Men", "Women"])
     product_ids = [str(pid) for pid in features["product_ids"][people]]
-    stack = Stack(services=("gender-service",), ports={"gender-service": free_port()})
+    stack = Stack(services=SERVICES, ports={name: free_port() for name in SERVICES})
     with running(stack):
-        p_men = asyncio.run(read_faces(args.catalog.resolve(), product_ids, stack.url("gender-service")))
+        p_men = asyncio.run(read_faces(args.catalog.resolve(), product_ids, stack))
     np.savez_compressed(args.output, product_ids=np.array(product_ids), face_p_men=p_men)
     logger.info(
         "catalog faces read", extra={"shots": len(product_ids), "with_face": int((~np.isnan(p_men)).sum())}

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
-from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Request, UploadFile
 
 from embedding_service.config import Settings
 from embedding_service.model import EmbeddingModel
-from shared.contracts import CropEmbedding, EmbedResponse
-from shared.images import ImageError, decode_image
+from shared.contracts import EmbedResponse
+from shared.images import decode_image
 from shared.logs import configure_logging
-from shared.service import InferencePool, create_pooled_app, read_upload, require_ready
+from shared.service import analyse_uploads, create_pooled_app, require_ready
 
 SERVICE = "embedding-service"
 
@@ -28,24 +27,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         description="Embeds garment crops (batch in, batch out) and names their category and colour.",
     )
 
-    def decode_all(blobs: list[bytes]) -> list[np.ndarray]:
-        crops = []
-        for index, blob in enumerate(blobs):
-            try:
-                crops.append(
-                    decode_image(blob, max_bytes=settings.max_crop_bytes, max_pixels=settings.max_crop_pixels)
-                )
-            except ImageError as exc:
-                raise type(exc)(f"crop {index}: {exc}") from exc
-        return crops
-
-    def decode_and_embed(blobs: list[bytes]) -> list[CropEmbedding]:
-        """One pool job per request, as analyse_upload does for one image; the metric times the
-        model alone."""
-        crops = decode_all(blobs)
-        with app.state.metrics.inference_duration.labels("embed").time():
-            return model.predict(crops)
-
     @app.post(
         "/embed",
         response_model=EmbedResponse,
@@ -53,11 +34,16 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         summary="Embed a batch of crops (multipart field `images`, repeated)",
     )
     async def embed(request: Request, images: Annotated[list[UploadFile], File()]) -> EmbedResponse:
-        if len(images) > settings.max_crops:
-            raise HTTPException(413, f"{len(images)} crops in one request; the limit is {settings.max_crops}")
-        blobs = [await read_upload(image, settings.max_crop_bytes) for image in images]
-        pool: InferencePool = request.app.state.pool
-        items = await pool.run(decode_and_embed, blobs)
+        items = await analyse_uploads(
+            request,
+            images,
+            model.predict,
+            decode=decode_image,
+            operation="embed",
+            max_count=settings.max_crops,
+            max_bytes=settings.max_crop_bytes,
+            max_pixels=settings.max_crop_pixels,
+        )
         return EmbedResponse(model=model.name, dim=model.dim, items=items)
 
     return app

@@ -56,7 +56,7 @@ async def test_catalog_products_get_their_category(client: httpx.AsyncClient) ->
 
 async def test_bad_crops_and_limits(client: httpx.AsyncClient) -> None:
     bad = await client.post("/embed", files=[("images", ("a.jpg", b"not an image"))])
-    assert bad.status_code == 400 and "crop 0" in bad.json()["detail"]
+    assert bad.status_code == 400 and "image 0" in bad.json()["detail"]
     many = [("images", (f"{i}.jpg", _jpeg(_solid((1, 2, 3))))) for i in range(9)]
     assert (await client.post("/embed", files=many)).status_code == 413
     assert (await client.post("/embed")).status_code == 422

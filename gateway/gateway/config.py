@@ -29,7 +29,9 @@ class Settings(ServiceSettings):
     )
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, description="Largest accepted image area (413 above)")
     analysis_side: int = Field(
-        default=1024, ge=256, description="Longer side of the copy sent to the detector and gender services"
+        default=1024,
+        ge=256,
+        description="Longer side of the copy sent to the detector (head crops for the gender service are cut from it)",
     )
     crop_side: int = Field(default=384, ge=64, description="Longer side of each crop sent for embedding")
     catalog_dir: Path | None = Field(

@@ -1,5 +1,6 @@
-"""The /recommend pipeline: decode once, detect and read faces in parallel, embed every crop in one
-batch, search every item concurrently, and say which stage failed instead of failing silently."""
+"""The /recommend pipeline: decode once, detect persons and garments, then embed every crop in one
+batch while the gender service reads the face in a crop around each person's head, search every
+item concurrently, and say which stage failed instead of failing silently."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import numpy as np
 
 from gateway.config import Settings
 from gateway.items import Candidate, ResolvedItem, gender_filter, resolve
-from shared.boxes import box_area, box_centre, box_iou, contains
 from shared.clients import DetectorClient, DownstreamError, GenderClient, IndexClient
 from shared.contracts import (
     REGION_CATEGORIES,
@@ -24,7 +24,6 @@ from shared.contracts import (
     EmbedResponse,
     FaceGender,
     GenderLabel,
-    GenderResponse,
     Hit,
     ImageSize,
     Item,
@@ -48,6 +47,9 @@ from shared.vocabulary import colour_family, colours_of_family
 T = TypeVar("T")
 RERANK_POOL = 3  # reranking looks at this many times k candidates
 VOTE_K = 10  # nearest catalog products that vote on a product photo's category
+# The head crop's side in face boxes: the detector's face box comes from pose keypoints, so the
+# crop leaves room for the real face around it, and the face still fills much of the crop
+HEAD_CROP = 2.5
 GenderChoice = Literal["auto", "Men", "Women"]
 ColourChoice = Literal["any", "match"]
 
@@ -129,17 +131,22 @@ class Recommender:
     async def analyse(self, query: Query, timings: Timings, degraded: list[str]) -> Analysis:
         """Everything but the search: persons with their gender, and the items they wear."""
         image = await timings.measure("decode", self.pool.run(self._decode, query.data))
-        analysis = await self.pool.run(analysis_copy, image, self.settings)
-        detection, faces = await asyncio.gather(
-            timings.measure("detect", self._detect(analysis, degraded)),
-            timings.measure("gender", self._faces(analysis, degraded)),
-        )
+        scaled, analysis = await self.pool.run(_scaled_and_encoded, image, self.settings)
+        detection = await timings.measure("detect", self._detect(analysis, degraded))
         regions = [r for r in detection.regions if _may_hold(r, query.categories)]
         # whole-person crops ride in the same embedding batch: the gender service reads appearance
         people = detection.persons if query.gender == "auto" else []
         boxes = [r.box for r in regions] + [p.box for p in people]
-        crops = await timings.measure("crop", self.pool.run(self._crops, image, boxes))
-        embedded = await timings.measure("embed", self._embed(crops))
+        heads = await self.pool.run(head_crops, scaled, people)
+
+        async def crop_and_embed() -> list[CropEmbedding]:
+            crops = await timings.measure("crop", self.pool.run(self._crops, image, boxes))
+            return await timings.measure("embed", self._embed(crops))
+
+        # the heads are read while the garments are cropped and embedded
+        embedded, faces = await asyncio.gather(
+            crop_and_embed(), timings.measure("gender", self._heads(heads, degraded))
+        )
         candidates = [
             Candidate(
                 person=r.person,
@@ -155,7 +162,7 @@ class Recommender:
         person_vectors = [e.backbone or e.vector for e in embedded[len(regions) :]]
         genders = await timings.measure(
             "gender_fusion",
-            self._genders(detection.persons, faces.faces, person_vectors, query.gender, degraded),
+            self._genders(detection.persons, faces, person_vectors, query.gender, degraded),
         )
         neighbours = await self._product_neighbours(candidates, query, timings, degraded)
         labels = [g.label for g in genders]
@@ -215,17 +222,22 @@ class Recommender:
             whole = RegionDetection(person=None, region=Region.product, box=[0.0, 0.0, 1.0, 1.0], score=0.0)
             return DetectResponse(width=0, height=0, persons=[], regions=[whole])
 
-    async def _faces(self, analysis: bytes, degraded: list[str]) -> GenderResponse:
+    async def _heads(self, heads: list[bytes | None], degraded: list[str]) -> list[FaceGender | None]:
+        """Each person's face, read in the crop around their head (None without a crop)."""
+        crops = [crop for crop in heads if crop is not None]
+        if not crops:
+            return [None] * len(heads)
         try:
-            return await self.clients.gender.faces(analysis)
+            read = iter((await self.clients.gender.heads(crops)).faces)
         except DownstreamError:
             degraded.append("gender")
-            return GenderResponse(width=0, height=0, faces=[])
+            return [None] * len(heads)
+        return [next(read) if crop is not None else None for crop in heads]
 
     async def _genders(
         self,
         persons: list[PersonDetection],
-        faces: list[FaceGender],
+        faces: list[FaceGender | None],
         vectors: list[list[float]],
         choice: GenderChoice,
         degraded: list[str],
@@ -238,8 +250,10 @@ class Recommender:
         if "gender" in degraded:
             return [PersonGender(label="unknown", score=0.0, source="none") for _ in persons]
         evidence = [
-            PersonEvidence(face=_face_of(person, faces), vector=vectors[i] if i < len(vectors) else None)
-            for i, person in enumerate(persons)
+            PersonEvidence(
+                face=faces[i] if i < len(faces) else None, vector=vectors[i] if i < len(vectors) else None
+            )
+            for i in range(len(persons))
         ]
         try:
             return (await self.clients.gender.persons(PersonsRequest(persons=evidence))).persons
@@ -333,20 +347,46 @@ async def _from_index(calls: list[Awaitable[T]], degraded: list[str]) -> list[T 
     return settled
 
 
+def analysis_image(image: np.ndarray, settings: Settings) -> np.ndarray:
+    """The photo as the detector sees it: at most ``analysis_side`` pixels on its longer side."""
+    return resize_max_side(image, settings.analysis_side)
+
+
 def analysis_copy(image: np.ndarray, settings: Settings) -> bytes:
-    """What the detector and the gender service are sent: a JPEG of at most ``analysis_side`` pixels."""
-    return encode_jpeg(resize_max_side(image, settings.analysis_side), quality=90)
+    """What the detector is sent: a JPEG of ``analysis_image``."""
+    return _scaled_and_encoded(image, settings)[1]
 
 
-def _face_of(person: PersonDetection, faces: list[FaceGender]) -> FaceGender | None:
-    """The face read by the gender service that belongs to this person, if any."""
-    inside = [f for f in faces if contains(person.box, box_centre(f.box))]
-    if not inside:
-        return None
-    if person.face_box is None:
-        return max(inside, key=lambda f: box_area(f.box))
-    best = max(inside, key=lambda f: box_iou(f.box, person.face_box or f.box))
-    return best if box_iou(best.box, person.face_box) > 0.1 else None
+def _scaled_and_encoded(image: np.ndarray, settings: Settings) -> tuple[np.ndarray, bytes]:
+    scaled = analysis_image(image, settings)
+    return scaled, encode_jpeg(scaled, quality=90)
+
+
+def head_crops(scaled: np.ndarray, persons: list[PersonDetection]) -> list[bytes | None]:
+    """A JPEG of the square around each person's head, cut from ``analysis_image`` (the gender
+    service's size limits are in its pixels); None for a person whose face the detector did not
+    place."""
+    height, width = scaled.shape[:2]
+    return [
+        encode_jpeg(crop_normalised(scaled, head_box(p.face_box, width, height)), quality=90)
+        if p.face_box is not None
+        else None
+        for p in persons
+    ]
+
+
+def head_box(face_box: list[float], width: int, height: int) -> list[float]:
+    """A square around a face box (normalised), ``HEAD_CROP`` times its longer side, clipped to the
+    photo (a face cut by the frame stays cut, so the gender service can tell), normalised."""
+    x1, y1, x2, y2 = face_box[0] * width, face_box[1] * height, face_box[2] * width, face_box[3] * height
+    half = max(x2 - x1, y2 - y1) * HEAD_CROP / 2
+    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
+    return [
+        max(0.0, (centre_x - half) / width),
+        max(0.0, (centre_y - half) / height),
+        min(1.0, (centre_x + half) / width),
+        min(1.0, (centre_y + half) / height),
+    ]
 
 
 def _may_hold(region: RegionDetection, wanted: set[Category]) -> bool:

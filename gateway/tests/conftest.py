@@ -27,7 +27,7 @@ from shared.contracts import (
     DetectResponse,
     EmbedResponse,
     FaceGender,
-    GenderResponse,
+    HeadsResponse,
     Hit,
     IndexPoint,
     PersonDetection,
@@ -70,6 +70,7 @@ class Downstream:
     extra_regions: list[RegionDetection] = field(default_factory=list)
     person_vectors: list[list[float] | None] = field(default_factory=list)
     embedded: list[int] = field(default_factory=list)  # crops per /embed call
+    heads: list[int] = field(default_factory=list)  # head crops per /heads call
 
     def check(self, name: str) -> None:
         if name in self.failing:
@@ -122,11 +123,12 @@ def detector_app(state: Downstream) -> FastAPI:
 def gender_app(state: Downstream) -> FastAPI:
     app = ready_app()
 
-    @app.post("/faces")
-    async def faces(image: Annotated[UploadFile, File()]) -> GenderResponse:
+    @app.post("/heads")
+    async def heads(images: Annotated[list[UploadFile], File()]) -> HeadsResponse:
         state.check("gender")
-        face = FaceGender(box=[0.41, 0.03, 0.59, 0.14], detection_score=0.9, label=state.gender, score=0.97)  # type: ignore[arg-type]
-        return GenderResponse(width=1, height=1, faces=[face])
+        state.heads.append(len(images))
+        face = FaceGender(box=[0.3, 0.3, 0.7, 0.7], detection_score=0.9, label=state.gender, score=0.97)  # type: ignore[arg-type]
+        return HeadsResponse(faces=[face for _ in images])
 
     @app.post("/persons")
     async def persons(body: PersonsRequest) -> PersonsResponse:

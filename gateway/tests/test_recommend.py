@@ -3,8 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from gateway.paths import inside_folder
+from gateway.pipeline import head_box
 from shared.contracts import Category, RecommendResponse, Region, RegionDetection
 from tests.conftest import Downstream, jpeg
 
@@ -239,3 +241,19 @@ async def test_person_photos_make_no_vote(client: httpx.AsyncClient, downstream:
     body = (await _recommend(client)).json()
     assert "vote" not in body["timings_ms"]
     assert all(s.filter.categories is not None for s in downstream.searches)
+
+
+async def test_each_persons_head_is_read_once_and_only_when_gender_is_asked(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    await _recommend(client)
+    assert downstream.heads == [1]  # one person with a face box: one head crop, in one call
+    await _recommend(client, "?gender=Women")
+    assert downstream.heads == [1]  # the request's gender needs no face
+
+
+def test_head_box_is_a_square_around_the_face_inside_the_photo() -> None:
+    # a 40x40 px face in a 400x200 photo: a 100x100 px square around it
+    assert head_box([0.45, 0.4, 0.55, 0.6], 400, 200) == pytest.approx([0.375, 0.25, 0.625, 0.75])
+    # at the top-left corner the square is cut by the photo's edges, not moved
+    assert head_box([0.0, 0.0, 0.1, 0.2], 400, 200) == pytest.approx([0.0, 0.0, 0.175, 0.35])

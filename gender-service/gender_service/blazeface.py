@@ -1,11 +1,13 @@
-"""Face detection with MediaPipe's full-range BlazeFace (192×192 input; PyPI ``mediapipe`` wheel).
+"""Face detection with MediaPipe's BlazeFace models (TensorFlow Lite files of the PyPI ``mediapipe``
+wheel): full range for whole photos, short range for a crop around one head.
 
-The image is letterboxed (scaled so its longer side is 192, padded with black at the right or
-bottom) so faces keep their shape. The model scores 2304 anchors, one per cell of a 48×48 grid
-with stride 4: fine enough for the small faces of full-body shots, which MediaPipe made this model
-for (faces up to 5 m away). Each regressor is ``[dx, dy, w, h, 6 × (x, y) keypoints]`` in input
-pixels, relative to the anchor centre. Overlapping detections are merged by weighted non-maximum
-suppression, as MediaPipe does.
+The image is letterboxed (scaled so its longer side is the model's input side, padded with black
+at the right or bottom) so faces keep their shape. Full range (192×192) scores 2304 anchors, one
+per cell of a 48×48 grid with stride 4: fine enough for the small faces of full-body shots (faces
+up to 5 m away). Short range (128×128, about four times cheaper) scores 896: 2 per cell of a 16×16
+grid, then 6 per cell of an 8×8 grid; it wants a face that fills much of the picture. Each
+regressor is ``[dx, dy, w, h, 6 × (x, y) keypoints]`` in input pixels, relative to the anchor
+centre. Overlapping detections are merged by weighted non-maximum suppression, as MediaPipe does.
 """
 
 from __future__ import annotations
@@ -19,12 +21,22 @@ from PIL import Image
 from gender_service.tflite import TFLiteModel
 from shared.images import rgb_pixels
 
-INPUT_SIZE = 192
-# (stride, anchors per cell) of each grid, in the order of the model's outputs
-ANCHOR_LAYERS = ((4, 1),)
 LOGIT_CLIP = 100.0
 NMS_IOU = 0.3
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A BlazeFace model's input side and its anchor grids, (stride, anchors per cell) in the order
+    of the model's outputs."""
+
+    input_size: int
+    anchor_layers: tuple[tuple[int, int], ...]
+
+
+FULL_RANGE = DetectorSpec(192, ((4, 1),))
+SHORT_RANGE = DetectorSpec(128, ((8, 2), (16, 6)))
 
 
 @dataclass(frozen=True)
@@ -48,32 +60,32 @@ class Face:
 class Letterbox:
     """The model input and the factor that maps its pixels back to the original image."""
 
-    pixels: np.ndarray  # (192, 192, 3) uint8, image at the top left, black elsewhere
+    pixels: np.ndarray  # (side, side, 3) uint8, image at the top left, black elsewhere
     scale: float  # input pixels per original pixel
 
 
-def anchor_centres() -> np.ndarray:
-    """(2304, 2) anchor centres in input pixels, in the order of the concatenated model outputs."""
+def anchor_centres(spec: DetectorSpec) -> np.ndarray:
+    """(N, 2) anchor centres in input pixels, in the order of the model's outputs."""
     layers = []
-    for stride, per_cell in ANCHOR_LAYERS:
-        cells = INPUT_SIZE // stride
+    for stride, per_cell in spec.anchor_layers:
+        cells = spec.input_size // stride
         rows, cols = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
         centres = np.stack([(cols + 0.5) * stride, (rows + 0.5) * stride], axis=-1).reshape(-1, 2)
         layers.append(np.repeat(centres, per_cell, axis=0))
     return np.concatenate(layers).astype(np.float32)
 
 
-def letterbox(picture: Image.Image) -> Letterbox:
+def letterbox(picture: Image.Image, side: int) -> Letterbox:
     width, height = picture.size
-    scale = INPUT_SIZE / max(height, width)
-    size = (min(INPUT_SIZE, max(1, round(width * scale))), min(INPUT_SIZE, max(1, round(height * scale))))
-    factor = int(max(height, width) // INPUT_SIZE)
+    scale = side / max(height, width)
+    size = (min(side, max(1, round(width * scale))), min(side, max(1, round(height * scale))))
+    factor = int(max(height, width) // side)
     if factor >= 2:  # a box filter by a whole factor first: several times faster than resizing it all
         picture = picture.reduce(factor)
     if picture.size != size:
         picture = picture.resize(size, Image.Resampling.BILINEAR)
     resized = rgb_pixels(picture)
-    canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
+    canvas = np.zeros((side, side, 3), dtype=np.uint8)
     canvas[: size[1], : size[0]] = resized
     return Letterbox(pixels=canvas, scale=scale)
 
@@ -126,11 +138,12 @@ def weighted_nms(
 
 
 class FaceDetector:
-    """BlazeFace on a whole image; thread-safe once loaded."""
+    """A BlazeFace model on a whole image; thread-safe once loaded."""
 
-    def __init__(self, model_path: Path, threads: int = 1) -> None:
+    def __init__(self, model_path: Path, spec: DetectorSpec, threads: int = 1) -> None:
         self.model_path = model_path
-        self._anchors = anchor_centres()
+        self.spec = spec
+        self._anchors = anchor_centres(spec)
         self._model = TFLiteModel(model_path, threads)
         self._loaded = False
 
@@ -142,7 +155,7 @@ class FaceDetector:
         """Faces scoring at least ``min_score``, best first, in pixels of ``picture`` (RGB)."""
         if not self._loaded:
             raise RuntimeError("the face detector is not loaded")
-        boxed = letterbox(picture)
+        boxed = letterbox(picture, self.spec.input_size)
         logits, regressors = self._infer(boxed.pixels)
         scores, boxes, keypoints = decode(logits, regressors, self._anchors)
         keep = scores >= min_score
@@ -155,11 +168,8 @@ class FaceDetector:
         ]
 
     def _infer(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Score logits (2304,) and regressors (2304, 16) for one letterboxed image."""
+        """Score logits (N,) and regressors (N, 16) for one letterboxed image."""
         outputs = self._model.run(pixels[None].astype(np.float32) / 127.5 - 1.0)
-        # per grid, an output of scores (1, n, 1) and one of regressors (1, n, 16)
-        by_shape = {(o.shape[1], o.shape[2]): o[0] for o in outputs}
-        counts = [(INPUT_SIZE // stride) ** 2 * per_cell for stride, per_cell in ANCHOR_LAYERS]
-        logits = np.concatenate([by_shape[(n, 1)][:, 0] for n in counts])
-        regressors = np.concatenate([by_shape[(n, 16)] for n in counts])
-        return logits, regressors
+        # two outputs over all anchors: scores (1, N, 1) and regressors (1, N, 16)
+        by_width = {o.shape[-1]: o[0] for o in outputs}
+        return by_width[1][:, 0], by_width[16]

@@ -17,7 +17,7 @@ class Settings(ServiceSettings):
     port: int = 8002
     model_dir: str = Field(
         default="models/gender",
-        description="Folder with faceres.tflite and face_detection_full_range.tflite, made by `make models` (relative to the working directory)",
+        description="Folder with faceres.tflite and the face detectors face_detection_full_range.tflite and face_detection_short_range.tflite, made by `make models` (relative to the working directory)",
     )
     model_threads: int = Field(
         default=2,
@@ -46,6 +46,9 @@ class Settings(ServiceSettings):
     )
     face_margin: float = Field(
         default=0.2, ge=0, le=1, description="Margin added around the face box on each side before gender"
+    )
+    max_heads: int = Field(
+        default=32, ge=1, le=64, description="Most head crops accepted by one /heads request"
     )
     max_faces: int = Field(
         default=8, ge=1, le=64, description="Most faces reported per image (largest first)"

@@ -8,10 +8,10 @@ from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 
 from gender_service.config import Settings
 from gender_service.model import GenderModel
-from shared.contracts import GenderResponse, PersonsRequest, PersonsResponse
+from shared.contracts import GenderResponse, HeadsResponse, PersonsRequest, PersonsResponse
 from shared.images import decode_picture
 from shared.logs import configure_logging
-from shared.service import analyse_upload, create_pooled_app, require_ready
+from shared.service import analyse_upload, analyse_uploads, create_pooled_app, require_ready
 
 SERVICE = "gender-service"
 
@@ -24,7 +24,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         logger=configure_logging(SERVICE, settings.log_level),
         load=model.load,
-        description="Finds faces (full-range BlazeFace) and labels each Men, Women or unknown (FaceRes).",
+        description="Finds faces (BlazeFace) in a photo or in crops around heads, and labels each Men, "
+        "Women or unknown (FaceRes); fuses that with each person's appearance.",
     )
 
     @app.post(
@@ -40,6 +41,24 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             model.predict,
             decode=decode_picture,
             operation="faces",
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_pixels,
+        )
+
+    @app.post(
+        "/heads",
+        response_model=HeadsResponse,
+        dependencies=[Depends(require_ready)],
+        summary="The face in each crop around one person's head (multipart field `images`, repeated)",
+    )
+    async def heads(request: Request, images: Annotated[list[UploadFile], File()]) -> HeadsResponse:
+        return await analyse_uploads(
+            request,
+            images,
+            model.heads,
+            decode=decode_picture,
+            operation="heads",
+            max_count=settings.max_heads,
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,
         )

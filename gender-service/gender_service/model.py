@@ -11,16 +11,24 @@ import numpy as np
 from PIL import Image
 
 from gender_service.appearance import AppearanceModel, Fusion, decide
-from gender_service.blazeface import Face, FaceDetector
+from gender_service.blazeface import FULL_RANGE, SHORT_RANGE, Face, FaceDetector
 from gender_service.config import Settings
 from gender_service.tflite import TFLiteModel
-from shared.contracts import FaceGender, GenderLabel, GenderResponse, PersonsRequest, PersonsResponse
+from shared.contracts import (
+    FaceGender,
+    GenderLabel,
+    GenderResponse,
+    HeadsResponse,
+    PersonsRequest,
+    PersonsResponse,
+)
 from shared.images import rgb_pixels
 
 logger = logging.getLogger(__name__)
 
 FACERES_SIZE = 224
 FACE_DETECTOR_FILE = "face_detection_full_range.tflite"
+HEAD_DETECTOR_FILE = "face_detection_short_range.tflite"
 FACE_ONLY = Fusion(face=(1.0, 0.0), appearance=(0.0, 0.0), prior=0.5)  # before any calibration
 
 
@@ -54,6 +62,11 @@ def face_crop(picture: Image.Image, face: Face, margin: float) -> np.ndarray:
     return rgb_pixels(square.resize((FACERES_SIZE, FACERES_SIZE), Image.Resampling.BILINEAR)).astype(
         np.float32
     )
+
+
+def _distance_to_centre(face: Face, width: int, height: int) -> float:
+    centre_x, centre_y = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+    return float(np.hypot(centre_x - width / 2, centre_y - height / 2))
 
 
 def face_size_px(face: Face) -> float:
@@ -91,12 +104,13 @@ class GenderModel:
     """Face detection on the whole image, then the gender of every large enough face (MediaPipe's
     TensorFlow Lite face detector, and FaceRes converted from TF.js by ``make models``)."""
 
-    name = "blazeface-full-range+faceres (TFLite)"
+    name = "blazeface-full-range/short-range+faceres (TFLite)"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         model_dir = Path(settings.model_dir)
-        self.detector = FaceDetector(model_dir / FACE_DETECTOR_FILE, settings.model_threads)
+        self.detector = FaceDetector(model_dir / FACE_DETECTOR_FILE, FULL_RANGE, settings.model_threads)
+        self.head_detector = FaceDetector(model_dir / HEAD_DETECTOR_FILE, SHORT_RANGE, settings.model_threads)
         self.classifier = GenderClassifier(model_dir / "faceres.tflite", settings.model_threads)
         self.appearance: AppearanceModel | None = None
         self.fusion = FACE_ONLY
@@ -104,6 +118,7 @@ class GenderModel:
     def load(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
         self.detector.load()
+        self.head_detector.load()
         self.classifier.load()
         if self.settings.appearance_model.exists() and self.settings.fusion.exists():
             appearance = AppearanceModel(self.settings.appearance_model)
@@ -117,6 +132,7 @@ class GenderModel:
     def _warm_up(self) -> None:
         """The first call of each graph is slow (graph optimisation); make it here, not in a request."""
         self.detector.detect(Image.new("RGB", (320, 240)), self.settings.min_face_score)
+        self.head_detector.detect(Image.new("RGB", (120, 120)), self.settings.min_face_score)
         self.classifier.male_probabilities(np.zeros((1, FACERES_SIZE, FACERES_SIZE, 3), np.float32))
 
     def persons(self, request: PersonsRequest) -> PersonsResponse:
@@ -149,6 +165,21 @@ class GenderModel:
             for face, probability in zip(faces, probabilities, strict=True)
         ]
         return GenderResponse(width=width, height=height, faces=results)
+
+    def heads(self, pictures: list[Image.Image]) -> HeadsResponse:
+        """The face in each crop around one person's head, with its gender: the short-range model,
+        made for a face that fills much of the picture, and of the faces it finds the one nearest
+        the crop's centre (a neighbour's head may show at an edge)."""
+        return HeadsResponse(faces=[self._head_face(picture) for picture in pictures])
+
+    def _head_face(self, picture: Image.Image) -> FaceGender | None:
+        width, height = picture.size
+        faces = self.head_detector.detect(picture, self.settings.min_face_score)
+        if not faces:
+            return None
+        face = min(faces, key=lambda f: _distance_to_centre(f, width, height))
+        probability = self._male_probabilities(picture, [face])[0]
+        return self._face_gender(face, probability, width, height)
 
     def _male_probabilities(self, picture: Image.Image, faces: list[Face]) -> list[float | None]:
         """Probability of male for each face, None for faces too small or too cut; one batch."""

@@ -1,5 +1,6 @@
-"""TensorFlow Lite models: converted once from the TF.js graphs (``make models``), run with one
-interpreter per thread (an interpreter is not thread-safe; each is cheap)."""
+"""TensorFlow Lite models: FaceRes converted once from its TF.js graph and the face detectors taken
+out of the mediapipe wheel (``make models``), run with one interpreter per thread (an interpreter
+is not thread-safe; each is cheap)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import logging
 import threading
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,10 @@ from gender_service.tfjs import ModelFileError, load_graph_model
 
 logger = logging.getLogger("gender-service")
 
+MEDIAPIPE_FACE_DETECTORS = {  # file in the model folder: member of the mediapipe wheel
+    "face_detection_full_range.tflite": "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+    "face_detection_short_range.tflite": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+}
 # (TF.js graph, its input, the outputs we use): converted to <name>.tflite beside the graph
 CONVERSIONS = {
     "faceres": ("input_1:0", ("gender_pred/Sigmoid:0",)),
@@ -71,11 +77,26 @@ class TFLiteModel:
         return [np.array(interpreter.get_tensor(index)) for index in output_indices]
 
 
+def extract_face_detectors(wheel: Path, model_dir: Path) -> None:
+    """MediaPipe's face detectors, copied out of its PyPI wheel (nothing else of it is needed)."""
+    with zipfile.ZipFile(wheel) as archive:
+        for target, member in MEDIAPIPE_FACE_DETECTORS.items():
+            (model_dir / target).write_bytes(archive.read(member))
+            logger.info("extracted %s from %s", target, wheel.name)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Convert the TF.js face model to TensorFlow Lite")
+    parser = argparse.ArgumentParser(
+        description="Convert the TF.js face model to TensorFlow Lite, or take the face detectors out of "
+        "the mediapipe wheel"
+    )
     parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--mediapipe-wheel", type=Path, help="extract the face detectors from this wheel")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.mediapipe_wheel:
+        extract_face_detectors(args.mediapipe_wheel, args.model_dir)
+        return 0
     for name, (input_name, outputs) in CONVERSIONS.items():
         target = args.model_dir / f"{name}.tflite"
         target.write_bytes(convert(args.model_dir / f"{name}.json", input_name, outputs))

@@ -8,7 +8,7 @@ import pytest
 
 from gender_service.config import Settings
 from gender_service.main import build_app
-from gender_service.model import FACE_DETECTOR_FILE
+from gender_service.model import FACE_DETECTOR_FILE, HEAD_DETECTOR_FILE
 from shared.testing import running_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,7 +18,9 @@ DEV = REPO.parent / "shared" / "queries" / "dev"
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    if not all((MODEL_DIR / name).exists() for name in ("faceres.tflite", FACE_DETECTOR_FILE)):
+    if not all(
+        (MODEL_DIR / name).exists() for name in ("faceres.tflite", FACE_DETECTOR_FILE, HEAD_DETECTOR_FILE)
+    ):
         pytest.skip(f"face models are not in {MODEL_DIR} (run: make models)")
     return Settings(model_dir=str(MODEL_DIR), inference_threads=1)
 

@@ -148,3 +148,51 @@ async def test_bad_inputs_are_4xx_with_json(client: httpx.AsyncClient) -> None:
     assert truncated.status_code == 400
     missing = await client.post("/faces")
     assert missing.status_code == 422 and missing.json()["error"] == "validation_error"
+
+
+def _head_crop(photo: np.ndarray, face_box: list[float], factor: float = 2.5) -> np.ndarray:
+    """A square around a face, ``factor`` times its size, kept inside the photo (as the gateway cuts)."""
+    height, width = photo.shape[:2]
+    x1, y1, x2, y2 = face_box[0] * width, face_box[1] * height, face_box[2] * width, face_box[3] * height
+    side = max(x2 - x1, y2 - y1) * factor
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    return photo[top : int(min(height, cy + side / 2)), left : int(min(width, cx + side / 2))]
+
+
+async def _heads(client: httpx.AsyncClient, crops: list[bytes]) -> list[dict[str, object] | None]:
+    files = [("images", (f"head{i}.jpg", crop, "image/jpeg")) for i, crop in enumerate(crops)]
+    response = await client.post("/heads", files=files)
+    assert response.status_code == 200, response.text
+    faces: list[dict[str, object] | None] = response.json()["faces"]
+    return faces
+
+
+async def test_heads_read_each_crop_in_order(client: httpx.AsyncClient) -> None:
+    name = "ultralytics_assets_zidane.jpg"
+    photo = _photo_array(name)
+    whole = await _faces(client, dev_photo(name), name)
+    faces = whole["faces"]
+    assert isinstance(faces, list) and len(faces) == 2
+    crops = [_jpeg(_head_crop(photo, face["box"])) for face in faces]
+    blank = _jpeg(np.full((120, 120, 3), 90, np.uint8))
+    answers = await _heads(client, [crops[0], blank, crops[1]])
+    assert answers[1] is None  # no face in the plain crop
+    for answer, face in zip((answers[0], answers[2]), faces, strict=True):
+        assert answer is not None and answer["label"] == face["label"] == "Men"
+        assert abs(float(answer["p_men"]) - float(face["p_men"])) < 0.2  # type: ignore[arg-type]
+        assert _centre_inside(answer["box"], [0.2, 0.2, 0.8, 0.8])  # type: ignore[arg-type]
+    metrics = (await client.get("/metrics")).text
+    assert 'gender_inference_duration_seconds_count{operation="heads"}' in metrics
+
+
+async def test_heads_refuse_bad_batches_with_the_reason(client: httpx.AsyncClient) -> None:
+    good = _jpeg(np.full((64, 64, 3), 90, np.uint8))
+    broken = await client.post(
+        "/heads", files=[("images", ("a.jpg", good)), ("images", ("b.jpg", b"not an image"))]
+    )
+    assert broken.status_code == 400 and "image 1" in broken.json()["detail"]
+    too_many = await client.post("/heads", files=[("images", (f"{i}.jpg", good)) for i in range(33)])
+    assert too_many.status_code == 413 and "limit is 32" in too_many.json()["detail"]
+    none = await client.post("/heads")
+    assert none.status_code == 422

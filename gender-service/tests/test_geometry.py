@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gender_service.blazeface import Face, anchor_centres, decode, letterbox, weighted_nms
+from gender_service.blazeface import (
+    FULL_RANGE,
+    SHORT_RANGE,
+    Face,
+    anchor_centres,
+    decode,
+    letterbox,
+    weighted_nms,
+)
 from gender_service.model import face_crop, face_square, fraction_outside, gender_label, normalised_box
 from gender_service.tfjs import decode_weight
 
@@ -15,13 +23,23 @@ def _face(box: tuple[float, float, float, float], score: float = 0.9) -> Face:
     return Face(box=box, score=score, keypoints=np.zeros((6, 2)))
 
 
-def test_anchors_cover_the_grid_in_output_order() -> None:
-    anchors = anchor_centres()
+def test_full_range_anchors_cover_the_grid_in_output_order() -> None:
+    anchors = anchor_centres(FULL_RANGE)
     assert anchors.shape == (2304, 2)  # 48×48 cells of 4 pixels, one anchor each
     assert anchors[0].tolist() == [2.0, 2.0]
     assert anchors[1].tolist() == [6.0, 2.0]  # row-major: x moves first
     assert anchors[48].tolist() == [2.0, 6.0]
     assert anchors[2303].tolist() == [190.0, 190.0]
+
+
+def test_short_range_anchors_cover_both_grids_in_output_order() -> None:
+    anchors = anchor_centres(SHORT_RANGE)
+    assert anchors.shape == (896, 2)
+    assert anchors[0].tolist() == anchors[1].tolist() == [4.0, 4.0]  # 16×16 grid, 2 per cell
+    assert anchors[2].tolist() == [12.0, 4.0]
+    assert anchors[511].tolist() == [124.0, 124.0]
+    assert anchors[512].tolist() == [8.0, 8.0]  # 8×8 grid, 6 per cell
+    assert anchors[895].tolist() == [120.0, 120.0]
 
 
 def test_decode_centres_boxes_and_keypoints_on_the_anchor() -> None:
@@ -58,7 +76,7 @@ def test_weighted_nms_of_nothing_is_nothing() -> None:
 
 
 def test_letterbox_keeps_the_shape_and_pads_black() -> None:
-    boxed = letterbox(Image.new("RGB", (100, 200), (255, 255, 255)))
+    boxed = letterbox(Image.new("RGB", (100, 200), (255, 255, 255)), 192)
     assert boxed.pixels.shape == (192, 192, 3)
     assert boxed.scale == pytest.approx(192 / 200)
     assert boxed.pixels[:, :96].min() == 255  # the image: 96×192 at the top left
@@ -66,7 +84,7 @@ def test_letterbox_keeps_the_shape_and_pads_black() -> None:
 
 
 def test_letterbox_of_a_sliver_is_at_least_one_pixel() -> None:
-    boxed = letterbox(Image.new("RGB", (3000, 1)))
+    boxed = letterbox(Image.new("RGB", (3000, 1)), 192)
     assert boxed.pixels.shape == (192, 192, 3)
 
 

@@ -17,7 +17,7 @@ from shared.contracts import (
     DetectResponse,
     EmbedResponse,
     FacetCounts,
-    GenderResponse,
+    HeadsResponse,
     IndexPoint,
     PersonsRequest,
     PersonsResponse,
@@ -126,9 +126,9 @@ class DetectorClient(ServiceClient):
 
 
 class GenderClient(ServiceClient):
-    async def faces(self, image: bytes) -> GenderResponse:
-        files = {"image": ("image.jpg", image, "image/jpeg")}
-        return await self._parse(GenderResponse, "POST", "/faces", files=files)
+    async def heads(self, crops: Sequence[bytes]) -> HeadsResponse:
+        files = [("images", (f"head{i}.jpg", crop, "image/jpeg")) for i, crop in enumerate(crops)]
+        return await self._parse(HeadsResponse, "POST", "/heads", files=files)
 
     async def persons(self, request: PersonsRequest) -> PersonsResponse:
         body = request.model_dump_json()

@@ -112,6 +112,12 @@ class GenderResponse(BaseModel):
     faces: list[FaceGender]
 
 
+class HeadsResponse(BaseModel):
+    faces: list[FaceGender | None] = Field(
+        description="Per crop, in order: its face (box normalised to the crop), or null when none was found"
+    )
+
+
 class PersonGender(BaseModel):
     label: GenderLabel
     score: float = Field(description="Calibrated probability of the label (0 when unknown)")
@@ -119,7 +125,9 @@ class PersonGender(BaseModel):
 
 
 class PersonEvidence(BaseModel):
-    face: FaceGender | None = Field(default=None, description="The person's face, as /faces read it")
+    face: FaceGender | None = Field(
+        default=None, description="The person's face, as /heads or /faces read it"
+    )
     vector: list[float] | None = Field(default=None, description="Embedding of the whole-person crop")
 
 

@@ -270,6 +270,38 @@ async def analyse_upload(
     return await pool.run(decode_and_analyse)
 
 
+async def analyse_uploads(
+    request: Request,
+    uploads: list[UploadFile],
+    analyse: Callable[[list[D]], T],
+    *,
+    decode: Callable[..., D],
+    operation: str,
+    max_count: int,
+    max_bytes: int,
+    max_pixels: int,
+) -> T:
+    """``analyse_upload`` for a batch of images in one request: 413 past ``max_count`` images, and
+    an image that cannot be decoded is named by its position."""
+    if len(uploads) > max_count:
+        raise HTTPException(413, f"{len(uploads)} images in one request; the limit is {max_count}")
+    blobs = [await read_upload(upload, max_bytes) for upload in uploads]
+    pool: InferencePool = request.app.state.pool
+    timer = request.app.state.metrics.inference_duration.labels(operation)
+
+    def decode_and_analyse() -> T:
+        images = []
+        for index, blob in enumerate(blobs):
+            try:
+                images.append(decode(blob, max_bytes=max_bytes, max_pixels=max_pixels))
+            except ImageError as exc:
+                raise type(exc)(f"image {index}: {exc}") from exc
+        with timer.time():
+            return analyse(images)
+
+    return await pool.run(decode_and_analyse)
+
+
 def _add_common_routes(app: FastAPI) -> None:
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
