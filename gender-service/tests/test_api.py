@@ -186,6 +186,25 @@ async def test_heads_read_each_crop_in_order(client: httpx.AsyncClient) -> None:
     assert 'gender_inference_duration_seconds_count{operation="heads"}' in metrics
 
 
+async def test_heads_too_small_or_holding_two_faces_get_a_clean_answer(client: httpx.AsyncClient) -> None:
+    name = "ultralytics_assets_zidane.jpg"
+    photo = _photo_array(name)
+    whole = await _faces(client, dev_photo(name), name)
+    faces = whole["faces"]
+    assert isinstance(faces, list) and len(faces) == 2
+    right = max(faces, key=lambda f: f["box"][0])
+    # a crop holding both men's faces, the right-hand one nearer its centre
+    both = photo[: int(0.6 * photo.shape[0]), int(0.3 * photo.shape[1]) :]
+    tiny = _jpeg(np.full((1, 1, 3), 120, np.uint8))
+    small = Image.fromarray(_head_crop(photo, right["box"])).resize((24, 24))
+    answers = await _heads(client, [_jpeg(both), tiny, _jpeg(np.asarray(small))])
+    assert answers[0] is not None and answers[0]["label"] == "Men"
+    box = answers[0]["box"]
+    assert isinstance(box, list) and (box[0] + box[2]) / 2 > 0.5  # the face nearer the centre
+    assert answers[1] is None
+    assert answers[2] is None or answers[2]["label"] == "unknown"  # a face of a few pixels says nothing
+
+
 async def test_heads_refuse_bad_batches_with_the_reason(client: httpx.AsyncClient) -> None:
     good = _jpeg(np.full((64, 64, 3), 90, np.uint8))
     broken = await client.post(
