@@ -1,6 +1,7 @@
-"""The /recommend pipeline: decode once, detect persons and garments, then embed every crop in one
-batch while the gender service reads the face in a crop around each person's head, search every
-item concurrently, and say which stage failed instead of failing silently."""
+"""The /recommend pipeline: decode once, detect persons and garments, have the gender service read
+the face in a crop around each person's head while the garments are cropped, embed every crop in
+one batch, search every item concurrently, and say which stage failed instead of failing
+silently."""
 
 from __future__ import annotations
 
@@ -138,15 +139,13 @@ class Recommender:
         people = detection.persons if query.gender == "auto" else []
         boxes = [r.box for r in regions] + [p.box for p in people]
         heads = await self.pool.run(head_crops, scaled, people)
-
-        async def crop_and_embed() -> list[CropEmbedding]:
-            crops = await timings.measure("crop", self.pool.run(self._crops, image, boxes))
-            return await timings.measure("embed", self._embed(crops))
-
-        # the heads are read while the garments are cropped and embedded
-        embedded, faces = await asyncio.gather(
-            crop_and_embed(), timings.measure("gender", self._heads(heads, degraded))
+        # the heads are read while the garments are cropped, not while they are embedded: on shared
+        # cores the two models would slow each other down more than the overlap saves
+        crops, faces = await asyncio.gather(
+            timings.measure("crop", self.pool.run(self._crops, image, boxes)),
+            timings.measure("gender", self._heads(heads, degraded)),
         )
+        embedded = await timings.measure("embed", self._embed(crops))
         candidates = [
             Candidate(
                 person=r.person,
