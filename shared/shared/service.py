@@ -259,15 +259,12 @@ async def analyse_upload(
     pool: one hand-over between the event loop and the pool per request, not two.
     ``<service>_inference_duration_seconds`` times the analysis alone."""
     data = await read_upload(upload, max_bytes)
-    pool: InferencePool = request.app.state.pool
-    timer = request.app.state.metrics.inference_duration.labels(operation)
-
-    def decode_and_analyse() -> T:
-        image = decode(data, max_bytes=max_bytes, max_pixels=max_pixels, at_least=at_least)
-        with timer.time():
-            return analyse(image)
-
-    return await pool.run(decode_and_analyse)
+    return await _decode_and_analyse(
+        request,
+        operation,
+        functools.partial(decode, data, max_bytes=max_bytes, max_pixels=max_pixels, at_least=at_least),
+        analyse,
+    )
 
 
 async def analyse_uploads(
@@ -286,20 +283,33 @@ async def analyse_uploads(
     if len(uploads) > max_count:
         raise HTTPException(413, f"{len(uploads)} images in one request; the limit is {max_count}")
     blobs = [await read_upload(upload, max_bytes) for upload in uploads]
-    pool: InferencePool = request.app.state.pool
-    timer = request.app.state.metrics.inference_duration.labels(operation)
 
-    def decode_and_analyse() -> T:
+    def decode_all() -> list[D]:
         images = []
         for index, blob in enumerate(blobs):
             try:
                 images.append(decode(blob, max_bytes=max_bytes, max_pixels=max_pixels))
             except ImageError as exc:
                 raise type(exc)(f"image {index}: {exc}") from exc
-        with timer.time():
-            return analyse(images)
+        return images
 
-    return await pool.run(decode_and_analyse)
+    return await _decode_and_analyse(request, operation, decode_all, analyse)
+
+
+async def _decode_and_analyse(
+    request: Request, operation: str, decode: Callable[[], D], analyse: Callable[[D], T]
+) -> T:
+    """``decode`` then ``analyse`` in one job of the app's pool; the operation's
+    ``<service>_inference_duration_seconds`` times the analysis alone."""
+    pool: InferencePool = request.app.state.pool
+    timer = request.app.state.metrics.inference_duration.labels(operation)
+
+    def job() -> T:
+        decoded = decode()
+        with timer.time():
+            return analyse(decoded)
+
+    return await pool.run(job)
 
 
 def _add_common_routes(app: FastAPI) -> None:
