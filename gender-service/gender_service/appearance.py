@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from gender_service.tflite import TFLiteModel
 from shared.contracts import PersonGender
 
 ASSETS = Path(__file__).parent / "assets"
@@ -86,37 +85,18 @@ def decide(p_men: tuple[float, str] | None, min_confidence: float) -> PersonGend
 
 
 class AppearanceModel:
-    """The TFLite head: (N, dim) person embeddings to p(Men)."""
+    """The TFLite head: (N, dim) person embeddings to p(Men); thread-safe once loaded."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._interpreter: object | None = None
-        self._lock = threading.Lock()
+        self._model = TFLiteModel(path)
         self.dim = 0
-        self._input_index = self._output_index = 0
 
     def load(self) -> None:
-        import tensorflow as tf
-
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path} is missing: run `make train-gender`")
-        with warnings.catch_warnings():  # "use ai_edge_litert": TensorFlow's own still works here
-            warnings.simplefilter("ignore", UserWarning)
-            interpreter = tf.lite.Interpreter(model_path=str(self.path))
-        interpreter.allocate_tensors()
-        self.dim = int(interpreter.get_input_details()[0]["shape"][-1])
-        self._input_index = interpreter.get_input_details()[0]["index"]
-        self._output_index = interpreter.get_output_details()[0]["index"]
-        self._interpreter = interpreter
+        self._model.load()
+        self.dim = self._model.input_shape()[-1]
 
     def p_men(self, vectors: np.ndarray) -> np.ndarray:
-        interpreter = self._interpreter
-        if interpreter is None:
-            raise RuntimeError("the appearance model is not loaded")
-        results = np.empty(len(vectors))
-        with self._lock:  # one interpreter, tiny model: serialising costs microseconds
-            for i, vector in enumerate(vectors):
-                interpreter.set_tensor(self._input_index, vector[None].astype(np.float32))  # type: ignore[attr-defined]
-                interpreter.invoke()  # type: ignore[attr-defined]
-                results[i] = float(interpreter.get_tensor(self._output_index).reshape(-1)[0])  # type: ignore[attr-defined]
-        return results
+        return np.array([float(self._model.run(vector[None])[0].reshape(-1)[0]) for vector in vectors])

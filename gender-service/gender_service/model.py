@@ -13,7 +13,7 @@ from PIL import Image
 from gender_service.appearance import AppearanceModel, Fusion, decide
 from gender_service.blazeface import FULL_RANGE, SHORT_RANGE, Face, FaceDetector
 from gender_service.config import Settings
-from gender_service.tflite import TFLiteModel
+from gender_service.tflite import FACE_DETECTOR_FILE, HEAD_DETECTOR_FILE, TFLiteModel
 from shared.contracts import (
     FaceGender,
     GenderLabel,
@@ -27,8 +27,6 @@ from shared.images import rgb_pixels
 logger = logging.getLogger(__name__)
 
 FACERES_SIZE = 224
-FACE_DETECTOR_FILE = "face_detection_full_range.tflite"
-HEAD_DETECTOR_FILE = "face_detection_short_range.tflite"
 FACE_ONLY = Fusion(face=(1.0, 0.0), appearance=(0.0, 0.0), prior=0.5)  # before any calibration
 
 

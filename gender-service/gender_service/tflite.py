@@ -19,9 +19,11 @@ from gender_service.tfjs import ModelFileError, load_graph_model
 
 logger = logging.getLogger("gender-service")
 
+FACE_DETECTOR_FILE = "face_detection_full_range.tflite"  # whole photos
+HEAD_DETECTOR_FILE = "face_detection_short_range.tflite"  # crops around one head
 MEDIAPIPE_FACE_DETECTORS = {  # file in the model folder: member of the mediapipe wheel
-    "face_detection_full_range.tflite": "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
-    "face_detection_short_range.tflite": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+    FACE_DETECTOR_FILE: "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+    HEAD_DETECTOR_FILE: "mediapipe/modules/face_detection/face_detection_short_range.tflite",
 }
 # (TF.js graph, its input, the outputs we use): converted to <name>.tflite beside the graph
 CONVERSIONS = {
@@ -68,6 +70,10 @@ class TFLiteModel:
             bound = (interpreter, interpreter.get_input_details()[0]["index"], outputs)
             self._local.bound = bound
         return bound  # type: ignore[no-any-return]
+
+    def input_shape(self) -> tuple[int, ...]:
+        interpreter, _, _ = self._interpreter()
+        return tuple(int(side) for side in interpreter.get_input_details()[0]["shape"])
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Outputs for a (1, ...) input, in the interpreter's output order."""

@@ -8,7 +8,7 @@ import pytest
 
 from gender_service.config import Settings
 from gender_service.main import build_app
-from gender_service.model import FACE_DETECTOR_FILE, HEAD_DETECTOR_FILE
+from gender_service.tflite import FACE_DETECTOR_FILE, HEAD_DETECTOR_FILE
 from shared.testing import running_app
 
 REPO = Path(__file__).resolve().parents[2]
