@@ -27,10 +27,10 @@ import httpx
 import uvloop
 
 from gateway.config import Settings
-from gateway.pipeline import analysis_copy
+from gateway.pipeline import for_detector
 from shared.clients import DetectorClient, GenderClient
 from shared.images import decode_image
-from tools.eval_gender import heads_of, timed_gender
+from tools.eval_gender import sent_heads, timed_gender
 from tools.reports import write_report
 from tools.stack import ROOT, Stack, index_count, reachable, run_ingestion, running
 
@@ -139,18 +139,19 @@ async def measure_services(
     per_person: list[float] = []
     sizes: dict[int, set[str]] = defaultdict(set)
     settings = Settings()
-    sent = {photo: analysis_copy(decode_image(blobs[photo]), settings) for photo in photos}
+    sent = {photo: for_detector(decode_image(blobs[photo]), settings) for photo in photos}
     detector = DetectorClient("detector", services["detector-service"], 120.0)
     gender = GenderClient("gender", services["gender-service"], 120.0)
     try:
         for photo in photos:
-            found = await detector.detect(sent[photo])
+            scaled, analysis = sent[photo]
+            found = await detector.detect(analysis)
             sizes[len(found.persons)].add(f"{found.width}x{found.height}")
-            heads = await heads_of(detector, sent[photo])
+            heads = sent_heads(scaled, found.persons)
             if heads:
                 await timed_gender(gender, heads)
             for _ in range(rounds):
-                ms, found = await timed(detector.detect(sent[photo]))
+                ms, found = await timed(detector.detect(analysis))
                 detect[len(found.persons)].append(ms)
                 if heads:
                     read_ms, fusion_ms = await timed_gender(gender, heads)

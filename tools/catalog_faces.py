@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from gateway.catalog import read_catalog
 from gateway.config import Settings
-from gateway.pipeline import analysis_copy, head_crops
+from gateway.pipeline import for_detector
 from shared.clients import DetectorClient, GenderClient
 from shared.images import decode_image
+from tools.eval_gender import sent_heads
 from tools.stack import Stack, free_port, running
 
 logger = logging.getLogger("stack")
@@ -38,12 +39,13 @@ async def read_faces(catalog: Path, product_ids: list[str], stack: Stack) -> np.
 
     async def one(product_id: str) -> float:
         async with slots:
-            analysis = analysis_copy(decode_image((catalog / rows[product_id].image).read_bytes()), settings)
-            persons = (await detector.detect(analysis)).persons[:1]
-            head = head_crops(decode_image(analysis), persons)
-            if not head or head[0] is None:
+            scaled, analysis = for_detector(
+                decode_image((catalog / rows[product_id].image).read_bytes()), settings
+            )
+            heads = sent_heads(scaled, (await detector.detect(analysis)).persons[:1])
+            if not heads:
                 return float("nan")
-            face = (await gender.heads([head[0]])).faces[0]
+            face = (await gender.heads(heads)).faces[0]
             return float(face.p_men) if face is not None and face.p_men is not None else float("nan")
 
     results = []

@@ -18,12 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gateway.config import Settings
 from gateway.main import make_clients
-from gateway.pipeline import Query, Recommender, Timings, analysis_copy, head_crops
+from gateway.pipeline import Query, Recommender, Timings, for_detector, head_crops
 from shared.boxes import box_iou
 from shared.clients import DetectorClient, GenderClient
-from shared.contracts import CATEGORIES, FaceGender, PersonEvidence, PersonsRequest
+from shared.contracts import CATEGORIES, FaceGender, PersonDetection, PersonEvidence, PersonsRequest
 from shared.images import decode_image
 from shared.service import InferencePool
 from tools.reports import write_report
@@ -88,11 +90,10 @@ def fusion_request(faces: Sequence[FaceGender | None], dim: int = 1280) -> Perso
     return PersonsRequest(persons=[PersonEvidence(face=face, vector=[0.028] * dim) for face in faces])
 
 
-async def heads_of(detector: DetectorClient, analysis: bytes) -> list[bytes]:
-    """The head crops the gateway sends the gender service for this photo (as the detector is sent
-    it): one per person whose face the detector placed."""
-    found = await detector.detect(analysis)
-    return [crop for crop in head_crops(decode_image(analysis), found.persons) if crop is not None]
+def sent_heads(scaled: np.ndarray, persons: list[PersonDetection]) -> list[bytes]:
+    """The head crops the gateway sends the gender service for these persons, found on ``scaled``
+    (``for_detector``): one per person whose face the detector placed."""
+    return [crop for crop in head_crops(scaled, persons) if crop is not None]
 
 
 async def timed_gender(gender: GenderClient, heads: list[bytes]) -> tuple[float, float]:
@@ -113,7 +114,8 @@ async def latency(stack: Stack, queries: Path, rounds: int = 5) -> dict[str, flo
     gender = GenderClient("gender", stack.url("gender-service"), 60.0)
     try:
         for photo in photos:
-            heads = await heads_of(detector, analysis_copy(decode_image(photo.read_bytes()), Settings()))
+            scaled, analysis = for_detector(decode_image(photo.read_bytes()), Settings())
+            heads = sent_heads(scaled, (await detector.detect(analysis)).persons)
             if not heads:
                 continue
             await timed_gender(gender, heads)

@@ -132,7 +132,7 @@ class Recommender:
     async def analyse(self, query: Query, timings: Timings, degraded: list[str]) -> Analysis:
         """Everything but the search: persons with their gender, and the items they wear."""
         image = await timings.measure("decode", self.pool.run(self._decode, query.data))
-        scaled, analysis = await self.pool.run(_scaled_and_encoded, image, self.settings)
+        scaled, analysis = await self.pool.run(for_detector, image, self.settings)
         detection = await timings.measure("detect", self._detect(analysis, degraded))
         regions = [r for r in detection.regions if _may_hold(r, query.categories)]
         # whole-person crops ride in the same embedding batch: the gender service reads appearance
@@ -346,25 +346,22 @@ async def _from_index(calls: list[Awaitable[T]], degraded: list[str]) -> list[T 
     return settled
 
 
-def analysis_image(image: np.ndarray, settings: Settings) -> np.ndarray:
-    """The photo as the detector sees it: at most ``analysis_side`` pixels on its longer side."""
-    return resize_max_side(image, settings.analysis_side)
-
-
-def analysis_copy(image: np.ndarray, settings: Settings) -> bytes:
-    """What the detector is sent: a JPEG of ``analysis_image``."""
-    return _scaled_and_encoded(image, settings)[1]
-
-
-def _scaled_and_encoded(image: np.ndarray, settings: Settings) -> tuple[np.ndarray, bytes]:
-    scaled = analysis_image(image, settings)
+def for_detector(image: np.ndarray, settings: Settings) -> tuple[np.ndarray, bytes]:
+    """The photo as the detector sees it (at most ``analysis_side`` pixels on its longer side), and
+    the JPEG of it that the detector is sent."""
+    scaled = resize_max_side(image, settings.analysis_side)
     return scaled, encode_jpeg(scaled, quality=90)
 
 
+def analysis_copy(image: np.ndarray, settings: Settings) -> bytes:
+    """What the detector is sent (see ``for_detector``)."""
+    return for_detector(image, settings)[1]
+
+
 def head_crops(scaled: np.ndarray, persons: list[PersonDetection]) -> list[bytes | None]:
-    """A JPEG of the square around each person's head, cut from ``analysis_image`` (the gender
-    service's size limits are in its pixels); None for a person whose face the detector did not
-    place."""
+    """A JPEG of the square around each person's head, cut from the photo as the detector saw it
+    (``for_detector``: the gender service's size limits are in its pixels); None for a person whose
+    face the detector did not place."""
     height, width = scaled.shape[:2]
     return [
         encode_jpeg(crop_normalised(scaled, head_box(p.face_box, width, height)), quality=90)
