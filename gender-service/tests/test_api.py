@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -168,12 +169,17 @@ async def _heads(client: httpx.AsyncClient, crops: list[bytes]) -> list[dict[str
     return faces
 
 
-async def test_heads_read_each_crop_in_order(client: httpx.AsyncClient) -> None:
+async def _two_men(client: httpx.AsyncClient) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The two-men photo and its two faces as /faces reads them, to cut head crops around."""
     name = "ultralytics_assets_zidane.jpg"
-    photo = _photo_array(name)
     whole = await _faces(client, dev_photo(name), name)
     faces = whole["faces"]
     assert isinstance(faces, list) and len(faces) == 2
+    return _photo_array(name), faces
+
+
+async def test_heads_read_each_crop_in_order(client: httpx.AsyncClient) -> None:
+    photo, faces = await _two_men(client)
     crops = [_jpeg(_head_crop(photo, face["box"])) for face in faces]
     blank = _jpeg(np.full((120, 120, 3), 90, np.uint8))
     answers = await _heads(client, [crops[0], blank, crops[1]])
@@ -187,11 +193,7 @@ async def test_heads_read_each_crop_in_order(client: httpx.AsyncClient) -> None:
 
 
 async def test_heads_too_small_or_holding_two_faces_get_a_clean_answer(client: httpx.AsyncClient) -> None:
-    name = "ultralytics_assets_zidane.jpg"
-    photo = _photo_array(name)
-    whole = await _faces(client, dev_photo(name), name)
-    faces = whole["faces"]
-    assert isinstance(faces, list) and len(faces) == 2
+    photo, faces = await _two_men(client)
     right = max(faces, key=lambda f: f["box"][0])
     # a crop holding both men's faces, the right-hand one nearer its centre
     both = photo[: int(0.6 * photo.shape[0]), int(0.3 * photo.shape[1]) :]
