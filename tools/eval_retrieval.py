@@ -48,6 +48,7 @@ from shared.clients import DetectorClient, EmbeddingClient
 from shared.contracts import CATEGORIES, Category, GenderLabel
 from shared.distortions import distort
 from shared.service import InferencePool
+from shared.splits import retrieval_held_out
 from shared.vocabulary import article_family, colour_family
 from tools.reports import save_json, write_report
 from tools.stack import ROOT, Stack, free_port, running
@@ -283,7 +284,10 @@ async def product_photos(
 
 async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, count: int) -> dict[str, Any]:
     rng = random.Random(11)
-    candidates = [i for i, r in enumerate(catalog.rows) if r.category is not None]
+    # only products the trained projections never saw: a store's new products
+    candidates = [
+        i for i, r in enumerate(catalog.rows) if r.category is not None and retrieval_held_out(r.product_id)
+    ]
     chosen = rng.sample(candidates, min(count, len(candidates)))
     ranks: list[int | None] = []
     category_found = 0
@@ -345,11 +349,14 @@ async def evaluate_variant(
 
 MODELS = ROOT / "models" / "embedding"
 CANDIDATE = MODELS / "projection-candidate.npz"
+WHITENED = MODELS / "projection-whitened.npz"
+TRAINED = {"candidate": CANDIDATE, "whitened": WHITENED}  # what --adopt chooses from
 PACKAGED = ROOT / "embedding-service" / "embedding_service" / "assets" / "projection.npz"
 VARIANTS: dict[str, dict[str, str]] = {
     "raw": {"EMBEDDING_PROJECTION": "none"},
     "served": {},  # the service's defaults: the packaged projection if there is one
     "candidate": {"EMBEDDING_PROJECTION": str(CANDIDATE)},
+    "whitened": {"EMBEDDING_PROJECTION": str(WHITENED)},
     "pca": {"EMBEDDING_PROJECTION": str(MODELS / "projection-pca.npz")},
     "fp16": {"EMBEDDING_BACKBONE_PATH": str(MODELS / "efficientnet_lite2.fp16.onnx")},
     "int8": {"EMBEDDING_BACKBONE_PATH": str(MODELS / "efficientnet_lite2.int8.onnx")},
@@ -373,17 +380,23 @@ def measure(result: dict[str, Any], path: tuple[str, str | None, str]) -> float:
     return float(section.get(path[2]) or 0.0)
 
 
-def adopt_candidate(report: dict[str, Any]) -> str:
-    """Install the candidate projection only if it beats the raw backbone on most deciding measures."""
-    raw, candidate = report["variants"]["raw"], report["variants"]["candidate"]
-    wins = sum(measure(candidate, p) > measure(raw, p) for p in DECIDING)
-    if wins * 2 > len(DECIDING):
-        shutil.copy(CANDIDATE, PACKAGED)
-        shutil.copy(CANDIDATE.with_suffix(".json"), PACKAGED.with_suffix(".json"))
-        return f"adopted: the trained projection wins {wins} of {len(DECIDING)} measures"
+def adopt_projection(report: dict[str, Any]) -> str:
+    """Install the trained projection (of TRAINED, among the variants measured) that beats the raw
+    backbone on the most deciding measures, if that is most of them; else serve the raw backbone."""
+    raw = report["variants"]["raw"]
+    wins = {
+        name: sum(measure(report["variants"][name], p) > measure(raw, p) for p in DECIDING)
+        for name in TRAINED
+        if name in report["variants"]
+    }
+    best = max(wins, key=lambda name: wins[name], default=None)
+    if best is not None and wins[best] * 2 > len(DECIDING):
+        shutil.copy(TRAINED[best], PACKAGED)
+        shutil.copy(TRAINED[best].with_suffix(".json"), PACKAGED.with_suffix(".json"))
+        return f"adopted {best}: it wins {wins[best]} of {len(DECIDING)} measures against the raw backbone"
     PACKAGED.unlink(missing_ok=True)
     PACKAGED.with_suffix(".json").unlink(missing_ok=True)
-    return f"not adopted: the trained projection wins only {wins} of {len(DECIDING)} measures"
+    return f"none adopted: the trained projections win {wins} of {len(DECIDING)} measures"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -448,7 +461,9 @@ def main() -> int:
     parser.add_argument(
         "--crops-only", action="store_true", help="make the catalog crop cache, print its path"
     )
-    parser.add_argument("--adopt", action="store_true", help="keep the candidate projection if it wins")
+    parser.add_argument(
+        "--adopt", action="store_true", help="serve the trained projection that wins, if one does"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "reports" / "eval.json")
     parser.add_argument(
         "--keep", action="store_true", help="keep the other variants of an earlier report on the same data"
@@ -481,7 +496,7 @@ def main() -> int:
             report["variants"][name] = asyncio.run(evaluate_variant(stack, args, rows, folder))
         save_json(args.output, report)  # each variant as soon as it is measured
     if args.adopt:
-        report["decision"] = adopt_candidate(report)
+        report["decision"] = adopt_projection(report)
     table = markdown(report) + (f"\nProjection: {report['decision']}.\n" if "decision" in report else "")
     write_report(args.output, report, table)
     return 0

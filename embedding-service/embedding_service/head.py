@@ -90,17 +90,28 @@ class ClassifierHead:
 
 @dataclass(frozen=True)
 class Projection:
-    """The retrieval projection trained with a triplet loss on the backbone features:
-    ReLU(x W1 + b1) W2 + b2, unit length (W1 absent: linear)."""
+    """The retrieval projection of the backbone's ``source`` output ("features", the average-pooled
+    vector, or "descriptor", the multi-stage GeM one: export.OUTPUTS; or several joined by "+"):
+    ReLU(x W1 + b1) W2 + b2, unit length (W1 absent: linear). Trained with a triplet loss (train_projection), fitted as a
+    learned whitening (fit_whitening) or a whitened PCA (fit_pca)."""
 
     weights: np.ndarray  # (D_hidden or D_in, D_out)
     bias: np.ndarray  # (D_out,)
     hidden_weights: np.ndarray | None = None  # (D_in, D_hidden)
     hidden_bias: np.ndarray | None = None
+    source: str = "features"
 
     @property
     def dim(self) -> int:
         return int(self.weights.shape[1])
+
+    @property
+    def sources(self) -> list[str]:
+        return self.source.split("+")
+
+    def input_of(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The backbone outputs this projection reads, side by side."""
+        return np.concatenate([outputs[name] for name in self.sources], axis=1)
 
     @property
     def input_dim(self) -> int:
@@ -116,6 +127,7 @@ class Projection:
                 data["bias"].astype(np.float32),
                 data["hidden_weights"].astype(np.float32) if hidden else None,
                 data["hidden_bias"].astype(np.float32) if hidden else None,
+                str(data["source"]) if "source" in data else "features",
             )
 
     def apply(self, features: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -44,15 +45,23 @@ class EmbeddingModel:
         options.inter_op_num_threads = 1
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._session = session
-        backbone_dim = int(self._features(np.zeros((1, 3, 260, 260), np.float32)).shape[1])
+        outputs = self._run(np.zeros((1, 3, 260, 260), np.float32))
+        backbone_dim = int(outputs["features"].shape[1])
         self.dim = backbone_dim
         projection = self.settings.projection_path()
         if projection is not None:
             self.projection = Projection.load(projection)
-            if self.projection.input_dim != backbone_dim:
+            missing = [name for name in self.projection.sources if name not in outputs]
+            if missing:
+                raise ValueError(
+                    f"projection {projection} reads the backbone's {missing[0]!r}, which "
+                    f"{path} does not give: run `make models` to export it again"
+                )
+            given = self.projection.input_of(outputs).shape[1]
+            if self.projection.input_dim != given:
                 raise ValueError(
                     f"projection {projection} takes {self.projection.input_dim} values, "
-                    f"the backbone gives {backbone_dim}"
+                    f"the backbone's {self.projection.source!r} has {given}"
                 )
             self.dim = self.projection.dim
         if self.settings.head_path.exists():
@@ -64,23 +73,34 @@ class EmbeddingModel:
                 "no classifier head; crops get no category", extra={"path": str(self.settings.head_path)}
             )
 
-    def _features(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The backbone's outputs by name (export.OUTPUTS; an older export gives "features" only)."""
         assert self._session is not None, "load() first"
-        features = self._session.run(None, {"image": batch})[0]  # type: ignore[attr-defined]
-        return np.asarray(features, dtype=np.float32)
+        session: Any = self._session
+        names = [output.name for output in session.get_outputs()]
+        return {
+            name: np.asarray(value, dtype=np.float32)
+            for name, value in zip(names, session.run(names, {"image": batch}), strict=True)
+        }
+
+    def embed_outputs(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Each backbone output for the crops, (N, D) and L2-normalised, computed in batches of
+        at most max_batch."""
+        parts: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(crops), self.settings.max_batch):
+            for name, value in self._run(to_batch(crops[start : start + self.settings.max_batch])).items():
+                parts.setdefault(name, []).append(value)
+        return {name: _unit(np.concatenate(values)) for name, values in parts.items()}
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
-        """(N, dim) L2-normalised features, computed in batches of at most max_batch."""
-        parts = []
-        for start in range(0, len(crops), self.settings.max_batch):
-            parts.append(self._features(to_batch(crops[start : start + self.settings.max_batch])))
-        features = np.concatenate(parts)
-        return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        """(N, 1280) L2-normalised average-pooled features."""
+        return self.embed_outputs(crops)["features"]
 
     def predict(self, crops: list[np.ndarray]) -> list[CropEmbedding]:
-        features = self.embed(crops)
+        outputs = self.embed_outputs(crops)
+        features = outputs["features"]
         classes = self.head.classify(features) if self.head else [({}, [])] * len(crops)
-        vectors = self.projection.apply(features) if self.projection else features
+        vectors = self.projection.apply(self.projection.input_of(outputs)) if self.projection else features
         results = []
         for crop, vector, feature, (categories, articles) in zip(
             crops, vectors, features, classes, strict=True
@@ -97,3 +117,7 @@ class EmbeddingModel:
                 )
             )
         return results
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -10,7 +10,7 @@ can make offline:
 
 Inputs: the catalog features (data/cache/catalog-features.npz: labels and the raw backbone vector of
 each product crop) and the distorted views of the crops (data/cache/catalog-views.npz,
-embedding_service.views). A tenth of the products (by a hash of the id) is held out entirely.
+embedding_service.views). A tenth of the products (shared.splits) is held out entirely.
 
     python -m embedding_service.train_projection --features data/cache/catalog-features.npz \
         --views data/cache/catalog-views.npz --output models/embedding/projection-candidate.npz
@@ -19,7 +19,6 @@ embedding_service.views). A tenth of the products (by a hash of the id) is held 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -29,14 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from shared.splits import retrieval_held_out
+
 logger = logging.getLogger("embedding-service")
 OUTPUT_DIM = 256
 MARGIN = 0.2
 WEAK_WEIGHT = 0.25
-
-
-def held_out(product_id: str) -> bool:
-    return int(hashlib.sha1(f"projection:{product_id}".encode()).hexdigest()[:8], 16) % 10 == 0
 
 
 def build_network(dim_in: int) -> Any:
@@ -155,7 +152,7 @@ def main() -> int:
     groups_all = np.array(
         [group_of[f"{a}|{c}"] for a, c in zip(features["article_types"], features["colours"], strict=True)]
     )
-    test_product = np.array([held_out(pid) for pid in ids])
+    test_product = np.array([retrieval_held_out(pid) for pid in ids])
     train_originals = np.flatnonzero(labelled & ~test_product)
     train_views = ~test_product[view_rows]
     vectors = np.concatenate([originals[train_originals], view_vectors[train_views]])

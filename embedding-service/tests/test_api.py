@@ -10,6 +10,7 @@ from PIL import Image
 
 from embedding_service.config import Settings
 from embedding_service.main import build_app
+from embedding_service.model import EmbeddingModel
 from shared.colours import crop_colour, name_colour
 from shared.testing import load_outcome, running_app, started_app
 from shared.vocabulary import colour_family
@@ -79,6 +80,25 @@ def test_colour_names() -> None:
     crop = _solid((250, 250, 250), (100, 100))
     crop[20:80, 25:75] = (190, 25, 35)
     assert crop_colour(crop)[0] == "Red"
+
+
+async def test_a_projection_reads_the_backbone_outputs_it_names(tmp_path: Path) -> None:
+    """A projection of the average-pooled features (1280 values) beside the multi-stage descriptor
+    (1752) reads both outputs side by side; one that names an output the backbone lacks is refused
+    at start."""
+    weights = np.random.default_rng(0).normal(size=(1280 + 1752, 8)).astype(np.float32)
+    projection = tmp_path / "projection.npz"
+    np.savez(
+        projection, weights=weights, bias=np.zeros(8, np.float32), source=np.array("features+descriptor")
+    )
+    async with running_app(build_app(Settings(backbone_path=BACKBONE, projection=str(projection)))) as client:
+        files = [("images", ("c.jpg", _jpeg(_solid((20, 30, 120))), "image/jpeg"))]
+        body = (await client.post("/embed", files=files)).json()
+    assert body["dim"] == 8 and len(body["items"][0]["backbone"]) == 1280
+    np.savez(projection, weights=weights, bias=np.zeros(8, np.float32), source=np.array("pixels"))
+    model = EmbeddingModel(Settings(backbone_path=BACKBONE, projection=str(projection)))
+    with pytest.raises(ValueError, match="reads the backbone's 'pixels'"):
+        model.load()
 
 
 async def test_a_served_projection_keeps_the_backbone_features_beside_it(tmp_path: Path) -> None:
