@@ -1,6 +1,6 @@
 """Backbone outputs of distorted views of every catalog crop (shared/distortions.py), cached for the
 trainings: strong positives for the triplet projection and the learned whitening, augmentation for
-the classifier head. The crops' own descriptors are kept beside them (the whitening's gallery).
+the classifier head. The crops' own outputs are kept beside them (the whitening's gallery).
 
     python -m embedding_service.views --crops data/cache/crops/<key> --output data/cache/catalog-views.npz
 """
@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,29 +30,34 @@ def view_features(
     """(index of the crop, outputs by name) for ``views`` distorted views of each of the first
     ``count`` crops; view v of crop i is drawn from seed i * 16 + v, so it is the same on every run."""
     wanted = [(i, v) for i in range(count) for v in range(views)]
-    indices, outputs = [], []
-    for start in range(0, len(wanted), 64):
-        batch = wanted[start : start + 64]
-        images = [
-            np.asarray(distort(Image.open(crops / f"{i}.jpg"), random.Random(i * 16 + v))) for i, v in batch
-        ]
-        outputs.append(model.embed_outputs(images))
-        indices += [i for i, _ in batch]
-        if start % 2048 == 0:
-            logger.info("views %d/%d", start + len(batch), len(wanted))
-    return np.array(indices), {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
+    outputs = outputs_in_batches(
+        wanted,
+        lambda i, v: np.asarray(distort(Image.open(crops / f"{i}.jpg"), random.Random(i * 16 + v))),
+        model,
+    )
+    return np.array([i for i, _ in wanted]), outputs
 
 
 def crop_outputs(crops: Path, count: int, model: EmbeddingModel) -> dict[str, np.ndarray]:
     """The backbone outputs of the first ``count`` crops themselves."""
+    return outputs_in_batches(
+        [(i, 0) for i in range(count)],
+        lambda i, _: np.asarray(Image.open(crops / f"{i}.jpg").convert("RGB")),
+        model,
+    )
+
+
+def outputs_in_batches(
+    wanted: list[tuple[int, int]], image_of: Callable[[int, int], np.ndarray], model: EmbeddingModel
+) -> dict[str, np.ndarray]:
+    """The backbone outputs of ``image_of(crop, view)`` for each of ``wanted``, 64 images at a time."""
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, count, 64):
-        images = [
-            np.asarray(Image.open(crops / f"{i}.jpg").convert("RGB"))
-            for i in range(start, min(start + 64, count))
-        ]
+    for start in range(0, len(wanted), 64):
+        images = [image_of(i, v) for i, v in wanted[start : start + 64]]
         for name, value in model.embed_outputs(images).items():
             parts.setdefault(name, []).append(value)
+        if start % 2048 == 0:
+            logger.info("images %d/%d", start + len(images), len(wanted))
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
