@@ -30,7 +30,7 @@ help:
 	@echo "make bench               latency of /recommend over QUERIES (uncached and cached), reports/bench.json"
 	@echo "make deploy-check        validate docker-compose.yml and the Kubernetes manifests of deploy/ offline"
 	@echo "make eval                retrieval quality (person photos, product photos, distorted products) per variant"
-	@echo "make train-embedding     train the triplet projection; kept only if it beats the raw backbone"
+	@echo "make train-embedding     fit the triplet projection and the learned whitening; serve the one that beats the raw backbone"
 	@echo "make eval-detector       detection recall/precision/mAP on QUERIES (YOLO=weights.pt to add a YOLO model)"
 	@echo "make train-detector      pseudo-label photos, train a YOLO garment detector, export ONNX, evaluate"
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"

@@ -43,6 +43,9 @@ class EmbeddingModel:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.settings.onnx_threads
         options.inter_op_num_threads = 1
+        # onnxruntime's threads otherwise spin for a while after each run, starving the numpy work
+        # that follows (head, projection, colour)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._session = session
         outputs = self._run(np.zeros((1, 3, 260, 260), np.float32))
