@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedding_service.head import Projection, unit_rows
 from embedding_service.train_projection import recall_at
 from shared.splits import retrieval_held_out
 
@@ -35,7 +36,6 @@ OUTPUT_DIM = 1280  # the raw backbone's: the index keeps its dimension whichever
 RAW_DIM = 640  # of OUTPUT_DIM, given to the average-pooled features
 SOURCE = "features+descriptor"  # the backbone outputs read (export.OUTPUTS), side by side
 SHRINK = 0.3  # towards a multiple of the identity: 1752 dimensions from ~17,000 pairs
-POWER = 0.5  # of the within-pair spread divided out: 0.5 whitens fully, 0 not at all
 
 
 def fit(
@@ -44,7 +44,6 @@ def fit(
     originals: np.ndarray,
     dim: int,
     shrink: float = SHRINK,
-    power: float = POWER,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weights (D, dim) and bias (dim,) of x -> (x - mean) W. ``views[i]`` is a view of
     ``catalog[originals[i]]``; the catalog's mean and spread come from all of ``catalog``."""
@@ -54,7 +53,7 @@ def fit(
     within = differences.T @ differences / len(differences)
     within = (1 - shrink) * within + shrink * np.trace(within) / len(within) * np.eye(len(within))
     spread, axes = np.linalg.eigh(within)
-    whiten = axes / np.maximum(spread, 1e-12)[None, :] ** power
+    whiten = axes / np.sqrt(np.maximum(spread, 1e-12))[None, :]
     mean = catalog.mean(axis=0)
     whitened = (catalog - mean) @ whiten
     _, _, components = np.linalg.svd(whitened - whitened.mean(axis=0), full_matrices=False)
@@ -86,15 +85,6 @@ def fit_joint(
     return weights, bias
 
 
-def project(x: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    y = x @ weights + bias
-    return np.asarray(y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12))
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return np.asarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,18 +97,19 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
     with np.load(args.views, allow_pickle=False) as data:
-        features = unit(data["catalog_features"].astype(np.float64))
-        catalog = unit(data["catalog_descriptors"].astype(np.float64))
+        features = unit_rows(data["catalog_features"].astype(np.float64))
+        catalog = unit_rows(data["catalog_descriptors"].astype(np.float64))
         catalog_ids = [str(p) for p in data["catalog_ids"]]
-        view_features = unit(data["vectors"].astype(np.float64))
-        views = unit(data["descriptors"].astype(np.float64))
+        view_features = unit_rows(data["vectors"].astype(np.float64))
+        views = unit_rows(data["descriptors"].astype(np.float64))
         view_ids = [str(p) for p in data["product_ids"]]
     row_of = {pid: i for i, pid in enumerate(catalog_ids)}
     originals = np.array([row_of[pid] for pid in view_ids])
     test = np.array([retrieval_held_out(pid) for pid in view_ids])
     weights, bias = fit_joint(features, catalog, views[~test], originals[~test], args.dim, args.raw_dim)
-    gallery = project(np.concatenate([features, catalog], axis=1), weights, bias)
-    queries = project(np.concatenate([view_features, views], axis=1)[test], weights, bias)
+    served = Projection(weights, bias, source=SOURCE)  # as the service applies it
+    gallery = served.apply(np.concatenate([features, catalog], axis=1))
+    queries = served.apply(np.concatenate([view_features, views], axis=1)[test])
     truth = originals[test]
     card = {
         "kind": "average-pooled features beside the learned whitening of the descriptor",

@@ -92,8 +92,8 @@ class ClassifierHead:
 class Projection:
     """The retrieval projection of the backbone's ``source`` output ("features", the average-pooled
     vector, or "descriptor", the multi-stage GeM one: export.OUTPUTS; or several joined by "+"):
-    ReLU(x W1 + b1) W2 + b2, unit length (W1 absent: linear). Trained with a triplet loss (train_projection), fitted as a
-    learned whitening (fit_whitening) or a whitened PCA (fit_pca)."""
+    ReLU(x W1 + b1) W2 + b2, unit length (W1 absent: linear). Trained with a triplet loss
+    (train_projection), fitted as a learned whitening (fit_whitening) or a whitened PCA (fit_pca)."""
 
     weights: np.ndarray  # (D_hidden or D_in, D_out)
     bias: np.ndarray  # (D_out,)
@@ -134,5 +134,9 @@ class Projection:
         x = features
         if self.hidden_weights is not None and self.hidden_bias is not None:
             x = np.maximum(x @ self.hidden_weights + self.hidden_bias, 0.0)
-        projected = x @ self.weights + self.bias
-        return np.asarray(projected / np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12))
+        return unit_rows(x @ self.weights + self.bias)
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (an all-zero row stays zero)."""
+    return np.asarray(vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12))

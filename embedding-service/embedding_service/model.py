@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from embedding_service.config import Settings
-from embedding_service.head import ClassifierHead, Projection
+from embedding_service.head import ClassifierHead, Projection, unit_rows
 from embedding_service.preprocess import to_batch
 from shared.colours import crop_colour
 from shared.contracts import CropEmbedding
@@ -21,6 +21,7 @@ class EmbeddingModel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._session: object | None = None
+        self._output_names: list[str] = []
         self.head: ClassifierHead | None = None
         self.projection: Projection | None = None
         self.dim = 0
@@ -48,6 +49,7 @@ class EmbeddingModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._session = session
+        self._output_names = [output.name for output in session.get_outputs()]
         outputs = self._run(np.zeros((1, 3, 260, 260), np.float32))
         backbone_dim = int(outputs["features"].shape[1])
         self.dim = backbone_dim
@@ -80,7 +82,7 @@ class EmbeddingModel:
         """The backbone's outputs by name (export.OUTPUTS; an older export gives "features" only)."""
         assert self._session is not None, "load() first"
         session: Any = self._session
-        names = [output.name for output in session.get_outputs()]
+        names = self._output_names
         return {
             name: np.asarray(value, dtype=np.float32)
             for name, value in zip(names, session.run(names, {"image": batch}), strict=True)
@@ -93,7 +95,7 @@ class EmbeddingModel:
         for start in range(0, len(crops), self.settings.max_batch):
             for name, value in self._run(to_batch(crops[start : start + self.settings.max_batch])).items():
                 parts.setdefault(name, []).append(value)
-        return {name: _unit(np.concatenate(values)) for name, values in parts.items()}
+        return {name: unit_rows(np.concatenate(values)) for name, values in parts.items()}
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, 1280) L2-normalised average-pooled features."""
@@ -120,7 +122,3 @@ class EmbeddingModel:
                 )
             )
         return results
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

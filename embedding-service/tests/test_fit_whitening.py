@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedding_service.fit_whitening import fit, fit_joint, project, unit
+from embedding_service.fit_whitening import fit, fit_joint
+from embedding_service.head import Projection, unit_rows
 
 
 def products_and_views(
@@ -29,9 +30,11 @@ def test_views_find_their_product_after_whitening_not_before() -> None:
     rng = np.random.default_rng(0)
     catalog, views, originals = products_and_views(rng)
     weights, bias = fit(catalog, views[:400], originals[:400], dim=32)
-    before = nearest_is_own(unit(catalog), unit(views[400:]), originals[400:])
+    before = nearest_is_own(unit_rows(catalog), unit_rows(views[400:]), originals[400:])
     after = nearest_is_own(
-        project(catalog, weights, bias), project(views[400:], weights, bias), originals[400:]
+        Projection(weights, bias).apply(catalog),
+        Projection(weights, bias).apply(views[400:]),
+        originals[400:],
     )
     assert before < 0.6 and after > 0.95
 
@@ -53,10 +56,10 @@ def test_the_joint_projection_keeps_the_features_cosine_in_its_first_half() -> N
     half weighs as much in the served cosine."""
     rng = np.random.default_rng(2)
     catalog, views, originals = products_and_views(rng)
-    features = unit(rng.normal(size=(len(catalog), 16)))
-    weights, bias = fit_joint(features, unit(catalog), unit(views), originals, dim=32, raw_dim=16)
+    features = unit_rows(rng.normal(size=(len(catalog), 16)))
+    weights, bias = fit_joint(features, unit_rows(catalog), unit_rows(views), originals, dim=32, raw_dim=16)
     assert weights.shape == (16 + 32, 32) and bias.shape == (32,)
-    joined = np.concatenate([features, unit(catalog)], axis=1) @ weights + bias
+    joined = np.concatenate([features, unit_rows(catalog)], axis=1) @ weights + bias
     raw_half, whitened_half = joined[:, :16], joined[:, 16:]
     assert np.allclose(raw_half @ raw_half.T, features @ features.T, atol=1e-6)
     assert np.median(np.linalg.norm(whitened_half, axis=1)) == pytest.approx(1.0, rel=1e-6)
