@@ -124,8 +124,9 @@ class CatalogRecommender(Recommender):
 
 
 def crops_dir(catalog: Path) -> Path:
-    table = catalog / "catalog.csv"
-    key = hashlib.sha1(f"{catalog.resolve()}:{table.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+    # by content, not modification time: a catalog copied or mounted again keeps its crops
+    table = (catalog / "catalog.csv").read_bytes()
+    key = hashlib.sha1(str(catalog.resolve()).encode() + b":" + table).hexdigest()[:12]
     return ROOT / "data" / "cache" / "crops" / key
 
 
