@@ -217,7 +217,7 @@ train-embedding: install models $(FEATURES) $(VIEWS)
 
 # The embedded index at store scale: build time, RAM, disk, filtered p50/p99 and recall (SIZES=100000,1000000)
 SIZES ?= 100000
-INDEX_DIM ?= 1280
+INDEX_DIM ?= 768
 STORAGES ?= float32,int8
 INGEST ?= 960
 bench-index: install models

@@ -324,7 +324,7 @@ def run_script(url: str, peers: int) -> subprocess.CompletedProcess[str]:
         "QDRANT_REPLICATION_FACTOR": "2",
         "QDRANT_PEERS": str(peers),
         "QDRANT_WAIT_S": "30",
-        "INDEX_VECTOR_DIM": "1280",
+        "INDEX_VECTOR_DIM": "768",
     }
     script = ROOT / "deploy" / "base" / "qdrant" / "ensure_collection.py"
     return subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
@@ -336,12 +336,20 @@ def test_the_collection_is_created_once_sharded_and_replicated(fake_qdrant: tupl
     assert first.returncode == 0, first.stderr
     assert state.peers >= 3, "waited for the peers"
     assert state.collections["products"] == {
-        "vectors": {"size": 1280, "distance": "Cosine"},
+        "vectors": {"size": 768, "distance": "Cosine"},
         "shard_number": 6,
         "replication_factor": 2,
         "write_consistency_factor": 1,
     }
-    assert state.indexes == {"product_id", "gender", "category", "article_type", "colour"}
+    assert state.indexes == {
+        "product_id",
+        "gender",
+        "category",
+        "article_type",
+        "colour",
+        "usage",
+        "embedding_model",
+    }
     again = run_script(url, peers=3)
     assert again.returncode == 0 and state.creations == 1
     assert "already there" in again.stderr

@@ -31,6 +31,7 @@ def catalog() -> list[dict[str, object]]:
                 "name": f"Product number {i}",
                 "usage": "Casual",
                 "image": f"images/{i}.jpg",
+                "embedding_model": "test-model@1",
             },
         }
         for i in range(PRODUCTS)

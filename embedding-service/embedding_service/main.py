@@ -44,7 +44,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             max_bytes=settings.max_crop_bytes,
             max_pixels=settings.max_crop_pixels,
         )
-        return EmbedResponse(model=model.name, dim=model.dim, items=items)
+        return EmbedResponse(model=model.name, vector_model=model.vector_model, dim=model.dim, items=items)
 
     return app
 

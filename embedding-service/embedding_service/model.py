@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,24 @@ logger = logging.getLogger("embedding-service")
 BACKBONE_NAME = "efficientnet-lite2-imagenet"
 
 
+def json_floats(values: np.ndarray) -> list[float]:
+    """Six decimals, as short in JSON as they look (float64: a float32 would print its binary
+    expansion); several times faster than round() per value."""
+    rounded: list[float] = np.round(values.astype(np.float64), 6).tolist()
+    return rounded
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:10]
+
+
+def vector_model_name(backbone: Path, projection: Path | None) -> str:
+    """What makes the retrieval vector, down to the weights: vectors are comparable only between
+    equal names (a re-exported backbone or a refitted projection gets a new one)."""
+    name = f"{backbone.stem}@{file_digest(backbone)}"
+    return f"{name}+projection@{file_digest(projection)}" if projection else name
+
+
 class EmbeddingModel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -25,6 +45,7 @@ class EmbeddingModel:
         self.head: ClassifierHead | None = None
         self.projection: Projection | None = None
         self.dim = 0
+        self.vector_model = ""
 
     @property
     def name(self) -> str:
@@ -69,6 +90,7 @@ class EmbeddingModel:
                     f"the backbone's {self.projection.source!r} has {given}"
                 )
             self.dim = self.projection.dim
+        self.vector_model = vector_model_name(path, projection if self.projection else None)
         if self.settings.head_path.exists():
             self.head = ClassifierHead.load(self.settings.head_path)
             if self.head.category.weights.shape[0] != backbone_dim or self.head.backbone != BACKBONE_NAME:
@@ -113,8 +135,8 @@ class EmbeddingModel:
             colour, share = crop_colour(crop)
             results.append(
                 CropEmbedding(
-                    vector=[round(float(v), 6) for v in vector],
-                    backbone=[round(float(v), 6) for v in feature] if self.projection else None,
+                    vector=json_floats(vector),
+                    backbone=json_floats(feature) if self.projection else None,
                     category_scores=categories,
                     article_types=articles,
                     colour=colour,

@@ -10,7 +10,7 @@ from PIL import Image
 
 from embedding_service.config import Settings
 from embedding_service.main import build_app
-from embedding_service.model import EmbeddingModel
+from embedding_service.model import EmbeddingModel, file_digest
 from shared.colours import crop_colour, name_colour
 from shared.testing import load_outcome, running_app, started_app
 from shared.vocabulary import colour_family
@@ -33,10 +33,10 @@ async def test_batch_in_batch_out_with_unit_vectors(client: httpx.AsyncClient) -
     response = await client.post("/embed", files=files)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["dim"] == 1280 and len(body["items"]) == 3
+    assert len(body["items"]) == 3
     for item in body["items"]:
         assert np.isclose(np.linalg.norm(item["vector"]), 1.0, atol=1e-4)
-        assert len(item["vector"]) == 1280
+        assert len(item["vector"]) == body["dim"]
     assert body["items"][0]["colour"] == "Red"
 
 
@@ -95,6 +95,11 @@ async def test_a_projection_reads_the_backbone_outputs_it_names(tmp_path: Path) 
         files = [("images", ("c.jpg", _jpeg(_solid((20, 30, 120))), "image/jpeg"))]
         body = (await client.post("/embed", files=files)).json()
     assert body["dim"] == 8 and len(body["items"][0]["backbone"]) == 1280
+    backbone_digest = file_digest(BACKBONE)
+    assert body["vector_model"] == f"{BACKBONE.stem}@{backbone_digest}+projection@{file_digest(projection)}"
+    raw = EmbeddingModel(Settings(backbone_path=BACKBONE, projection="none"))
+    raw.load()
+    assert raw.vector_model == f"{BACKBONE.stem}@{backbone_digest}", "no projection, no projection's name"
     np.savez(projection, weights=weights, bias=np.zeros(8, np.float32), source=np.array("pixels"))
     model = EmbeddingModel(Settings(backbone_path=BACKBONE, projection=str(projection)))
     with pytest.raises(ValueError, match="reads the backbone's 'pixels'"):

@@ -30,6 +30,7 @@ from shared.logs import request_id_var
 
 M = TypeVar("M", bound=BaseModel)
 KEY_PREFIX = "stl:v1"
+MODEL_KEY = f"{KEY_PREFIX}:embedding-model"  # the name of the model the cached crops are of
 # Set while a request asked for a fresh answer (Cache-Control: no-cache): no cache is read, both are written.
 _fresh: ContextVar[bool] = ContextVar("cache_fresh", default=False)
 
@@ -245,22 +246,35 @@ def digest(*parts: bytes) -> str:
 
 
 class CachedEmbeddings:
-    """The embedding client behind a per-crop cache: only crops not seen before are sent."""
+    """The embedding client behind a per-crop cache: only crops not seen before are sent. Entries
+    are kept under the name of the model that made them (the last the service gave, shared with
+    the other replicas through the cache), so that after a model change the old model's entries are
+    no longer used once a crop not cached brings the new name."""
 
     def __init__(self, inner: Embedder, cache: Cache, ttl_s: int) -> None:
         self.inner = inner
         self.cache = cache
         self.ttl_s = ttl_s
+        self.vector_model = ""  # learnt from the service's answers
 
     async def embed(self, crops: Sequence[bytes]) -> EmbedResponse:
-        keys = [f"{KEY_PREFIX}:embedding:{digest(crop)}" for crop in crops]
-        cached = await self.cache.get_many("embedding", keys)
-        items = [_parse(CropEmbedding, v) for v in cached]
+        if not self.vector_model:  # a replica starting: the name its peers learnt, if any
+            known = (await self.cache.get_many("embedding", [MODEL_KEY]))[0]
+            self.vector_model = known.decode() if known else ""
+        model = self.vector_model
+        keys = [f"{KEY_PREFIX}:embedding:{model}:{digest(crop)}" for crop in crops]
+        items = [_parse(CropEmbedding, v) for v in await self.cache.get_many("embedding", keys)]
         missing = [i for i, item in enumerate(items) if item is None]
-        model = "cache"
+        served_by = "cache"
         if missing:
             fetched = await self.inner.embed([crops[i] for i in missing])
-            model = fetched.model
+            if fetched.vector_model != model:
+                self.vector_model = fetched.vector_model
+                await self.cache.set_many({MODEL_KEY: fetched.vector_model.encode()}, GENERATION_TTL_S)
+                if len(missing) < len(crops):  # the cached ones are of the model before
+                    return await self.embed(crops)
+                keys = [f"{KEY_PREFIX}:embedding:{fetched.vector_model}:{digest(crop)}" for crop in crops]
+            served_by = fetched.model
             for i, item in zip(missing, fetched.items, strict=True):
                 items[i] = item
             stored = {
@@ -269,7 +283,12 @@ class CachedEmbeddings:
             }
             await self.cache.set_many(stored, self.ttl_s)
         found = [item for item in items if item is not None]
-        return EmbedResponse(model=model, dim=len(found[0].vector) if found else 0, items=found)
+        return EmbedResponse(
+            model=served_by,
+            vector_model=self.vector_model,
+            dim=len(found[0].vector) if found else 0,
+            items=found,
+        )
 
     async def ready(self) -> tuple[bool, str]:
         return await self.inner.ready()

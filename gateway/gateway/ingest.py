@@ -44,6 +44,7 @@ class IngestReport:
 class EmbeddedProduct:
     row: CatalogRow
     embedding: CropEmbedding
+    vector_model: str  # the embedding service's: which model made embedding.vector
     on_model: bool
     person: CropEmbedding | None = None  # the whole person wearing it, when asked for
 
@@ -116,12 +117,14 @@ class CatalogEmbedder:
         if not kept:
             return []
         people = [cropped.person for _, cropped in kept if cropped.person is not None]
-        embedded = (await self.embedding.embed([c.product for _, c in kept] + people)).items
+        answer = await self.embedding.embed([c.product for _, c in kept] + people)
+        embedded = answer.items
         products, persons = iter(embedded[: len(kept)]), iter(embedded[len(kept) :])
         return [
             EmbeddedProduct(
                 row=row,
                 embedding=next(products),
+                vector_model=answer.vector_model,
                 on_model=cropped.on_model,
                 person=next(persons) if cropped.person is not None else None,
             )
@@ -173,6 +176,7 @@ def to_point(product: EmbeddedProduct) -> IndexPoint:
         payload.article_type = embedding.article_types[0].name
     if payload.colour is None:
         payload.colour = embedding.colour
+    payload.embedding_model = product.vector_model
     return IndexPoint(vector=embedding.vector, product=payload)
 
 

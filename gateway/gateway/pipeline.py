@@ -6,6 +6,7 @@ silently."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,6 +47,8 @@ from shared.service import InferencePool
 from shared.vocabulary import colour_family, colours_of_family
 
 T = TypeVar("T")
+logger = logging.getLogger("gateway")
+INDEX_MODEL = "index-model"  # degraded: products found were embedded by another model than the query
 RERANK_POOL = 3  # reranking looks at this many times k candidates
 VOTE_K = 10  # nearest catalog products that vote on a product photo's category
 # The head crop's side in face boxes: the detector's face box comes from pose keypoints, so the
@@ -121,6 +124,7 @@ class Analysis:
     persons: list[PersonDetection]
     genders: list[PersonGender]
     items: list[ResolvedItem]
+    vector_model: str = ""  # the embedding service's name for what made the items' vectors
 
 
 class Recommender:
@@ -145,7 +149,7 @@ class Recommender:
             timings.measure("crop", self.pool.run(self._crops, image, boxes)),
             timings.measure("gender", self._heads(heads, degraded)),
         )
-        embedded = await timings.measure("embed", self._embed(crops))
+        embedded, vector_model = await timings.measure("embed", self._embed(crops))
         candidates = [
             Candidate(
                 person=r.person,
@@ -167,7 +171,14 @@ class Recommender:
         labels = [g.label for g in genders]
         items = [i for i in resolve(candidates, labels, neighbours) if i.category in query.categories]
         height, width = image.shape[:2]
-        return Analysis(width=width, height=height, persons=detection.persons, genders=genders, items=items)
+        return Analysis(
+            width=width,
+            height=height,
+            persons=detection.persons,
+            genders=genders,
+            items=items,
+            vector_model=vector_model,
+        )
 
     async def recommend(self, query: Query, image_url: ImageUrl) -> RecommendResponse:
         timings = Timings()
@@ -175,6 +186,8 @@ class Recommender:
         found = await self.analyse(query, timings, degraded)
         labels = [g.label for g in found.genders]
         searched = await timings.measure("search", self._search_all(found.items, labels, query, degraded))
+        if made_by_other_model(searched, found.vector_model):
+            degraded.append(INDEX_MODEL)
         width, height = found.width, found.height
         return RecommendResponse(
             request_id=_request_id(),
@@ -292,11 +305,13 @@ class Recommender:
             for box in boxes
         ]
 
-    async def _embed(self, crops: list[bytes]) -> list[CropEmbedding]:
+    async def _embed(self, crops: list[bytes]) -> tuple[list[CropEmbedding], str]:
+        """The crops' embeddings and the name of the model that made them."""
         if not crops:
-            return []
+            return [], ""
         try:
-            return (await self.clients.embedding.embed(crops)).items
+            answer = await self.clients.embedding.embed(crops)
+            return answer.items, answer.vector_model
         except DownstreamError as exc:
             raise Unavailable("embedding", exc.detail) from exc
 
@@ -327,6 +342,21 @@ class Recommender:
             family = colour_family(item.colour)
             hits.sort(key=lambda h: -(h.score + rerank * (colour_family(h.product.colour) == family)))
         return hits[: query.k]
+
+
+def made_by_other_model(searched: list[list[Hit]], vector_model: str) -> bool:
+    """Whether some products found were embedded by another model than the query (an index not
+    yet re-ingested after a model change: their similarity means little). Products stored before
+    the index kept the model name are not counted."""
+    stored = {hit.product.embedding_model for hits in searched for hit in hits}
+    stale = stored - {None, vector_model}
+    if stale and vector_model:
+        logger.warning(
+            "index holds vectors of another embedding model: re-ingest the catalog",
+            extra={"query_model": vector_model, "index_models": sorted(str(m) for m in stale)},
+        )
+        return True
+    return False
 
 
 async def _from_index(calls: list[Awaitable[T]], degraded: list[str]) -> list[T | None]:

@@ -71,6 +71,7 @@ class Downstream:
     person_vectors: list[list[float] | None] = field(default_factory=list)
     embedded: list[int] = field(default_factory=list)  # crops per /embed call
     heads: list[int] = field(default_factory=list)  # head crops per /heads call
+    vector_model: str = "stand-in@0"  # what the embedding stand-in says made its vectors
 
     def check(self, name: str) -> None:
         if name in self.failing:
@@ -168,7 +169,7 @@ def embedding_app(state: Downstream) -> FastAPI:
                     colour_score=0.8,
                 )
             )
-        return EmbedResponse(model="stand-in", dim=8, items=items)
+        return EmbedResponse(model="stand-in", vector_model=state.vector_model, dim=8, items=items)
 
     return app
 

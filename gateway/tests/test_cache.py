@@ -92,7 +92,13 @@ async def gateway(
 
 
 async def recommend(client: httpx.AsyncClient, params: str = "", **headers: str) -> dict[str, Any]:
-    response = await client.post(f"/recommend{params}", files={"image": ("a.jpg", jpeg())}, headers=headers)
+    return await recommend_photo(client, jpeg(), params, headers)
+
+
+async def recommend_photo(
+    client: httpx.AsyncClient, photo: bytes, params: str = "", headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    response = await client.post(f"/recommend{params}", files={"image": ("a.jpg", photo)}, headers=headers)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -150,6 +156,20 @@ async def test_only_new_crops_are_sent_for_embedding(
     await recommend(client, "?gender=Women")  # no person crop: the gender is given
     await recommend(client)  # the same garments plus the whole person for the gender service
     assert downstream.embedded == [4, 1]
+
+
+async def test_a_new_embedding_model_is_not_answered_with_the_old_ones_vectors(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    await recommend(client, "?gender=Women")
+    downstream.vector_model = "stand-in@1"  # the embedding service restarted with another model
+    # the first crop not in the cache brings the new model's name: from then on the old model's
+    # entries are not used (other k each time: the answer itself is not taken from the cache)
+    await recommend_photo(client, jpeg(colour=(10, 90, 200)), "?gender=Women&k=2")
+    await recommend(client, "?gender=Women&k=3")
+    assert downstream.embedded == [4, 4, 4], "the first photo's crops were embedded again"
+    await recommend(client, "?gender=Women&k=4")
+    assert downstream.embedded == [4, 4, 4], "and are cached under the new model"
 
 
 async def test_no_cache_header_computes_afresh(client: httpx.AsyncClient, downstream: Downstream) -> None:

@@ -68,6 +68,7 @@ async def test_upload_adds_a_product_and_serves_its_image(
     assert point.product.gender == "Women" and point.product.name == "Red top"
     assert point.product.category == "topwear" and point.product.colour == "Red"  # from the classifier
     assert point.product.image and point.product.image.startswith("media:products/")
+    assert point.product.embedding_model == downstream.vector_model, "which model made the vector"
     image = await api.get("/catalog/images/new-1")
     assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import patch
 
 import httpx
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from gateway.paths import inside_folder
 from gateway.pipeline import head_box
 from shared.contracts import Category, RecommendResponse, Region, RegionDetection
-from tests.conftest import Downstream, jpeg
+from tests.conftest import PRODUCTS, Downstream, jpeg
 
 
 async def _recommend(
@@ -93,6 +94,19 @@ async def test_failed_index_keeps_items_and_says_so(
     body = (await _recommend(client)).json()
     assert body["degraded"] == ["index"]
     assert body["items"] and all(i["recommendations"] == [] for i in body["items"])
+
+
+async def test_products_of_another_embedding_model_mark_the_answer(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    # other k each time: an answer is not taken from the gateway's cache
+    assert (await _recommend(client, "?k=1")).json()["degraded"] == [], "products with no model name"
+    stale = [p.model_copy(update={"embedding_model": "older@1"}) for p in PRODUCTS]
+    with patch("tests.conftest.PRODUCTS", stale):
+        assert (await _recommend(client, "?k=2")).json()["degraded"] == ["index-model"]
+    same = [p.model_copy(update={"embedding_model": downstream.vector_model}) for p in PRODUCTS]
+    with patch("tests.conftest.PRODUCTS", same):
+        assert (await _recommend(client, "?k=3")).json()["degraded"] == []
 
 
 async def test_failed_embedding_is_503(client: httpx.AsyncClient, downstream: Downstream) -> None:

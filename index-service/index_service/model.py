@@ -76,9 +76,41 @@ if TYPE_CHECKING:
 
 # Point ids are uuid5(PRODUCT_NAMESPACE, product_id): stable, so upserting a product again replaces it.
 PRODUCT_NAMESPACE = uuid.UUID("767c5d9a-9ad4-4943-a133-143db59f98ef")
-KEYWORD_FIELDS = ("product_id", "gender", "category", "article_type", "colour", "usage")
+KEYWORD_FIELDS = ("product_id", "gender", "category", "article_type", "colour", "usage", "embedding_model")
 FACET_LIMIT = 1000  # distinct values reported per attribute
 ENGINE_CONFIG_FILE = "edge_config.json"  # written by the engine into every store it creates
+
+
+HNSW = HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=1_000)
+
+
+def engine_config(dim: int, int8: bool, hnsw: bool) -> EdgeConfig:
+    """The store's vectors (cosine; with int8, the quantised copy in RAM and the originals on disk)
+    and, with ``hnsw``, the graph (make bench-index measures this very configuration)."""
+    vectors = EdgeVectorParams(
+        size=dim,
+        distance=Distance.Cosine,
+        on_disk=True if int8 else None,
+        quantization_config=ScalarQuantizationConfig(ScalarType.Int8, quantile=0.99, always_ram=True)
+        if int8
+        else None,
+    )
+    if not hnsw:
+        return EdgeConfig(vectors=vectors)
+    return EdgeConfig(
+        vectors=vectors,
+        hnsw_config=HNSW,
+        optimizers=EdgeOptimizersConfig(indexing_threshold=100),  # kilobytes: index all but tiny segments
+    )
+
+
+def search_params(hnsw_ef: int, int8: bool, hnsw: bool) -> SearchParams | None:
+    if not hnsw and not int8:
+        return None
+    return SearchParams(
+        hnsw_ef=hnsw_ef,
+        quantization=QuantizationSearchParams(rescore=True, oversampling=2.0) if int8 else None,
+    )
 
 
 class InvalidInput(ValueError):
@@ -258,31 +290,10 @@ class VectorIndex:
             raise IndexLoadError(explain_open_failure(self.path, self.dim, exc)) from exc
 
     def _engine_config(self) -> EdgeConfig:
-        int8 = self.settings.quantization == "int8"
-        vectors = EdgeVectorParams(
-            size=self.dim,
-            distance=Distance.Cosine,
-            on_disk=True if int8 else None,
-            quantization_config=ScalarQuantizationConfig(ScalarType.Int8, quantile=0.99, always_ram=True)
-            if int8
-            else None,
-        )
-        if not self.settings.hnsw:
-            return EdgeConfig(vectors=vectors)
-        return EdgeConfig(
-            vectors=vectors,
-            hnsw_config=HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=1_000),
-            optimizers=EdgeOptimizersConfig(indexing_threshold=100),  # kilobytes: index all but tiny segments
-        )
+        return engine_config(self.dim, self.settings.quantization == "int8", self.settings.hnsw)
 
     def _search_params(self) -> SearchParams | None:
-        if not self.settings.hnsw and self.settings.quantization != "int8":
-            return None
-        rescore = QuantizationSearchParams(rescore=True, oversampling=2.0)
-        return SearchParams(
-            hnsw_ef=self.settings.hnsw_ef,
-            quantization=rescore if self.settings.quantization == "int8" else None,
-        )
+        return search_params(self.settings.hnsw_ef, self.settings.quantization == "int8", self.settings.hnsw)
 
     def _restore_snapshot(self) -> None:
         """Unpack INDEX_RESTORE_SNAPSHOT into an empty INDEX_PATH (a replica's start)."""

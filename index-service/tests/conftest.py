@@ -43,5 +43,11 @@ def axis(i: int, dim: int = DIM) -> list[float]:
 
 
 def point(product_id: str, vector: list[float], **attributes: Any) -> dict[str, Any]:
-    product = {"product_id": product_id, "gender": "Men", "category": "topwear", **attributes}
+    product = {
+        "product_id": product_id,
+        "gender": "Men",
+        "category": "topwear",
+        "embedding_model": "test-model@1",
+        **attributes,
+    }
     return {"vector": vector, "product": product}

@@ -77,3 +77,4 @@ async def test_facets_count_products_per_attribute(client: httpx.AsyncClient) ->
     assert body["counts"]["gender"] == {"Men": 2, "Women": 3}
     assert body["counts"]["category"] == {"topwear": 2, "bottomwear": 2, "footwear": 1}
     assert body["counts"]["usage"] == {}
+    assert body["counts"]["embedding_model"] == {"test-model@1": 5}, "which model made the vectors"

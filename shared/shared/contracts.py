@@ -163,6 +163,10 @@ class CropEmbedding(BaseModel):
 
 class EmbedResponse(BaseModel):
     model: str
+    vector_model: str = Field(
+        description="What made the vectors, with digests of the weights: vectors of different "
+        "vector_model are not comparable (the index keeps it per product as embedding_model)"
+    )
     dim: int
     items: list[CropEmbedding]
 
@@ -179,6 +183,9 @@ class ProductPayload(BaseModel):
     name: str | None = None
     usage: str | None = None
     image: str | None = Field(default=None, description="Image path relative to the catalog folder")
+    embedding_model: str | None = Field(
+        default=None, description="vector_model of the embedding service that made the product's vector"
+    )
 
 
 class IndexPoint(BaseModel):
@@ -268,7 +275,7 @@ class OptimizeResponse(BaseModel):
     indexed_vectors: int = Field(description="Vectors in the HNSW graph")
 
 
-FACET_FIELDS = ("gender", "category", "article_type", "usage", "colour")
+FACET_FIELDS = ("gender", "category", "article_type", "usage", "colour", "embedding_model")
 
 
 class FacetCounts(BaseModel):
@@ -321,7 +328,10 @@ class RecommendResponse(BaseModel):
     persons: list[Person]
     items: list[Item]
     timings_ms: dict[str, float]
-    degraded: list[str]
+    degraded: list[str] = Field(
+        description="What the answer had to do without: a failed stage (detector, gender, index), or "
+        "index-model when products found were embedded by another model than the photo (re-ingest)"
+    )
     cached: bool = Field(
         default=False, description="Answered from the gateway's cache (timings_ms then has only the lookup)"
     )

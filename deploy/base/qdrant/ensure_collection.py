@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-KEYWORD_FIELDS = ("product_id", "gender", "category", "article_type", "colour")
+KEYWORD_FIELDS = ("product_id", "gender", "category", "article_type", "colour", "usage", "embedding_model")
 logger = logging.getLogger("ensure-collection")
 
 
@@ -94,7 +94,7 @@ def main() -> int:
         created = ensure(
             base,
             name,
-            dim=int(env.get("INDEX_VECTOR_DIM", "1280")),
+            dim=int(env.get("INDEX_VECTOR_DIM", "768")),
             shards=int(env.get("QDRANT_SHARDS", "1")),
             replication=int(env.get("QDRANT_REPLICATION_FACTOR", "1")),
         )

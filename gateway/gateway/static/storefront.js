@@ -21,6 +21,7 @@ const DEGRADED_NOTES = {
   detector: "Item detection failed: the whole photo was searched as one item.",
   gender: "Gender detection failed: products of every gender are shown.",
   index: "The catalog search failed for some items: their rows may be empty.",
+  "index-model": "The catalog was indexed by another embedding model than this photo: matches may be poor until it is ingested again.",
 };
 const COLOURS = {
   Black: "#111", White: "#fff", Grey: "#9ca3af", Blue: "#2563eb", Navy: "#1e3a8a", Red: "#dc2626",
@@ -285,7 +286,7 @@ function renderDegraded(degraded) {
   const notes = degraded.map((stage) => el("li", { "data-stage": stage }, DEGRADED_NOTES[stage] || `The ${stage} stage failed.`));
   ui.degraded.replaceChildren(
     el("strong", {}, "Partial answer: "),
-    el("span", {}, `${degraded.join(", ")} unavailable.`),
+    el("span", {}, `${degraded.join(", ")}.`),
     el("ul", {}, ...notes),
   );
 }
