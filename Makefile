@@ -37,7 +37,7 @@ help:
 	@echo "make train-colours       learn colour names from the catalog's labelled products (shared assets)"
 	@echo "make train-gender        retrain the gender appearance head and its calibration on CATALOG"
 	@echo "make eval-gender         gender accuracy, unknown rate and confusion on QUERIES and the catalog test split"
-	@echo "make bench-index         the index at SIZES vectors: build, RAM, disk, filtered p50/p99, recall@10"
+	@echo "make bench-index         the index at SIZES vectors (EFS breadths): build, RAM, disk, p50/p99, recall@10"
 	@echo "                          and catalog ingestion end to end (INGEST images, reports/bench-ingest.md)"
 	@echo "make catalog-report      charts and summary of CATALOG (genders, categories, images) under reports/"
 
@@ -219,10 +219,11 @@ train-embedding: install models $(FEATURES) $(VIEWS)
 SIZES ?= 100000
 INDEX_DIM ?= 768
 STORAGES ?= float32,int8
+EFS ?=  # HNSW search breadths, e.g. 128,256 (default: the service's INDEX_HNSW_EF)
 INGEST ?= 960
 bench-index: install models
 	$(VENV)/index-service/bin/python -m tools.bench_index --sizes $(SIZES) --dim $(INDEX_DIM) \
-	  --storages $(STORAGES) --output reports/bench-index.json
+	  --storages $(STORAGES) $(if $(EFS),--efs $(EFS)) --output reports/bench-index.json
 	$(VENV)/gateway/bin/python -m tools.bench_ingest --catalog $(CATALOG) --limit $(INGEST)
 
 # float16 and int8 exports of the backbone (make eval VARIANTS=raw,fp16,int8 compares them)

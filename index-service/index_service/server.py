@@ -182,6 +182,17 @@ class ServerIndex:
         self.client.upsert(self.collection, batch, wait=True)
         return len(batch)
 
+    def _search_params(self) -> models.SearchParams | None:
+        """As the edge store searches: the same HNSW breadth, int8 candidates rescored (local mode
+        has no graph to search)."""
+        if self._local:
+            return None
+        rescore = models.QuantizationSearchParams(rescore=True, oversampling=2.0)
+        return models.SearchParams(
+            hnsw_ef=self.settings.hnsw_ef,
+            quantization=rescore if self.settings.quantization == "int8" else None,
+        )
+
     @serialised_when_local
     def search(self, request: SearchRequest) -> list[Hit]:
         check_vector(request.vector, self.dim, "vector")
@@ -189,6 +200,7 @@ class ServerIndex:
             self.collection,
             query=request.vector,
             query_filter=server_filter(request.filter),
+            search_params=self._search_params(),
             limit=request.k,
             with_payload=True,
         ).points
@@ -262,6 +274,7 @@ class ServerIndex:
             self.collection,
             query=query,
             query_filter=server_filter(request.filter, excluded=ids),
+            search_params=self._search_params(),
             limit=request.k,
             with_payload=True,
         ).points
