@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Request, UploadFile
 
@@ -26,6 +26,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         load=model.load,
         description="Embeds garment crops (batch in, batch out) and names their category and colour.",
     )
+
+    async def model_facts() -> tuple[bool, str, dict[str, Any]]:
+        """/readyz tells, once loaded, what the vectors are (the gateway checks the index's dim)."""
+        return True, "ready", {"dim": model.dim, "vector_model": model.vector_model}
+
+    app.state.readiness_check = model_facts
 
     @app.post(
         "/embed",

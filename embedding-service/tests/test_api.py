@@ -94,6 +94,8 @@ async def test_a_projection_reads_the_backbone_outputs_it_names(tmp_path: Path) 
     async with running_app(build_app(Settings(backbone_path=BACKBONE, projection=str(projection)))) as client:
         files = [("images", ("c.jpg", _jpeg(_solid((20, 30, 120))), "image/jpeg"))]
         body = (await client.post("/embed", files=files)).json()
+        ready = (await client.get("/readyz")).json()
+    assert ready["dim"] == 8 and ready["vector_model"] == body["vector_model"], "/readyz tells the vectors"
     assert body["dim"] == 8 and len(body["items"][0]["backbone"]) == 1280
     backbone_digest = file_digest(BACKBONE)
     assert body["vector_model"] == f"{BACKBONE.stem}@{backbone_digest}+projection@{file_digest(projection)}"

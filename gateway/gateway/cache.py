@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel
@@ -292,6 +292,9 @@ class CachedEmbeddings:
 
     async def ready(self) -> tuple[bool, str]:
         return await self.inner.ready()
+
+    async def readiness(self) -> tuple[bool, str, dict[str, Any]]:
+        return await self.inner.readiness()
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -183,13 +183,22 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
 
 
 async def _downstream_readiness(clients: Clients) -> tuple[bool, str, dict[str, Any]]:
-    """Ready when the services an answer cannot do without are; the others only degrade it."""
+    """Ready when the services an answer cannot do without are, and their vectors have the same
+    dimension; the other services only degrade an answer."""
     names = ("detector", "gender", "embedding", "index")
-    checks = await asyncio.gather(*(getattr(clients, n).ready() for n in names))
-    services = {n: {"ready": ok, "reason": reason} for n, (ok, reason) in zip(names, checks, strict=True)}
-    required_ok = services["embedding"]["ready"] and services["index"]["ready"]
-    reason = "ready" if required_ok else "embedding or index service not ready"
-    return bool(required_ok), reason, {"services": services}
+    checks = await asyncio.gather(*(getattr(clients, n).readiness() for n in names))
+    services = {n: {"ready": ok, "reason": reason} for n, (ok, reason, _) in zip(names, checks, strict=True)}
+    facts = {n: details for n, (_, _, details) in zip(names, checks, strict=True)}
+    if not (services["embedding"]["ready"] and services["index"]["ready"]):
+        return False, "embedding or index service not ready", {"services": services}
+    made, stored = facts["embedding"].get("dim"), facts["index"].get("dim")
+    if made is not None and stored is not None and made != stored:
+        reason = (
+            f"the embedding service makes {made}-dimensional vectors but the index stores {stored}: "
+            f"set INDEX_VECTOR_DIM={made} on a new store and ingest the catalog again"
+        )
+        return False, reason, {"services": services}
+    return True, "ready", {"services": services}
 
 
 app = build_app()

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -73,6 +73,8 @@ class Embedder(Protocol):
     async def embed(self, crops: Sequence[bytes]) -> EmbedResponse: ...
 
     async def ready(self) -> tuple[bool, str]: ...
+
+    async def readiness(self) -> tuple[bool, str, dict[str, Any]]: ...
 
     async def aclose(self) -> None: ...
 

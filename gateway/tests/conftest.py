@@ -72,6 +72,7 @@ class Downstream:
     embedded: list[int] = field(default_factory=list)  # crops per /embed call
     heads: list[int] = field(default_factory=list)  # head crops per /heads call
     vector_model: str = "stand-in@0"  # what the embedding stand-in says made its vectors
+    index_dim: int = 8  # what the index stand-in says it stores (the embedding stand-in makes 8)
 
     def check(self, name: str) -> None:
         if name in self.failing:
@@ -84,12 +85,13 @@ def jpeg(width: int = 300, height: int = 400, colour: tuple[int, int, int] = (20
     return buffer.getvalue()
 
 
-def ready_app() -> FastAPI:
+def ready_app(**facts: object) -> FastAPI:
+    """A stand-in service, ready; its /readyz also tells ``facts`` (as the real ones tell their dim)."""
     app = FastAPI()
 
     @app.get("/readyz")
-    async def ready() -> dict[str, bool]:
-        return {"ready": True}
+    async def ready() -> dict[str, object]:
+        return {"ready": True, **facts}
 
     return app
 
@@ -148,7 +150,7 @@ def gender_app(state: Downstream) -> FastAPI:
 
 
 def embedding_app(state: Downstream) -> FastAPI:
-    app = ready_app()
+    app = ready_app(dim=8)
 
     @app.post("/embed")
     async def embed(images: Annotated[list[UploadFile], File()]) -> EmbedResponse:
@@ -175,7 +177,7 @@ def embedding_app(state: Downstream) -> FastAPI:
 
 
 def index_app(state: Downstream) -> FastAPI:
-    app = ready_app()
+    app = ready_app(dim=state.index_dim)
 
     @app.post("/search")
     async def search(request: SearchRequest) -> SearchResponse:

@@ -6,10 +6,13 @@ from unittest.mock import patch
 import httpx
 import pytest
 
+from gateway.config import Settings
+from gateway.main import build_app
 from gateway.paths import inside_folder
 from gateway.pipeline import head_box
 from shared.contracts import Category, RecommendResponse, Region, RegionDetection
-from tests.conftest import PRODUCTS, Downstream, jpeg
+from shared.testing import load_outcome, started_app
+from tests.conftest import PRODUCTS, Downstream, jpeg, stand_in_clients
 
 
 async def _recommend(
@@ -155,6 +158,18 @@ async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
     assert "gateway_request_duration_seconds" in (await client.get("/metrics")).text
     docs = await client.get("/openapi.json")
     assert "/recommend" in docs.json()["paths"]
+
+
+async def test_not_ready_while_the_index_stores_vectors_of_another_dimension(
+    downstream: Downstream, tmp_path: Path
+) -> None:
+    downstream.index_dim = 1280
+    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
+    async with started_app(app) as client:
+        ready = await load_outcome(client)
+    assert ready.status_code == 503
+    assert "makes 8-dimensional vectors but the index stores 1280" in ready.json()["reason"]
+    assert "INDEX_VECTOR_DIM=8" in ready.json()["reason"]
 
 
 def test_catalog_image_paths_cannot_escape_the_folder(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -59,6 +59,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         description="Product embeddings with their catalog attributes; filtered nearest-neighbour search.",
     )
     _add_index_error_handlers(app)
+
+    async def store_facts() -> tuple[bool, str, dict[str, Any]]:
+        """/readyz tells the dimension of the stored vectors (the gateway checks the embeddings')."""
+        return True, "ready", {"dim": settings.vector_dim}
+
+    app.state.readiness_check = store_facts
 
     @app.post(
         "/points",

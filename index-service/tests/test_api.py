@@ -34,7 +34,10 @@ async def search(client: httpx.AsyncClient, vector: list[float], k: int = 10, **
 
 async def test_health_ready_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "alive"}
-    assert (await client.get("/readyz")).status_code == 200
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["dim"] == DIM, (
+        "the gateway compares it with the embeddings'"
+    )
     await client.post("/points", json={"points": CATALOG})
     await client.post("/search", json={"vector": near(0)})
     metrics = (await client.get("/metrics")).text

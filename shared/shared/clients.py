@@ -100,13 +100,23 @@ class ServiceClient:
             raise DownstreamError(self.name, f"answered {path} with an unexpected body: {exc}") from exc
 
     async def ready(self) -> tuple[bool, str]:
+        ready, reason, _ = await self.readiness()
+        return ready, reason
+
+    async def readiness(self) -> tuple[bool, str, dict[str, Any]]:
+        """Whether the service is ready, why not, and what its /readyz tells besides (a service's
+        model facts, e.g. the dimension of its vectors)."""
         try:
             response = await self._client.get("/readyz", timeout=2.0)
         except httpx.HTTPError as exc:
-            return False, f"unreachable ({type(exc).__name__})"
+            return False, f"unreachable ({type(exc).__name__})", {}
         if response.status_code == 200:
-            return True, "ready"
-        return False, _error_text(response)
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            return True, "ready", body if isinstance(body, dict) else {}
+        return False, _error_text(response), {}
 
 
 def _error_text(response: httpx.Response) -> str:
