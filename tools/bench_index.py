@@ -30,9 +30,6 @@ from typing import Any
 import numpy as np
 from qdrant_edge import (
     EdgeShard,
-    FieldCondition,
-    Filter,
-    MatchAny,
     PayloadSchemaType,
     Point,
     Query,
@@ -41,7 +38,8 @@ from qdrant_edge import (
 )
 
 from index_service.config import Settings
-from index_service.model import HNSW, KEYWORD_FIELDS, engine_config, search_params
+from index_service.model import HNSW, KEYWORD_FIELDS, engine_config, engine_filter, search_params
+from shared.contracts import Category, SearchFilter
 from tools.reports import write_report
 
 logger = logging.getLogger("bench-index")
@@ -115,14 +113,9 @@ def build(shard: EdgeShard, data: np.ndarray, genders: np.ndarray, categories: n
     return time.perf_counter() - started
 
 
-def engine_filter(gender: str, category: str) -> Filter:
+def recommend_filter(gender: str, category: str) -> SearchFilter:
     """What /recommend asks: the person's gender or Unisex, and the item's category."""
-    return Filter(
-        must=[
-            FieldCondition("gender", match=MatchAny([gender, "Unisex"])),
-            FieldCondition("category", match=MatchAny([category])),
-        ]
-    )
+    return SearchFilter(genders=[gender, "Unisex"], categories=[Category(category)])
 
 
 def ask(
@@ -134,7 +127,7 @@ def ask(
         request = QueryRequest(
             limit=K,
             query=Query.Nearest(vector.tolist()),
-            filter=engine_filter(gender, category),
+            filter=engine_filter(recommend_filter(gender, category)),  # as the service translates it
             params=params,
             with_payload=False,
             with_vector=False,

@@ -86,6 +86,7 @@ ENGINE_CONFIG_FILE = "edge_config.json"  # written by the engine into every stor
 # index: the graph, cut by a narrow filter, misses most of them (make bench-index at 300k, filters
 # of 0.5-2% of the products: recall@10 0.85 with 1,000, 0.94 with 10,000)
 HNSW = HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000)
+RESCORE_OVERSAMPLING = 2.0  # int8: this many times k candidates are rescored with the originals
 
 
 def engine_config(dim: int, int8: bool, hnsw: bool) -> EdgeConfig:
@@ -113,7 +114,9 @@ def search_params(hnsw_ef: int, int8: bool, hnsw: bool) -> SearchParams | None:
         return None
     return SearchParams(
         hnsw_ef=hnsw_ef,
-        quantization=QuantizationSearchParams(rescore=True, oversampling=2.0) if int8 else None,
+        quantization=QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
+        if int8
+        else None,
     )
 
 

@@ -19,6 +19,7 @@ from index_service.config import Settings
 from index_service.model import (
     FACET_LIMIT,
     KEYWORD_FIELDS,
+    RESCORE_OVERSAMPLING,
     IndexLoadError,
     IndexUnavailable,
     UnknownProducts,
@@ -187,7 +188,7 @@ class ServerIndex:
         has no graph to search)."""
         if self._local:
             return None
-        rescore = models.QuantizationSearchParams(rescore=True, oversampling=2.0)
+        rescore = models.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
         return models.SearchParams(
             hnsw_ef=self.settings.hnsw_ef,
             quantization=rescore if self.settings.quantization == "int8" else None,
