@@ -38,8 +38,15 @@ from qdrant_edge import (
 )
 
 from index_service.config import Settings
-from index_service.model import HNSW, KEYWORD_FIELDS, engine_config, engine_filter, search_params
-from shared.contracts import Category, SearchFilter
+from index_service.model import (
+    HNSW,
+    KEYWORD_FIELDS,
+    engine_config,
+    engine_filter,
+    product_payload,
+    search_params,
+)
+from shared.contracts import Category, ProductPayload, SearchFilter
 from tools.reports import write_report
 
 logger = logging.getLogger("bench-index")
@@ -103,7 +110,11 @@ def build(shard: EdgeShard, data: np.ndarray, genders: np.ndarray, categories: n
             Point(
                 uuid.UUID(int=i + 1),
                 data[i].tolist(),
-                {"product_id": str(i), "gender": str(genders[i]), "category": str(categories[i])},
+                product_payload(  # as the service stores it (with the shelf)
+                    ProductPayload(
+                        product_id=str(i), gender=str(genders[i]), category=Category(categories[i])
+                    )
+                ),
             )
             for i in range(start, min(start + 2000, len(data)))
         ]
@@ -143,17 +154,26 @@ def serve(
     folder: str, dim: int, int8: bool, probes: np.ndarray, wanted: list[tuple[str, str]], efs: list[int]
 ) -> dict[str, Any]:
     """In a fresh process, as a restarted index service: open the store, warm it up with the first
-    half of the queries (a serving index has answered queries before; the first ones after a start
-    fault its files in), then time the other half at each HNSW search breadth of ``efs``; the
-    memory it took, and each timed query's time and answer."""
+    QUERIES queries (a serving index has answered queries before; the first ones after a start
+    fault its files in), then time QUERIES others at each HNSW search breadth of ``efs``, new ones
+    for each: a query asked again finds the pages it reads (the original vectors it rescores)
+    already in memory, a new one does not. The memory it took, and each timed query's time and
+    answer."""
     before = {kind: rss_bytes(kind) for kind in RSS_KINDS}
     shard = EdgeShard.load(folder, engine_config(dim, int8, hnsw=True))
-    half = len(probes) // 2
-    ask(shard, probes[:half], wanted[:half], search_params(max(efs), int8, hnsw=True))
-    runs = {ef: ask(shard, probes[half:], wanted[half:], search_params(ef, int8, hnsw=True)) for ef in efs}
+    ask(shard, probes[:QUERIES], wanted[:QUERIES], search_params(max(efs), int8, hnsw=True))
+    runs = {}
+    for number, ef in enumerate(efs, start=1):
+        batch = timed_batch(number)
+        runs[ef] = ask(shard, probes[batch], wanted[batch], search_params(ef, int8, hnsw=True))
     memory = {kind: rss_bytes(kind) - before[kind] for kind in RSS_KINDS}
     shard.close()
     return {"runs": runs, "memory": memory}
+
+
+def timed_batch(number: int) -> slice:
+    """The queries timed in the ``number``-th run (the first QUERIES warm the store up)."""
+    return slice(number * QUERIES, (number + 1) * QUERIES)
 
 
 def exact_top(
@@ -182,12 +202,9 @@ def measure(size: int, dim: int, int8: bool, seed: int, efs: list[int]) -> list[
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     data = vectors(rng, size, dim, centres)
     genders, categories = pick(rng, GENDERS, size), pick(rng, CATEGORIES, size)
-    probes = vectors(rng, 2 * QUERIES, dim, centres)
-    wanted = list(
-        zip(
-            pick(rng, GENDERS, 2 * QUERIES).tolist(), pick(rng, CATEGORIES, 2 * QUERIES).tolist(), strict=True
-        )
-    )
+    asked = (1 + len(efs)) * QUERIES
+    probes = vectors(rng, asked, dim, centres)
+    wanted = list(zip(pick(rng, GENDERS, asked).tolist(), pick(rng, CATEGORIES, asked).tolist(), strict=True))
     folder = Path(tempfile.mkdtemp(prefix="bench-index-"))
     try:
         shard = open_store(folder / "store", dim, int8)
@@ -198,12 +215,15 @@ def measure(size: int, dim: int, int8: bool, seed: int, efs: list[int]) -> list[
         logger.info("built %s vectors in %.0f s; querying in a fresh process", f"{size:,}", seconds)
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
             served = fresh.submit(serve, str(folder / "store"), dim, int8, probes, wanted, efs).result()
-        truth = exact_top(data, genders, categories, probes[QUERIES:], wanted[QUERIES:])
+        truths = [
+            exact_top(data, genders, categories, probes[timed_batch(n)], wanted[timed_batch(n)])
+            for n in range(1, len(efs) + 1)
+        ]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     memory = served["memory"]
     rows = []
-    for ef, (latencies, answers) in served["runs"].items():
+    for truth, (ef, (latencies, answers)) in zip(truths, served["runs"].items(), strict=True):
         recalls = [len(t & set(found)) / K for t, found in zip(truth, answers, strict=True)]
         rows.append(
             {

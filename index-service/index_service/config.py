@@ -49,10 +49,10 @@ class Settings(ServiceSettings):
         "below that the exact scan is as fast",
     )
     hnsw_ef: int = Field(
-        default=256,
+        default=128,
         ge=8,
-        description="HNSW search breadth: higher is slower and more exact (make bench-index: at 1M "
-        "products 256 finds more of the true neighbours than 128 in about the same time)",
+        description="HNSW search breadth: higher is slower and more exact (make bench-index, 1M products, "
+        "int8, filtered on gender and category: recall@10 0.98 with 128 at p99 3.3 ms, 0.97 with 64)",
     )
     read_only: bool = Field(default=False, description="Refuse writes: a replica serving a copy of the store")
     restore_snapshot: Path | None = Field(

@@ -59,6 +59,7 @@ from qdrant_edge import (
 from index_service.config import Settings
 from shared.contracts import (
     FACET_FIELDS,
+    Category,
     FacetCounts,
     Hit,
     IndexPoint,
@@ -76,7 +77,18 @@ if TYPE_CHECKING:
 
 # Point ids are uuid5(PRODUCT_NAMESPACE, product_id): stable, so upserting a product again replaces it.
 PRODUCT_NAMESPACE = uuid.UUID("767c5d9a-9ad4-4943-a133-143db59f98ef")
-KEYWORD_FIELDS = ("product_id", "gender", "category", "article_type", "colour", "usage", "embedding_model")
+# "shelf": gender and category in one keyword (shelf_of), what /recommend filters on together
+SHELF = "shelf"
+KEYWORD_FIELDS = (
+    "product_id",
+    "gender",
+    "category",
+    "article_type",
+    "colour",
+    "usage",
+    "embedding_model",
+    SHELF,
+)
 FACET_LIMIT = 1000  # distinct values reported per attribute
 ENGINE_CONFIG_FILE = "edge_config.json"  # written by the engine into every store it creates
 
@@ -164,12 +176,26 @@ def check_product_id(product_id: str, where: str) -> None:
         raise InvalidInput(f"{where} is empty")
 
 
+def shelf_of(gender: str, category: str) -> str:
+    """The products of one gender and category: a keyword of its own because Qdrant links the
+    products of each indexed value among themselves in the HNSW graph. A search filtered on the
+    shelf (two of them: the person's gender and Unisex) walks a graph that holds together; the
+    same filter as two conditions (gender and category) walks one cut to pieces by their
+    intersection (make bench-index, 300k x 768 int8: recall@10 0.95 at ef 256 with p99 4.6 ms,
+    against 0.99 at ef 128 with p99 3.0 ms)."""
+    return f"{gender}/{category}"
+
+
 def product_payload(product: ProductPayload) -> dict[str, Any]:
-    return product.model_dump(mode="json", exclude_none=True)
+    payload = product.model_dump(mode="json", exclude_none=True)
+    if product.gender is not None and product.category is not None:
+        payload[SHELF] = shelf_of(product.gender, product.category.value)
+    return payload
 
 
 def filter_values(search_filter: SearchFilter | None) -> dict[str, list[str]]:
-    """Payload field -> the values it may take; a field the filter leaves null is not a condition."""
+    """Payload field -> the values it may take; a field the filter leaves null is not a condition.
+    Gender and category asked together are asked as shelves (shelf_of): the same products."""
     if search_filter is None:
         return {}
     wanted: dict[str, Sequence[str] | None] = {
@@ -178,7 +204,11 @@ def filter_values(search_filter: SearchFilter | None) -> dict[str, list[str]]:
         "article_type": search_filter.article_types,
         "colour": search_filter.colours,
     }
-    return {field: [str(v) for v in values] for field, values in wanted.items() if values is not None}
+    values = {field: [str(v) for v in values] for field, values in wanted.items() if values is not None}
+    if "gender" in values and "category" in values:
+        genders, categories = values.pop("gender"), values.pop("category")
+        values[SHELF] = [shelf_of(g, c) for g in genders for c in categories]
+    return values
 
 
 def absent(product_ids: Sequence[str], present: set[str]) -> list[str]:
@@ -330,6 +360,8 @@ class VectorIndex:
         missing = [field for field in KEYWORD_FIELDS if field not in existing]
         for field in missing:
             shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))
+        if SHELF in missing:
+            _add_shelves(shard)
         if missing:
             shard.flush()
 
@@ -487,6 +519,25 @@ class VectorIndex:
                 for field in FACET_FIELDS
             }
         return FacetCounts(total=total, counts=counts)
+
+
+def _add_shelves(shard: EdgeShard) -> None:
+    """Give the products of a store made before shelves existed their shelf (filters on gender and
+    category together look for it), one gender and category at a time."""
+    genders = [
+        str(hit.value) for hit in shard.facet(FacetRequest("gender", limit=FACET_LIMIT, exact=True)).hits
+    ]
+    for gender in genders:
+        for category in Category:
+            shelf = Filter(
+                must=[
+                    FieldCondition("gender", match=MatchAny([gender])),
+                    FieldCondition("category", match=MatchAny([category.value])),
+                ]
+            )
+            shard.update(
+                UpdateOperation.set_payload_by_filter(shelf, {SHELF: shelf_of(gender, category.value)})
+            )
 
 
 def _dense(vector: Any) -> list[float]:

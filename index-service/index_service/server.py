@@ -20,6 +20,7 @@ from index_service.model import (
     FACET_LIMIT,
     KEYWORD_FIELDS,
     RESCORE_OVERSAMPLING,
+    SHELF,
     IndexLoadError,
     IndexUnavailable,
     UnknownProducts,
@@ -31,10 +32,12 @@ from index_service.model import (
     filter_values,
     point_id,
     product_payload,
+    shelf_of,
     to_hit,
 )
 from shared.contracts import (
     FACET_FIELDS,
+    Category,
     FacetCounts,
     Hit,
     IndexPoint,
@@ -102,6 +105,8 @@ class ServerIndex:
                     client.create_payload_index(
                         self.collection, field, models.PayloadSchemaType.KEYWORD, wait=True
                     )
+            if SHELF not in existing:  # a collection made before shelves (always, in local mode)
+                self._add_shelves(client)
         except Exception as exc:
             client.close()
             if isinstance(exc, IndexLoadError):
@@ -110,6 +115,26 @@ class ServerIndex:
                 f"cannot use collection {self.collection!r} at {self.settings.qdrant_url}: {exc}"
             ) from exc
         self._client = client
+
+    def _add_shelves(self, client: QdrantClient) -> None:
+        """model._add_shelves for a collection: the shelf of every product, gender and category
+        at a time."""
+        genders = client.facet(self.collection, "gender", limit=FACET_LIMIT, exact=True).hits
+        for gender in (str(hit.value) for hit in genders):
+            for category in Category:
+                client.set_payload(
+                    self.collection,
+                    {SHELF: shelf_of(gender, category.value)},
+                    points=models.Filter(
+                        must=[
+                            models.FieldCondition(key="gender", match=models.MatchValue(value=gender)),
+                            models.FieldCondition(
+                                key="category", match=models.MatchValue(value=category.value)
+                            ),
+                        ]
+                    ),
+                    wait=True,
+                )
 
     def close(self) -> None:
         client, self._client = self._client, None

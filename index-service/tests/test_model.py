@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from index_service.model import IndexUnavailable, VectorIndex, point_id
-from shared.contracts import IndexPoint, ProductPayload, SearchRequest
+from index_service.model import IndexUnavailable, VectorIndex, engine_config, filter_values, point_id
+from shared.contracts import Category, IndexPoint, ProductPayload, SearchFilter, SearchRequest
 from tests.conftest import DIM, axis, make_settings
 
 
@@ -53,3 +53,57 @@ def test_close_while_searching_from_threads(tmp_path: Path) -> None:
         thread.join(timeout=10)
     assert unexpected == []
     assert not any(thread.is_alive() for thread in threads)
+
+
+def test_a_store_made_before_shelves_gets_them_when_opened(tmp_path: Path) -> None:
+    """Filters on gender and category together are asked as shelves: products written by an
+    earlier version, without one, are given theirs when the store is opened."""
+    from qdrant_edge import EdgeShard, PayloadSchemaType, Point, UpdateOperation
+
+    settings = make_settings(tmp_path / "index")
+    shard = EdgeShard.create(str(settings.path), engine_config(DIM, int8=False, hnsw=False))
+    for field in ("product_id", "gender", "category"):
+        shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))
+    old = [
+        ("1", "Men", "topwear"),
+        ("2", "Women", "topwear"),
+        ("3", "Unisex", "footwear"),
+        ("4", "Men", None),
+    ]
+    shard.update(
+        UpdateOperation.upsert_points(
+            [
+                Point(
+                    point_id(pid), axis(i), {"product_id": pid, "gender": g} | ({"category": c} if c else {})
+                )
+                for i, (pid, g, c) in enumerate(old)
+            ]
+        )
+    )
+    shard.flush()
+    shard.close()
+
+    index = VectorIndex(settings)
+    index.load()
+    try:
+
+        def found(genders: list[str], categories: list[Category]) -> list[str]:
+            request = SearchRequest(
+                vector=axis(0), k=10, filter=SearchFilter(genders=genders, categories=categories)
+            )
+            return sorted(hit.product.product_id for hit in index.search(request))
+
+        assert found(["Men", "Unisex"], [Category.topwear, Category.footwear]) == ["1", "3"]
+        assert found(["Women"], [Category.topwear]) == ["2"]
+        assert found(["Men"], [Category.dress]) == []
+        stored = index.get("1")
+        assert stored is not None and "shelf" not in stored.model_dump()  # internal to the index
+    finally:
+        index.close()
+
+
+def test_filters_on_gender_and_category_together_ask_for_shelves() -> None:
+    both = SearchFilter(genders=["Men", "Unisex"], categories=[Category.topwear], colours=["Blue"])
+    assert filter_values(both) == {"colour": ["Blue"], "shelf": ["Men/topwear", "Unisex/topwear"]}
+    assert filter_values(SearchFilter(genders=["Men"])) == {"gender": ["Men"]}
+    assert filter_values(SearchFilter(categories=[Category.dress])) == {"category": ["dress"]}

@@ -78,3 +78,19 @@ async def test_facets_count_products_per_attribute(client: httpx.AsyncClient) ->
     assert body["counts"]["category"] == {"topwear": 2, "bottomwear": 2, "footwear": 1}
     assert body["counts"]["usage"] == {}
     assert body["counts"]["embedding_model"] == {"test-model@1": 5}, "which model made the vectors"
+
+
+async def test_changing_gender_or_category_moves_the_product_between_filtered_searches(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.post("/points", json={"points": [point("10000", axis(0), gender="Men", category="topwear")]})
+
+    async def found(gender: str, category: str) -> list[str]:
+        body = {"vector": axis(0), "k": 5, "filter": {"genders": [gender], "categories": [category]}}
+        return [h["product"]["product_id"] for h in (await client.post("/search", json=body)).json()["hits"]]
+
+    assert await found("Men", "topwear") == ["10000"]
+    await client.patch("/points/10000", json={"gender": "Women", "category": "dress"})
+    assert await found("Men", "topwear") == []
+    assert await found("Women", "topwear") == []
+    assert await found("Women", "dress") == ["10000"]

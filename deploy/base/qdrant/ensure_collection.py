@@ -20,6 +20,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+# The index service makes the "shelf" index itself: when it does, it also gives the products already
+# stored (by an earlier version) their shelf; an index made here would keep it from doing so.
 KEYWORD_FIELDS = ("product_id", "gender", "category", "article_type", "colour", "usage", "embedding_model")
 logger = logging.getLogger("ensure-collection")
 
