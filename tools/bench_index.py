@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 from qdrant_edge import (
     EdgeShard,
-    PayloadSchemaType,
     Point,
     Query,
     QueryRequest,
@@ -40,9 +39,9 @@ from qdrant_edge import (
 from index_service.config import Settings
 from index_service.model import (
     HNSW,
-    KEYWORD_FIELDS,
     engine_config,
     engine_filter,
+    ensure_payload_indexes,
     product_payload,
     search_params,
 )
@@ -98,8 +97,7 @@ def vectors(rng: np.random.Generator, n: int, dim: int, centres: np.ndarray) -> 
 def open_store(path: Path, dim: int, int8: bool) -> EdgeShard:
     """A store configured as the index service configures it with INDEX_HNSW (and int8)."""
     shard = EdgeShard.create(str(path), engine_config(dim, int8, hnsw=True))
-    for field in KEYWORD_FIELDS:  # the service's payload indexes, product_id's included
-        shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))
+    ensure_payload_indexes(shard)  # the service's, product_id's included
     return shard
 
 

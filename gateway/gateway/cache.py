@@ -245,6 +245,10 @@ def digest(*parts: bytes) -> str:
     return hasher.hexdigest()
 
 
+def _crop_key(vector_model: str, crop: bytes) -> str:
+    return f"{KEY_PREFIX}:embedding:{vector_model}:{digest(crop)}"
+
+
 class CachedEmbeddings:
     """The embedding client behind a per-crop cache: only crops not seen before are sent. Entries
     are kept under the name of the model that made them (the last the service gave, shared with
@@ -262,7 +266,7 @@ class CachedEmbeddings:
             known = (await self.cache.get_many("embedding", [MODEL_KEY]))[0]
             self.vector_model = known.decode() if known else ""
         model = self.vector_model
-        keys = [f"{KEY_PREFIX}:embedding:{model}:{digest(crop)}" for crop in crops]
+        keys = [_crop_key(model, crop) for crop in crops]
         items = [_parse(CropEmbedding, v) for v in await self.cache.get_many("embedding", keys)]
         missing = [i for i, item in enumerate(items) if item is None]
         served_by = "cache"
@@ -273,7 +277,7 @@ class CachedEmbeddings:
                 await self.cache.set_many({MODEL_KEY: fetched.vector_model.encode()}, GENERATION_TTL_S)
                 if len(missing) < len(crops):  # the cached ones are of the model before
                     return await self.embed(crops)
-                keys = [f"{KEY_PREFIX}:embedding:{fetched.vector_model}:{digest(crop)}" for crop in crops]
+                keys = [_crop_key(fetched.vector_model, crop) for crop in crops]
             served_by = fetched.model
             for i, item in zip(missing, fetched.items, strict=True):
                 items[i] = item

@@ -295,7 +295,7 @@ class VectorIndex:
             self._restore_snapshot()
             shard = self._open_store()
             try:
-                self._ensure_payload_indexes(shard)
+                ensure_payload_indexes(shard)
                 if self.settings.hnsw:
                     shard.optimize()
             except Exception:
@@ -353,17 +353,6 @@ class VectorIndex:
                 f"but INDEX_VECTOR_DIM is {self.dim}; set INDEX_VECTOR_DIM={stored}, or delete the store "
                 "(make clean-index) and index the catalog again"
             )
-
-    @staticmethod
-    def _ensure_payload_indexes(shard: EdgeShard) -> None:
-        existing = set(shard.info().payload_schema)
-        missing = [field for field in KEYWORD_FIELDS if field not in existing]
-        for field in missing:
-            shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))
-        if SHELF in missing:
-            _add_shelves(shard)
-        if missing:
-            shard.flush()
 
     @contextmanager
     def _store(self) -> Iterator[EdgeShard]:
@@ -519,6 +508,19 @@ class VectorIndex:
                 for field in FACET_FIELDS
             }
         return FacetCounts(total=total, counts=counts)
+
+
+def ensure_payload_indexes(shard: EdgeShard) -> None:
+    """The keyword indexes of KEYWORD_FIELDS that the store lacks (and, with the shelf's, the
+    shelves of the products already stored)."""
+    existing = set(shard.info().payload_schema)
+    missing = [field for field in KEYWORD_FIELDS if field not in existing]
+    for field in missing:
+        shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))
+    if SHELF in missing:
+        _add_shelves(shard)
+    if missing:
+        shard.flush()
 
 
 def _add_shelves(shard: EdgeShard) -> None:
