@@ -220,10 +220,12 @@ SIZES ?= 100000
 INDEX_DIM ?= 768
 STORAGES ?= float32,int8
 EFS ?=  # HNSW search breadths, e.g. 128,256 (default: the service's INDEX_HNSW_EF)
+RESCORES ?=  # int8 rescoring oversamplings, e.g. 2,0 (0: none; default: the service's INDEX_INT8_RESCORE)
 INGEST ?= 960
 bench-index: install models
 	$(VENV)/index-service/bin/python -m tools.bench_index --sizes $(SIZES) --dim $(INDEX_DIM) \
-	  --storages $(STORAGES) $(if $(EFS),--efs $(EFS)) --output reports/bench-index.json
+	  --storages $(STORAGES) $(if $(EFS),--efs $(EFS)) $(if $(RESCORES),--rescores $(RESCORES)) \
+	  --output reports/bench-index.json
 	$(VENV)/gateway/bin/python -m tools.bench_ingest --catalog $(CATALOG) --limit $(INGEST)
 
 # float16 and int8 exports of the backbone (make eval VARIANTS=raw,fp16,int8 compares them)

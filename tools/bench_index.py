@@ -36,7 +36,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from index_service.config import Settings
+from index_service.config import RESCORE_OVERSAMPLING, Settings
 from index_service.model import (
     HNSW,
     engine_config,
@@ -149,21 +149,28 @@ def ask(
 
 
 def serve(
-    folder: str, dim: int, int8: bool, probes: np.ndarray, wanted: list[tuple[str, str]], efs: list[int]
+    folder: str,
+    dim: int,
+    int8: bool,
+    probes: np.ndarray,
+    wanted: list[tuple[str, str]],
+    breadths: list[tuple[int, float]],
 ) -> dict[str, Any]:
     """In a fresh process, as a restarted index service: open the store, warm it up with the first
     QUERIES queries (a serving index has answered queries before; the first ones after a start
-    fault its files in), then time QUERIES others at each HNSW search breadth of ``efs``, new ones
-    for each: a query asked again finds the pages it reads (the original vectors it rescores)
-    already in memory, a new one does not. The memory it took, and each timed query's time and
-    answer."""
+    fault its files in), then time QUERIES others at each (HNSW search breadth, int8 rescoring) of
+    ``breadths``, new ones for each: a query asked again finds the pages it reads (the original
+    vectors it rescores) already in memory, a new one does not. The memory it took, and each timed
+    query's time and answer."""
     before = {kind: rss_bytes(kind) for kind in RSS_KINDS}
     shard = EdgeShard.load(folder, engine_config(dim, int8, hnsw=True))
-    ask(shard, probes[:QUERIES], wanted[:QUERIES], search_params(max(efs), int8, hnsw=True))
-    runs = {}
-    for number, ef in enumerate(efs, start=1):
+    ask(
+        shard, probes[:QUERIES], wanted[:QUERIES], search_params(max(b[0] for b in breadths), int8, hnsw=True)
+    )
+    runs = []
+    for number, (ef, rescore) in enumerate(breadths, start=1):
         batch = timed_batch(number)
-        runs[ef] = ask(shard, probes[batch], wanted[batch], search_params(ef, int8, hnsw=True))
+        runs.append(ask(shard, probes[batch], wanted[batch], search_params(ef, int8, True, rescore)))
     memory = {kind: rss_bytes(kind) - before[kind] for kind in RSS_KINDS}
     shard.close()
     return {"runs": runs, "memory": memory}
@@ -193,14 +200,17 @@ def exact_top(
     return truth
 
 
-def measure(size: int, dim: int, int8: bool, seed: int, efs: list[int]) -> list[dict[str, Any]]:
-    """One store built; a row per HNSW search breadth."""
+def measure(
+    size: int, dim: int, int8: bool, seed: int, efs: list[int], rescores: list[float]
+) -> list[dict[str, Any]]:
+    """One store built; a row per HNSW search breadth (and, int8, per rescoring)."""
+    breadths = [(ef, rescore) for ef in efs for rescore in (rescores if int8 else [0.0])]
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(max(50, size // 200), dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     data = vectors(rng, size, dim, centres)
     genders, categories = pick(rng, GENDERS, size), pick(rng, CATEGORIES, size)
-    asked = (1 + len(efs)) * QUERIES
+    asked = (1 + len(breadths)) * QUERIES
     probes = vectors(rng, asked, dim, centres)
     wanted = list(zip(pick(rng, GENDERS, asked).tolist(), pick(rng, CATEGORIES, asked).tolist(), strict=True))
     folder = Path(tempfile.mkdtemp(prefix="bench-index-"))
@@ -212,16 +222,17 @@ def measure(size: int, dim: int, int8: bool, seed: int, efs: list[int]) -> list[
         disk = folder_bytes(folder / "store")
         logger.info("built %s vectors in %.0f s; querying in a fresh process", f"{size:,}", seconds)
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
-            served = fresh.submit(serve, str(folder / "store"), dim, int8, probes, wanted, efs).result()
+            served = fresh.submit(serve, str(folder / "store"), dim, int8, probes, wanted, breadths).result()
         truths = [
             exact_top(data, genders, categories, probes[timed_batch(n)], wanted[timed_batch(n)])
-            for n in range(1, len(efs) + 1)
+            for n in range(1, len(breadths) + 1)
         ]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     memory = served["memory"]
     rows = []
-    for truth, (ef, (latencies, answers)) in zip(truths, served["runs"].items(), strict=True):
+    runs = zip(truths, breadths, served["runs"], strict=True)
+    for truth, (ef, rescore), (latencies, answers) in runs:
         recalls = [len(t & set(found)) / K for t, found in zip(truth, answers, strict=True)]
         rows.append(
             {
@@ -229,6 +240,7 @@ def measure(size: int, dim: int, int8: bool, seed: int, efs: list[int]) -> list[
                 "dim": dim,
                 "storage": "int8 (originals on disk, rescored)" if int8 else "float32",
                 "ef": ef,
+                "rescore": rescore if int8 else None,
                 "build_s": round(seconds, 1),
                 "hnsw_indexed_vectors": indexed,
                 "rss_added_mb": round(memory["VmRSS"] / 2**20, 1),
@@ -245,16 +257,23 @@ def measure(size: int, dim: int, int8: bool, seed: int, efs: list[int]) -> list[
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| vectors | dim | storage | ef | build s | RAM MB (heap) | disk MB | filtered p50 ms | p99 ms | recall@10 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| vectors | dim | storage | ef | int8 rescored | build s | RAM MB (heap) | disk MB | filtered p50 ms | p99 ms | recall@10 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['size']:,} | {r['dim']} | {r['storage']} | {r['ef']} | {r['build_s']} | {r['rss_added_mb']} "
+            f"| {r['size']:,} | {r['dim']} | {r['storage']} | {r['ef']} | {rescored(r.get('rescore'))} "
+            f"| {r['build_s']} | {r['rss_added_mb']} "
             f"({r.get('rss_anon_added_mb', '?')}) | {r['disk_mb']} "
             f"| {r['query_p50_ms']} | {r['query_p99_ms']} | {r['recall@10']} |"
         )
     return "\n".join(lines)
+
+
+def rescored(rescore: float | None) -> str:
+    if rescore is None:
+        return "-"
+    return f"{rescore:g} x k" if rescore else "no"
 
 
 def main() -> int:
@@ -267,6 +286,11 @@ def main() -> int:
     parser.add_argument(
         "--efs", default=str(HNSW_EF), help="comma list of HNSW search breadths (default: the service's)"
     )
+    parser.add_argument(
+        "--rescores",
+        default=f"{RESCORE_OVERSAMPLING:g}",
+        help="int8: comma list of rescoring oversamplings, 0 for none (default: the service's)",
+    )
     parser.add_argument("--output", type=Path, default=Path("reports/bench-index.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -274,7 +298,8 @@ def main() -> int:
     for size in (int(s) for s in args.sizes.split(",")):
         for int8 in [name == "int8" for name in args.storages.split(",")]:
             efs = [int(ef) for ef in args.efs.split(",")]
-            for row in measure(size, args.dim, int8, seed=size, efs=efs):
+            rescores = [float(r) for r in args.rescores.split(",")]
+            for row in measure(size, args.dim, int8, seed=size, efs=efs, rescores=rescores):
                 rows.append(row)
                 logger.info(json.dumps(row))
     hnsw = {"m": HNSW.m, "ef_construct": HNSW.ef_construct, "full_scan_kb": HNSW.full_scan_threshold}

@@ -56,7 +56,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from index_service.config import Settings
+from index_service.config import RESCORE_OVERSAMPLING, Settings
 from shared.contracts import (
     FACET_FIELDS,
     Category,
@@ -98,7 +98,6 @@ ENGINE_CONFIG_FILE = "edge_config.json"  # written by the engine into every stor
 # index: the graph, cut by a narrow filter, misses most of them (make bench-index at 300k, filters
 # of 0.5-2% of the products: recall@10 0.85 with 1,000, 0.94 with 10,000)
 HNSW = HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000)
-RESCORE_OVERSAMPLING = 2.0  # int8: this many times k candidates are rescored with the originals
 
 
 def engine_config(dim: int, int8: bool, hnsw: bool) -> EdgeConfig:
@@ -121,12 +120,15 @@ def engine_config(dim: int, int8: bool, hnsw: bool) -> EdgeConfig:
     )
 
 
-def search_params(hnsw_ef: int, int8: bool, hnsw: bool) -> SearchParams | None:
+def search_params(
+    hnsw_ef: int, int8: bool, hnsw: bool, rescore: float = RESCORE_OVERSAMPLING
+) -> SearchParams | None:
+    """With int8, ``rescore`` times k candidates rescored with the original vectors (0: none)."""
     if not hnsw and not int8:
         return None
     return SearchParams(
         hnsw_ef=hnsw_ef,
-        quantization=QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
+        quantization=QuantizationSearchParams(rescore=rescore > 0, oversampling=rescore or None)
         if int8
         else None,
     )
@@ -330,7 +332,10 @@ class VectorIndex:
         return engine_config(self.dim, self.settings.quantization == "int8", self.settings.hnsw)
 
     def _search_params(self) -> SearchParams | None:
-        return search_params(self.settings.hnsw_ef, self.settings.quantization == "int8", self.settings.hnsw)
+        settings = self.settings
+        return search_params(
+            settings.hnsw_ef, settings.quantization == "int8", settings.hnsw, settings.int8_rescore
+        )
 
     def _restore_snapshot(self) -> None:
         """Unpack INDEX_RESTORE_SNAPSHOT into an empty INDEX_PATH (a replica's start)."""

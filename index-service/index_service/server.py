@@ -19,7 +19,6 @@ from index_service.config import Settings
 from index_service.model import (
     FACET_LIMIT,
     KEYWORD_FIELDS,
-    RESCORE_OVERSAMPLING,
     SHELF,
     IndexLoadError,
     IndexUnavailable,
@@ -213,7 +212,8 @@ class ServerIndex:
         has no graph to search)."""
         if self._local:
             return None
-        rescore = models.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
+        oversampling = self.settings.int8_rescore
+        rescore = models.QuantizationSearchParams(rescore=oversampling > 0, oversampling=oversampling or None)
         return models.SearchParams(
             hnsw_ef=self.settings.hnsw_ef,
             quantization=rescore if self.settings.quantization == "int8" else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from index_service.config import Settings
 from index_service.main import build_app
@@ -52,6 +53,34 @@ def test_hnsw_with_int8_finds_what_the_exact_scan_finds(tmp_path: Path) -> None:
     assert np.mean(overlap) >= 0.9
     for index in (exact, graph):
         index.close()
+
+
+@pytest.mark.parametrize("rescore", [2.0, 0.0])
+def test_int8_scores_are_rescored_only_when_asked(tmp_path: Path, rescore: float) -> None:
+    """Rescored, an int8 store's scores are the original vectors' cosines; with INDEX_INT8_RESCORE=0
+    they are the int8 vectors' own (no disk reads), close but not equal."""
+    vectors, points = clustered(3000)
+    settings = Settings(path=tmp_path, vector_dim=DIM, hnsw=True, quantization="int8", int8_rescore=rescore)
+    index = VectorIndex(settings)
+    index.load()
+    index.upsert(points)
+    index.optimize()
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    errors = []
+    for row in range(0, 3000, 100):
+        for hit in index.search(SearchRequest(vector=vectors[row].tolist(), k=5)):
+            cosine = float(unit[int(hit.product.product_id[1:])] @ unit[row])
+            errors.append(abs(hit.score - cosine))
+    index.close()
+    if rescore:
+        assert max(errors) < 1e-4
+    else:
+        assert 1e-4 < max(errors) < 0.05
+
+
+def test_rescoring_takes_whole_candidate_lists() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Settings(int8_rescore=0.5)
 
 
 async def test_snapshot_starts_a_read_only_replica(tmp_path: Path) -> None:
