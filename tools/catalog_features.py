@@ -12,6 +12,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from gateway.catalog import read_catalog
@@ -80,6 +81,8 @@ def main() -> int:
     stack = Stack(services=services, ports={name: free_port() for name in services})
     with running(stack):
         data = asyncio.run(extract(args.catalog.resolve(), stack, args.limit))
+        # the network the vectors come from, which the heads trained on them must name
+        data["backbone"] = np.array(httpx.get(f"{stack.url('embedding-service')}/readyz").json()["backbone"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.output, **data)  # type: ignore[arg-type]
     logger.info("saved catalog features", extra={"path": str(args.output), "products": len(data["vectors"])})

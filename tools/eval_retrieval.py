@@ -353,14 +353,15 @@ CANDIDATE = MODELS / "projection-candidate.npz"
 WHITENED = MODELS / "projection-whitened.npz"
 TRAINED = {"candidate": CANDIDATE, "whitened": WHITENED}  # what --adopt chooses from
 PACKAGED = ROOT / "embedding-service" / "embedding_service" / "assets" / "projection.npz"
+BACKBONE = MODELS / "efficientnet_lite0.onnx"  # the embedding service's default (make models)
 VARIANTS: dict[str, dict[str, str]] = {
     "raw": {"EMBEDDING_PROJECTION": "none"},
     "served": {},  # the service's defaults: the packaged projection if there is one
     "candidate": {"EMBEDDING_PROJECTION": str(CANDIDATE)},
     "whitened": {"EMBEDDING_PROJECTION": str(WHITENED)},
     "pca": {"EMBEDDING_PROJECTION": str(MODELS / "projection-pca.npz")},
-    "fp16": {"EMBEDDING_BACKBONE_PATH": str(MODELS / "efficientnet_lite2.fp16.onnx")},
-    "int8": {"EMBEDDING_BACKBONE_PATH": str(MODELS / "efficientnet_lite2.int8.onnx")},
+    "fp16": {"EMBEDDING_BACKBONE_PATH": str(BACKBONE.with_suffix(".fp16.onnx"))},  # make quantise
+    "int8": {"EMBEDDING_BACKBONE_PATH": str(BACKBONE.with_suffix(".int8.onnx"))},
 }
 # the person-photo answers as served: with the gateway's default colour reranking
 SERVED_RERANK = Settings().colour_rerank

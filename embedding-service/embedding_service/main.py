@@ -29,7 +29,11 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     async def model_facts() -> tuple[bool, str, dict[str, Any]]:
         """/readyz tells, once loaded, what the vectors are (the gateway checks the index's dim)."""
-        return True, "ready", {"dim": model.dim, "vector_model": model.vector_model}
+        return (
+            True,
+            "ready",
+            {"dim": model.dim, "vector_model": model.vector_model, "backbone": model.backbone},
+        )
 
     app.state.readiness_check = model_facts
 
@@ -50,7 +54,13 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             max_bytes=settings.max_crop_bytes,
             max_pixels=settings.max_crop_pixels,
         )
-        return EmbedResponse(model=model.name, vector_model=model.vector_model, dim=model.dim, items=items)
+        return EmbedResponse(
+            model=model.name,
+            vector_model=model.vector_model,
+            backbone=model.backbone,
+            dim=model.dim,
+            items=items,
+        )
 
     return app
 

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite2 features through onnxruntime, the classifier head and the colour namer."""
+"""EfficientNet-Lite features through onnxruntime, the classifier head and the colour namer."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import numpy as np
 
 from embedding_service.config import Settings
 from embedding_service.head import ClassifierHead, Projection, unit_rows
-from embedding_service.preprocess import to_batch
+from embedding_service.preprocess import LEGACY_INPUT_SIZE, to_batch
 from shared.colours import crop_colour
 from shared.contracts import CropEmbedding
 
 logger = logging.getLogger("embedding-service")
-BACKBONE_NAME = "efficientnet-lite2-imagenet"
+LEGACY_BACKBONE_NAME = "efficientnet-lite2-imagenet"  # of an export that does not name its network
 
 
 def json_floats(values: np.ndarray) -> list[float]:
@@ -24,6 +24,22 @@ def json_floats(values: np.ndarray) -> list[float]:
     expansion); several times faster than round() per value."""
     rounded: list[float] = np.round(values.astype(np.float64), 6).tolist()
     return rounded
+
+
+def backbone_facts(session: Any) -> tuple[str, int]:
+    """The network an export holds (embedding_service.export writes its name into the graph's
+    metadata) and the side of the square image it takes."""
+    name = session.get_modelmeta().custom_metadata_map.get("backbone", LEGACY_BACKBONE_NAME)
+    side = session.get_inputs()[0].shape[-1]
+    return name, side if isinstance(side, int) else LEGACY_INPUT_SIZE
+
+
+def backbone_name(path: Path) -> str:
+    """The network of the ONNX export at ``path`` (what a head trained on its features must name)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return backbone_facts(session)[0]
 
 
 def file_digest(path: Path) -> str:
@@ -46,6 +62,8 @@ class EmbeddingModel:
         self.projection: Projection | None = None
         self.dim = 0
         self.vector_model = ""
+        self.backbone = LEGACY_BACKBONE_NAME
+        self.input_size = LEGACY_INPUT_SIZE
 
     @property
     def name(self) -> str:
@@ -71,7 +89,8 @@ class EmbeddingModel:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._session = session
         self._output_names = [output.name for output in session.get_outputs()]
-        outputs = self._run(np.zeros((1, 3, 260, 260), np.float32))
+        self.backbone, self.input_size = backbone_facts(session)
+        outputs = self._run(np.zeros((1, 3, self.input_size, self.input_size), np.float32))
         backbone_dim = int(outputs["features"].shape[1])
         self.dim = backbone_dim
         projection = self.settings.projection_path()
@@ -93,8 +112,11 @@ class EmbeddingModel:
         self.vector_model = vector_model_name(path, projection if self.projection else None)
         if self.settings.head_path.exists():
             self.head = ClassifierHead.load(self.settings.head_path)
-            if self.head.category.weights.shape[0] != backbone_dim or self.head.backbone != BACKBONE_NAME:
-                raise ValueError(f"head {self.settings.head_path} does not fit backbone {BACKBONE_NAME}")
+            if self.head.category.weights.shape[0] != backbone_dim or self.head.backbone != self.backbone:
+                raise ValueError(
+                    f"head {self.settings.head_path} was trained on {self.head.backbone}, "
+                    f"the backbone is {self.backbone}: run `make train-classifier`"
+                )
         else:
             logger.warning(
                 "no classifier head; crops get no category", extra={"path": str(self.settings.head_path)}
@@ -115,7 +137,8 @@ class EmbeddingModel:
         at most max_batch."""
         parts: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(crops), self.settings.max_batch):
-            for name, value in self._run(to_batch(crops[start : start + self.settings.max_batch])).items():
+            batch = to_batch(crops[start : start + self.settings.max_batch], self.input_size)
+            for name, value in self._run(batch).items():
                 parts.setdefault(name, []).append(value)
         return {name: unit_rows(np.concatenate(values)) for name, values in parts.items()}
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from shared.images import rgb_pixels
 
-INPUT_SIZE = 260
+LEGACY_INPUT_SIZE = 260  # of an export whose graph does not fix its size (EfficientNet-Lite2's)
 PAD_COLOUR = (255, 255, 255)  # catalog product shots are on white
 
 
@@ -19,12 +19,12 @@ def to_square(image: np.ndarray) -> Image.Image:
     return canvas
 
 
-def to_input(image: np.ndarray) -> np.ndarray:
-    """(3, INPUT_SIZE, INPUT_SIZE) float32 in [-1, 1], channels first."""
-    square = to_square(image).resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
+def to_input(image: np.ndarray, size: int) -> np.ndarray:
+    """(3, size, size) float32 in [-1, 1], channels first."""
+    square = to_square(image).resize((size, size), Image.Resampling.BILINEAR)
     scaled = rgb_pixels(square).astype(np.float32) / 127.5 - 1.0
     return np.ascontiguousarray(scaled.transpose(2, 0, 1))
 
 
-def to_batch(images: list[np.ndarray]) -> np.ndarray:
-    return np.stack([to_input(image) for image in images])
+def to_batch(images: list[np.ndarray], size: int) -> np.ndarray:
+    return np.stack([to_input(image, size) for image in images])

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from embedding_service.head import ClassifierHead, LinearHead
-from embedding_service.model import BACKBONE_NAME
+from embedding_service.model import backbone_name
 from shared.contracts import Category
 
 logger = logging.getLogger("embedding-service")
@@ -111,7 +111,8 @@ def _held_out_metrics(
     }
 
 
-def train(features: Path, views_path: Path | None) -> tuple[ClassifierHead, dict[str, object]]:
+def train(features: Path, views_path: Path | None, backbone: str) -> tuple[ClassifierHead, dict[str, object]]:
+    """A head for the features of ``backbone`` (the network's name, which the service checks)."""
     data = np.load(features, allow_pickle=False)
     labelled = data["categories"] != ""
     ids = data["product_ids"][labelled]
@@ -134,9 +135,9 @@ def train(features: Path, views_path: Path | None) -> tuple[ClassifierHead, dict
         heads[name], metrics[name] = fit(crops, views)
     has_article = article_labels != ""
     article_category = _article_categories(article_labels[has_article], categories[has_article])
-    head = ClassifierHead(heads["category"], heads["article_type"], article_category, BACKBONE_NAME)
+    head = ClassifierHead(heads["category"], heads["article_type"], article_category, backbone)
     card: dict[str, object] = {
-        "backbone": BACKBONE_NAME,
+        "backbone": backbone,
         "features": str(features),
         "views": str(views_path) if views_path else None,
         "train_products": int((~test).sum()),
@@ -175,9 +176,10 @@ def main() -> int:
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--views", type=Path, default=None, help="distorted views to learn from as well")
+    parser.add_argument("--backbone", type=Path, required=True, help="the ONNX export that made the features")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    head, card = train(args.features, args.views)
+    head, card = train(args.features, args.views, backbone_name(args.backbone))
     head.save(args.output)
     card_path = args.output.with_suffix(".json")
     card_path.write_text(json.dumps(card, indent=2) + "\n")

@@ -1,5 +1,5 @@
 """Train the retrieval projection: a Siamese (triplet) network in TensorFlow/Keras on top of the
-frozen EfficientNet-Lite2 features, as the original blog did with ResNet50, but with positives we
+frozen EfficientNet-Lite0 features, as the original blog did with ResNet50, but with positives we
 can make offline:
 
 - strong positives: a distorted view of the same product (crop and scale, rotation, perspective,

@@ -11,7 +11,7 @@ from embedding_service.main import build_app
 from shared.testing import running_app
 
 ROOT = Path(__file__).resolve().parents[2]
-BACKBONE = ROOT / "models" / "embedding" / "efficientnet_lite2.onnx"
+BACKBONE = ROOT / "models" / "embedding" / "efficientnet_lite0.onnx"
 CATALOG = ROOT.parent / "shared" / "catalog" / "myntra"
 
 

@@ -84,9 +84,9 @@ def test_colour_names() -> None:
 
 async def test_a_projection_reads_the_backbone_outputs_it_names(tmp_path: Path) -> None:
     """A projection of the average-pooled features (1280 values) beside the multi-stage descriptor
-    (1752) reads both outputs side by side; one that names an output the backbone lacks is refused
-    at start."""
-    weights = np.random.default_rng(0).normal(size=(1280 + 1752, 8)).astype(np.float32)
+    (1712 for Lite0) reads both outputs side by side; one that names an output the backbone lacks is
+    refused at start."""
+    weights = np.random.default_rng(0).normal(size=(1280 + 1712, 8)).astype(np.float32)
     projection = tmp_path / "projection.npz"
     np.savez(
         projection, weights=weights, bias=np.zeros(8, np.float32), source=np.array("features+descriptor")
@@ -96,6 +96,7 @@ async def test_a_projection_reads_the_backbone_outputs_it_names(tmp_path: Path) 
         body = (await client.post("/embed", files=files)).json()
         ready = (await client.get("/readyz")).json()
     assert ready["dim"] == 8 and ready["vector_model"] == body["vector_model"], "/readyz tells the vectors"
+    assert body["backbone"] == ready["backbone"] == "efficientnet-lite0-imagenet", "the export names it"
     assert body["dim"] == 8 and len(body["items"][0]["backbone"]) == 1280
     backbone_digest = file_digest(BACKBONE)
     assert body["vector_model"] == f"{BACKBONE.stem}@{backbone_digest}+projection@{file_digest(projection)}"
@@ -125,3 +126,18 @@ async def test_a_served_projection_keeps_the_backbone_features_beside_it(tmp_pat
     item = body["items"][0]
     assert len(item["vector"]) == 16 and np.isclose(np.linalg.norm(item["vector"]), 1.0, atol=1e-4)
     assert len(item["backbone"]) == 1280 and np.isclose(np.linalg.norm(item["backbone"]), 1.0, atol=1e-4)
+
+
+async def test_a_head_trained_on_another_network_is_refused(tmp_path: Path) -> None:
+    """Lite0 and Lite2 features are both 1280 values: only the name the head was trained on tells
+    them apart, and a head of the other network keeps the service unready."""
+    from embedding_service.head import ClassifierHead
+
+    head = ClassifierHead.load(Settings().head_path)
+    other = tmp_path / "classifier.npz"
+    ClassifierHead(head.category, head.article, head.article_category, "efficientnet-lite2-imagenet").save(
+        other
+    )
+    model = EmbeddingModel(Settings(backbone_path=BACKBONE, head_path=other))
+    with pytest.raises(ValueError, match="trained on efficientnet-lite2-imagenet.*make train-classifier"):
+        model.load()

@@ -260,6 +260,7 @@ class CachedEmbeddings:
         self.cache = cache
         self.ttl_s = ttl_s
         self.vector_model = ""  # learnt from the service's answers
+        self.backbone = ""  # likewise (the cached items do not hold it)
 
     async def embed(self, crops: Sequence[bytes]) -> EmbedResponse:
         if not self.vector_model:  # a replica starting: the name its peers learnt, if any
@@ -279,6 +280,7 @@ class CachedEmbeddings:
                     return await self.embed(crops)
                 keys = [_crop_key(fetched.vector_model, crop) for crop in crops]
             served_by = fetched.model
+            self.backbone = fetched.backbone
             for i, item in zip(missing, fetched.items, strict=True):
                 items[i] = item
             stored = {
@@ -290,6 +292,7 @@ class CachedEmbeddings:
         return EmbedResponse(
             model=served_by,
             vector_model=self.vector_model,
+            backbone=self.backbone,
             dim=len(found[0].vector) if found else 0,
             items=found,
         )

@@ -151,7 +151,7 @@ class Recommender:
             timings.measure("crop", self.pool.run(self._crops, image, boxes)),
             timings.measure("gender", self._heads(heads, degraded)),
         )
-        embedded, vector_model = await timings.measure("embed", self._embed(crops))
+        embedded, vector_model, backbone = await timings.measure("embed", self._embed(crops))
         candidates = [
             Candidate(
                 person=r.person,
@@ -167,7 +167,7 @@ class Recommender:
         person_vectors = [e.backbone or e.vector for e in embedded[len(regions) :]]
         genders = await timings.measure(
             "gender_fusion",
-            self._genders(detection.persons, faces, person_vectors, query.gender, degraded),
+            self._genders(detection.persons, faces, (person_vectors, backbone), query.gender, degraded),
         )
         neighbours = await self._product_neighbours(candidates, query, timings, degraded)
         labels = [g.label for g in genders]
@@ -252,17 +252,19 @@ class Recommender:
         self,
         persons: list[PersonDetection],
         faces: list[FaceGender | None],
-        vectors: list[list[float]],
+        appearance: tuple[list[list[float]], str],
         choice: GenderChoice,
         degraded: list[str],
     ) -> list[PersonGender]:
-        """The request's gender when given, else each person's face and appearance, fused."""
+        """The request's gender when given, else each person's face and appearance (the vectors of
+        the whole-person crops and the network that made them), fused."""
         if choice != "auto":
             return [PersonGender(label=choice, score=1.0, source="request") for _ in persons]
         if not persons:
             return []
         if "gender" in degraded:
             return [PersonGender(label="unknown", score=0.0, source="none") for _ in persons]
+        vectors, backbone = appearance
         evidence = [
             PersonEvidence(
                 face=faces[i] if i < len(faces) else None, vector=vectors[i] if i < len(vectors) else None
@@ -270,7 +272,8 @@ class Recommender:
             for i in range(len(persons))
         ]
         try:
-            return (await self.clients.gender.persons(PersonsRequest(persons=evidence))).persons
+            request = PersonsRequest(persons=evidence, backbone=backbone)
+            return (await self.clients.gender.persons(request)).persons
         except DownstreamError:
             degraded.append("gender")
             return [PersonGender(label="unknown", score=0.0, source="none") for _ in persons]
@@ -307,13 +310,14 @@ class Recommender:
             for box in boxes
         ]
 
-    async def _embed(self, crops: list[bytes]) -> tuple[list[CropEmbedding], str]:
-        """The crops' embeddings and the name of the model that made them."""
+    async def _embed(self, crops: list[bytes]) -> tuple[list[CropEmbedding], str, str]:
+        """The crops' embeddings, the name of the model that made their vectors and the network
+        whose features they hold."""
         if not crops:
-            return [], ""
+            return [], "", ""
         try:
             answer = await self.clients.embedding.embed(crops)
-            return answer.items, answer.vector_model
+            return answer.items, answer.vector_model, answer.backbone
         except DownstreamError as exc:
             raise Unavailable("embedding", exc.detail) from exc
 

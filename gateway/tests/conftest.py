@@ -69,6 +69,7 @@ class Downstream:
     upserted: dict[str, IndexPoint] = field(default_factory=dict)
     extra_regions: list[RegionDetection] = field(default_factory=list)
     person_vectors: list[list[float] | None] = field(default_factory=list)
+    person_vectors_backbone: str = ""  # the network the gateway said the person vectors are of
     embedded: list[int] = field(default_factory=list)  # crops per /embed call
     heads: list[int] = field(default_factory=list)  # head crops per /heads call
     vector_model: str = "stand-in@0"  # what the embedding stand-in says made its vectors
@@ -137,6 +138,7 @@ def gender_app(state: Downstream) -> FastAPI:
     async def persons(body: PersonsRequest) -> PersonsResponse:
         state.check("gender")
         state.person_vectors = [p.vector for p in body.persons]
+        state.person_vectors_backbone = body.backbone
         return PersonsResponse(
             persons=[
                 PersonGender(label=p.face.label, score=p.face.score, source="face+appearance")
@@ -171,7 +173,9 @@ def embedding_app(state: Downstream) -> FastAPI:
                     colour_score=0.8,
                 )
             )
-        return EmbedResponse(model="stand-in", vector_model=state.vector_model, dim=8, items=items)
+        return EmbedResponse(
+            model="stand-in", vector_model=state.vector_model, backbone="stand-in-net", dim=8, items=items
+        )
 
     return app
 

@@ -223,6 +223,7 @@ async def test_the_person_crop_is_embedded_for_the_gender_service(
 ) -> None:
     await _recommend(client)
     assert len(downstream.person_vectors) == 1 and downstream.person_vectors[0] is not None
+    assert downstream.person_vectors_backbone == "stand-in-net", "the gender service is told their network"
     downstream.person_vectors = []
     await _recommend(client, "?gender=Women")
     assert downstream.person_vectors == [], "with the gender given, no appearance is needed"

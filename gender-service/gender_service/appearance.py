@@ -1,7 +1,8 @@
 """Gender from appearance, and its fusion with the face.
 
 Appearance: a dense head (Keras, exported to TensorFlow Lite with float16 weights) on the frozen
-EfficientNet-Lite2 embedding of the whole-person crop, which the embedding service computes.
+EfficientNet-Lite features of the whole-person crop, which the embedding service computes (the
+network is named beside the calibration: features of another network are refused).
 Trained on the catalog's Men and Women on-model shots (``python -m gender_service.train_appearance``).
 
 Fusion: both answers are logits; each is calibrated by Platt scaling on a held-out calibration split
@@ -72,6 +73,11 @@ class Fusion:
         if appearance_p is not None:
             return sigmoid(self.appearance_logit(appearance_p)), "appearance"
         return None
+
+
+def fitted_backbone(fusion: Path) -> str:
+    """The network whose features the appearance head was fitted on ("" if the file predates it)."""
+    return str(json.loads(fusion.read_text()).get("backbone", ""))
 
 
 def decide(p_men: tuple[float, str] | None, min_confidence: float) -> PersonGender:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gender_service.appearance import AppearanceModel, Fusion, decide
+from gender_service.appearance import AppearanceModel, Fusion, decide, fitted_backbone
 from gender_service.blazeface import FULL_RANGE, SHORT_RANGE, Face, FaceDetector
 from gender_service.config import Settings
 from gender_service.tflite import FACE_DETECTOR_FILE, HEAD_DETECTOR_FILE, TFLiteModel
@@ -112,6 +112,7 @@ class GenderModel:
         self.classifier = GenderClassifier(model_dir / "faceres.tflite", settings.model_threads)
         self.appearance: AppearanceModel | None = None
         self.fusion = FACE_ONLY
+        self.appearance_backbone = ""  # the network whose features the appearance head reads
 
     def load(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
@@ -122,6 +123,7 @@ class GenderModel:
             appearance = AppearanceModel(self.settings.appearance_model)
             appearance.load()
             self.appearance, self.fusion = appearance, Fusion.load(self.settings.fusion)
+            self.appearance_backbone = fitted_backbone(self.settings.fusion)
         else:
             logger.warning("no appearance model: persons without a usable face stay unknown")
         self._warm_up()
@@ -139,6 +141,7 @@ class GenderModel:
         usable = [i for i, v in enumerate(vectors) if v is not None and self.appearance is not None]
         appearance: dict[int, float] = {}
         if usable and self.appearance is not None:
+            self._check_backbone(request.backbone)
             batch = np.array([vectors[i] for i in usable], dtype=np.float32)
             if batch.shape[1] != self.appearance.dim:
                 raise ValueError(
@@ -151,6 +154,14 @@ class GenderModel:
             evidence = self.fusion.p_men(face_p, appearance.get(index))
             genders.append(decide(evidence, self.settings.min_person_confidence))
         return PersonsResponse(persons=genders)
+
+    def _check_backbone(self, backbone: str) -> None:
+        """Features of another network than the head's have the same size but mean nothing to it."""
+        if backbone and self.appearance_backbone and backbone != self.appearance_backbone:
+            raise ValueError(
+                f"person vectors are {backbone} features; the appearance model reads "
+                f"{self.appearance_backbone} features: run `make train-gender`"
+            )
 
     def predict(self, picture: Image.Image) -> GenderResponse:
         """Faces of an RGB image (``shared.images.decode_picture``), largest first, with their gender."""

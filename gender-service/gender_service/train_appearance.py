@@ -1,7 +1,7 @@
 """Train the appearance gender head, quantise it, and fit the calibration and fusion.
 
 Inputs (made by ``make train-gender`` with tools/catalog_features.py and tools/catalog_faces.py):
-whole-person EfficientNet-Lite2 embeddings of the catalog's on-model shots with their Men/Women
+whole-person EfficientNet-Lite0 embeddings of the catalog's on-model shots with their Men/Women
 labels, and FaceRes's probability for the largest face of each shot (when there is one).
 
 Split by a hash of the product id: 60% train, 10% validation (early stopping), 15% calibration
@@ -41,6 +41,10 @@ def split_of(product_id: str) -> str:
 
 def load_data(features: Path, faces: Path) -> dict[str, np.ndarray]:
     data = np.load(features, allow_pickle=False)
+    if "backbone" not in data.files:
+        raise SystemExit(
+            f"{features} does not name the network of its vectors: make it again (make features)"
+        )
     keep = data["has_person"] & np.isin(data["genders"], ["Men", "Women"])
     ids = data["product_ids"][keep]
     face_table = np.load(faces, allow_pickle=False)
@@ -51,6 +55,7 @@ def load_data(features: Path, faces: Path) -> dict[str, np.ndarray]:
         "ids": ids,
         "face": np.array([face_of.get(i, np.nan) for i in ids], dtype=np.float64),
         "split": np.array([split_of(str(i)) for i in ids]),
+        "backbone": data["backbone"],
     }
 
 
@@ -217,10 +222,11 @@ def main() -> int:
     fusion = fit_fusion(data, appearance)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "appearance.tflite").write_bytes(float16)
-    fusion.save(args.out / "fusion.json", {"min_confidence": args.threshold})
+    backbone = str(data["backbone"])  # the service refuses person vectors of another network
+    fusion.save(args.out / "fusion.json", {"min_confidence": args.threshold, "backbone": backbone})
     y_test = data["y"][test]
     card = {
-        "backbone": "efficientnet-lite2-imagenet (frozen; the embedding service's vector of the person crop)",
+        "backbone": f"{backbone} (frozen; the embedding service's vector of the person crop)",
         "head": "Rescaling(30) > Dense(256, relu) > Dropout(0.3) > Dense(1); Adam, class-balanced, early stopping",
         "data": {s: int((data["split"] == s).sum()) for s in ("train", "validation", "calibration", "test")},
         "men_share": round(float(data["y"].mean()), 4),

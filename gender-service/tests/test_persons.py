@@ -4,7 +4,7 @@ import httpx
 import numpy as np
 import pytest
 
-from gender_service.appearance import Fusion, decide
+from gender_service.appearance import Fusion, decide, fitted_backbone
 from gender_service.config import Settings
 
 
@@ -55,3 +55,19 @@ async def test_a_vector_of_the_wrong_size_is_422(client: httpx.AsyncClient, sett
         pytest.skip("no appearance model (make train-gender)")
     response = await client.post("/persons", json={"persons": [{"face": None, "vector": [0.1, 0.2]}]})
     assert response.status_code == 422 and "1280" in response.json()["detail"]
+
+
+async def test_vectors_of_another_network_are_422(client: httpx.AsyncClient, settings: Settings) -> None:
+    """Lite0 and Lite2 features have the same size: the network's name is what tells them apart."""
+    if not settings.appearance_model.exists():
+        pytest.skip("no appearance model (make train-gender)")
+    fitted = fitted_backbone(settings.fusion)
+    assert fitted, "the appearance model names the network it was fitted on"
+    vector = (np.ones(1280) / np.sqrt(1280)).tolist()
+    persons = [{"face": None, "vector": vector}]
+    refused = await client.post("/persons", json={"persons": persons, "backbone": "some-other-network"})
+    assert refused.status_code == 422
+    assert fitted in refused.json()["detail"] and "make train-gender" in refused.json()["detail"]
+    for backbone in (fitted, ""):  # "": a client that does not say (older gateways) is trusted
+        answered = await client.post("/persons", json={"persons": persons, "backbone": backbone})
+        assert answered.status_code == 200, answered.text

@@ -133,6 +133,11 @@ class PersonEvidence(BaseModel):
 
 class PersonsRequest(BaseModel):
     persons: list[PersonEvidence] = Field(max_length=64)
+    backbone: str = Field(
+        default="",
+        description="The network whose features the person vectors are (EmbedResponse.backbone); an "
+        "appearance model fitted on another network's refuses them",
+    )
 
 
 class PersonsResponse(BaseModel):
@@ -166,6 +171,10 @@ class EmbedResponse(BaseModel):
     vector_model: str = Field(
         description="What made the vectors, with digests of the weights: vectors of different "
         "vector_model are not comparable (the index keeps it per product as embedding_model)"
+    )
+    backbone: str = Field(
+        default="",
+        description="The network whose features `backbone` holds, e.g. efficientnet-lite0-imagenet",
     )
     dim: int
     items: list[CropEmbedding]
