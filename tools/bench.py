@@ -28,11 +28,11 @@ import uvloop
 
 from gateway.config import Settings
 from gateway.pipeline import for_detector
-from shared.clients import DetectorClient, GenderClient
-from shared.images import decode_image
+from shared.clients import DetectorClient, EmbeddingClient, GenderClient
+from shared.images import crop_normalised, decode_image, encode_jpeg, resize_max_side
 from tools.eval_gender import sent_heads, timed_gender
 from tools.reports import write_report
-from tools.stack import ROOT, Stack, index_count, reachable, run_ingestion, running
+from tools.stack import ROOT, Stack, index_count, other_model_products, reachable, run_ingestion, running
 
 T = TypeVar("T")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -115,6 +115,7 @@ async def measure(
         cached = await measure_cache(client, url, photos, blobs, rounds)
     return {
         "services_alone": await measure_services(services, photos, blobs, rounds),
+        "embedding_alone": await measure_embedding(services, photos, blobs, rounds),
         "sequential": summary(sequential),
         f"concurrency_{concurrency}": {
             **summary(concurrent),
@@ -171,6 +172,58 @@ async def measure_services(
             for persons in sorted(detect)
         ],
         "gender_per_person": summary(per_person),
+    }
+
+
+async def photo_crops(detector: DetectorClient, blob: bytes, settings: Settings) -> list[bytes]:
+    """The crops /recommend embeds for a photo: each garment region and each person, cut from the
+    photo and sized as the gateway cuts them."""
+    image = decode_image(blob)
+    found = await detector.detect(for_detector(image, settings)[1])
+    boxes = [r.box for r in found.regions] + [p.box for p in found.persons]
+    return [
+        encode_jpeg(resize_max_side(crop_normalised(image, box), settings.crop_side), quality=90)
+        for box in boxes
+    ]
+
+
+async def measure_embedding(
+    services: dict[str, str], photos: list[Path], blobs: dict[Path, bytes], rounds: int, batch: int = 32
+) -> dict[str, Any]:
+    """The embedding service called directly with the photos' crops, nothing else running: one
+    crop per request (latency per crop), each photo's crops in one request as /recommend sends
+    them (per crop: the request's time over its crops), and all of them in batches of ``batch``
+    (throughput)."""
+    settings = Settings()
+    detector = DetectorClient("detector", services["detector-service"], 120.0)
+    embedding = EmbeddingClient("embedding", services["embedding-service"], 120.0)
+    try:
+        crops = {photo: await photo_crops(detector, blobs[photo], settings) for photo in photos}
+        every = [crop for photo in photos for crop in crops[photo]]
+        await embedding.embed(every[:batch])  # warm-up
+        alone: list[float] = []
+        per_crop_in_photo: list[float] = []
+        for _ in range(rounds):
+            for photo in photos:
+                for crop in crops[photo]:
+                    alone.append((await timed(embedding.embed([crop])))[0])
+                if crops[photo]:
+                    ms, _ = await timed(embedding.embed(crops[photo]))
+                    per_crop_in_photo.append(ms / len(crops[photo]))
+        started = time.perf_counter()
+        for _ in range(rounds):
+            for start in range(0, len(every), batch):
+                await embedding.embed(every[start : start + batch])
+        seconds = time.perf_counter() - started
+    finally:
+        await detector.aclose()
+        await embedding.aclose()
+    return {
+        "crops": len(every),
+        "one_crop_per_request": summary(alone),
+        "per_crop_in_photo_request": summary(per_crop_in_photo),
+        "batch": batch,
+        "batched_crops_per_second": round(rounds * len(every) / seconds, 1),
     }
 
 
@@ -246,6 +299,16 @@ def markdown(result: dict[str, Any]) -> str:
         f"p50 {per_person['p50_ms']} ms, "
         f"p95 {per_person['p95_ms']} ms.",
     ]
+    embedded = result["embedding_alone"]
+    lines += [
+        "",
+        f"Embedding service alone, with the {embedded['crops']} crops /recommend embeds for these photos "
+        "(garments and persons): one crop per request p50 "
+        f"{embedded['one_crop_per_request']['p50_ms']} ms (p95 {embedded['one_crop_per_request']['p95_ms']}); "
+        "each photo's crops in one request, as /recommend sends them: p50 "
+        f"{embedded['per_crop_in_photo_request']['p50_ms']} ms per crop; in batches of {embedded['batch']}: "
+        f"{embedded['batched_crops_per_second']} crops/s.",
+    ]
     cache = result["cache"]
     lines += [
         "",
@@ -273,7 +336,7 @@ def stack_for(catalog: Path) -> Iterator[Stack]:
         return
     stack = Stack(env={"GATEWAY_CATALOG_DIR": str(catalog)})
     with running(stack):
-        if index_count(stack.url("index-service")) == 0:
+        if index_count(stack.url("index-service")) == 0 or other_model_products(stack):
             run_ingestion(stack, catalog)
         yield stack
 
@@ -294,7 +357,9 @@ def main() -> int:
     photos = sorted(p for p in args.queries.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     with stack_for(args.catalog.resolve()) as stack:
         products = index_count(stack.url("index-service"))
-        services = {name: stack.url(name) for name in ("detector-service", "gender-service")}
+        services = {
+            name: stack.url(name) for name in ("detector-service", "gender-service", "embedding-service")
+        }
         # the gateway's clients run on uvloop inside the gateway (uvicorn picks it); so do they here
         result = uvloop.run(measure(stack.url("gateway"), services, photos, args.rounds, args.concurrency))
     result.update(

@@ -174,6 +174,16 @@ def index_count(url: str) -> int:
     return int(response.json()["count"])
 
 
+def other_model_products(stack: Stack) -> int:
+    """How many indexed products have vectors of another model than the embedding service's (a
+    backbone or projection changed since they were ingested): their vectors no longer compare."""
+    current = httpx.get(f"{stack.url('embedding-service')}/readyz", timeout=10.0).json()["vector_model"]
+    facets = httpx.get(f"{stack.url('index-service')}/facets", timeout=60.0)
+    facets.raise_for_status()
+    made_by = facets.json()["counts"].get("embedding_model", {})
+    return sum(count for model, count in made_by.items() if model != current)
+
+
 def run_ingestion(stack: Stack, catalog: Path, limit: int | None = None) -> int:
     from gateway.ingest import ingest, log_report
 
@@ -196,8 +206,15 @@ def command_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     with running(stack):
         count = index_count(stack.url("index-service"))
+        stale = other_model_products(stack)
         if count == 0:
             logger.info("the index is empty: ingesting the catalog", extra={"catalog": str(catalog)})
+            run_ingestion(stack, catalog)
+        elif stale:
+            logger.info(
+                "the index holds products embedded by another model: ingesting the catalog again",
+                extra={"catalog": str(catalog), "products_of_other_models": stale},
+            )
             run_ingestion(stack, catalog)
         else:
             logger.info("index already holds products", extra={"count": count})
