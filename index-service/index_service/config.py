@@ -61,8 +61,9 @@ class Settings(ServiceSettings):
         default=RESCORE_OVERSAMPLING,
         ge=0,
         description="int8: the best k times this many candidates by their int8 vectors are rescored with "
-        "the original vectors, each a random read from disk (a store larger than the page cache waits for "
-        "them); 0: the int8 scores are final, no disk reads, slightly lower recall (make bench-index)",
+        "the original vectors, each a random read from disk unless cached; 0: the int8 scores are final "
+        "(make bench-index, 1M products, new queries, ef 128: rescored p99 7.6 ms, recall@10 0.984; "
+        "not rescored p99 2.9 ms, recall@10 0.952)",
     )
     read_only: bool = Field(default=False, description="Refuse writes: a replica serving a copy of the store")
     restore_snapshot: Path | None = Field(
