@@ -141,4 +141,3 @@ async def test_a_head_trained_on_another_network_is_refused(tmp_path: Path) -> N
     model = EmbeddingModel(Settings(backbone_path=BACKBONE, head_path=other))
     with pytest.raises(ValueError, match=r"trained on efficientnet-lite2-imagenet.*make train-classifier"):
         model.load()
-
