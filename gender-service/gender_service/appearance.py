@@ -75,6 +75,15 @@ class Fusion:
         return None
 
 
+def with_prior(p_men: tuple[float, str] | None, fitted: float, wanted: float) -> tuple[float, str] | None:
+    """A probability calibrated where a share ``fitted`` of the persons were men, for persons of
+    whom a share ``wanted`` are men (Bayes: the prior's log-odds swapped)."""
+    if p_men is None:
+        return None
+    p, source = p_men
+    return sigmoid(logit(p) - logit(fitted) + logit(wanted)), source
+
+
 def fitted_backbone(fusion: Path) -> str:
     """The network whose features the appearance head was fitted on ("" if the file predates it)."""
     return str(json.loads(fusion.read_text()).get("backbone", ""))

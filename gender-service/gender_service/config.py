@@ -61,6 +61,14 @@ class Settings(ServiceSettings):
         default=Path(__file__).parent / "assets" / "fusion.json",
         description="Calibration and fusion parameters fitted with the appearance head",
     )
+    men_share: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Share of men expected among the persons of the photos: the calibration was fitted on "
+        "the catalog's own share (fusion.json prior, 0.71 in the demo catalog), which would otherwise "
+        "lean every unsure answer towards its majority",
+    )
     min_person_confidence: float = Field(
         default=0.75,
         ge=0.5,

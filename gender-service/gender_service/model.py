@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gender_service.appearance import AppearanceModel, Fusion, decide, fitted_backbone
+from gender_service.appearance import AppearanceModel, Fusion, decide, fitted_backbone, with_prior
 from gender_service.blazeface import FULL_RANGE, SHORT_RANGE, Face, FaceDetector
 from gender_service.config import Settings
 from gender_service.tflite import FACE_DETECTOR_FILE, HEAD_DETECTOR_FILE, TFLiteModel
@@ -152,6 +152,7 @@ class GenderModel:
         for index, person in enumerate(request.persons):
             face_p = person.face.p_men if person.face is not None else None
             evidence = self.fusion.p_men(face_p, appearance.get(index))
+            evidence = with_prior(evidence, self.fusion.prior, self.settings.men_share)
             genders.append(decide(evidence, self.settings.min_person_confidence))
         return PersonsResponse(persons=genders)
 

@@ -4,7 +4,7 @@ import httpx
 import numpy as np
 import pytest
 
-from gender_service.appearance import Fusion, decide, fitted_backbone
+from gender_service.appearance import Fusion, decide, fitted_backbone, with_prior
 from gender_service.config import Settings
 
 
@@ -71,3 +71,13 @@ async def test_vectors_of_another_network_are_422(client: httpx.AsyncClient, set
     for backbone in (fitted, ""):  # "": a client that does not say (older gateways) is trusted
         answered = await client.post("/persons", json={"persons": persons, "backbone": backbone})
         assert answered.status_code == 200, answered.text
+
+
+def test_answers_are_moved_from_the_catalogs_share_of_men_to_the_expected_one() -> None:
+    """Calibrated on a catalog of 71% men, an answer that says no more than that prior is an even
+    chance among persons half of whom are men, and a Woman seen at 0.2 is surer than the catalog said."""
+    p, source = with_prior((0.71, "appearance"), fitted=0.71, wanted=0.5) or (0.0, "")
+    assert abs(p - 0.5) < 1e-9 and source == "appearance"
+    assert (with_prior((0.2, "face"), fitted=0.71, wanted=0.5) or (1.0, ""))[0] < 0.2
+    assert with_prior((0.8, "face"), fitted=0.5, wanted=0.5) == (0.8, "face")
+    assert with_prior(None, fitted=0.71, wanted=0.5) is None
