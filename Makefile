@@ -144,7 +144,7 @@ features:
 # Retrains the head that ships in the embedding service (small, committed, reproducible).
 train-classifier: install models $(FEATURES) $(VIEWS)
 	$(VENV)/embedding-service/bin/python -m embedding_service.train_head --features $(FEATURES) --views $(VIEWS) \
-	  --backbone $(EMBEDDING_BACKBONE) --output $(EMBEDDING_HEAD)
+	  --output $(EMBEDDING_HEAD)
 
 # The gender appearance head (TFLite float16), its calibration and fusion with the face: small and
 # committed; `make run` retrains them when they are missing.

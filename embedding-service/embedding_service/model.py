@@ -34,14 +34,6 @@ def backbone_facts(session: Any) -> tuple[str, int]:
     return name, side if isinstance(side, int) else LEGACY_INPUT_SIZE
 
 
-def backbone_name(path: Path) -> str:
-    """The network of the ONNX export at ``path`` (what a head trained on its features must name)."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return backbone_facts(session)[0]
-
-
 def file_digest(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()[:10]
 

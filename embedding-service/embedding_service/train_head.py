@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from embedding_service.head import ClassifierHead, LinearHead
-from embedding_service.model import backbone_name
 from shared.contracts import Category
+from shared.features import network_of
 
 logger = logging.getLogger("embedding-service")
 MIN_ARTICLE_EXAMPLES = 15
@@ -111,9 +111,10 @@ def _held_out_metrics(
     }
 
 
-def train(features: Path, views_path: Path | None, backbone: str) -> tuple[ClassifierHead, dict[str, object]]:
-    """A head for the features of ``backbone`` (the network's name, which the service checks)."""
+def train(features: Path, views_path: Path | None) -> tuple[ClassifierHead, dict[str, object]]:
+    """A head for the features' network (named in the file; the service checks the name)."""
     data = np.load(features, allow_pickle=False)
+    backbone = network_of(data, features)
     labelled = data["categories"] != ""
     ids = data["product_ids"][labelled]
     test = held_out(ids)
@@ -176,10 +177,9 @@ def main() -> int:
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--views", type=Path, default=None, help="distorted views to learn from as well")
-    parser.add_argument("--backbone", type=Path, required=True, help="the ONNX export that made the features")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    head, card = train(args.features, args.views, backbone_name(args.backbone))
+    head, card = train(args.features, args.views)
     head.save(args.output)
     card_path = args.output.with_suffix(".json")
     card_path.write_text(json.dumps(card, indent=2) + "\n")

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from gender_service.appearance import Fusion, logit
+from shared.features import network_of
 
 logger = logging.getLogger("gender-service")
 FEATURE_SCALE = 30.0  # unit-length embeddings have small components; scale before the dense layer
@@ -41,10 +42,7 @@ def split_of(product_id: str) -> str:
 
 def load_data(features: Path, faces: Path) -> dict[str, np.ndarray]:
     data = np.load(features, allow_pickle=False)
-    if "backbone" not in data.files:
-        raise SystemExit(
-            f"{features} does not name the network of its vectors: make it again (make features)"
-        )
+    backbone = network_of(data, features)
     keep = data["has_person"] & np.isin(data["genders"], ["Men", "Women"])
     ids = data["product_ids"][keep]
     face_table = np.load(faces, allow_pickle=False)
@@ -55,7 +53,7 @@ def load_data(features: Path, faces: Path) -> dict[str, np.ndarray]:
         "ids": ids,
         "face": np.array([face_of.get(i, np.nan) for i in ids], dtype=np.float64),
         "split": np.array([split_of(str(i)) for i in ids]),
-        "backbone": data["backbone"],
+        "backbone": np.array(backbone),
     }
 
 
