@@ -27,9 +27,9 @@ import httpx
 import uvloop
 
 from gateway.config import Settings
-from gateway.pipeline import for_detector
+from gateway.pipeline import crop_jpeg, for_detector
 from shared.clients import DetectorClient, EmbeddingClient, GenderClient
-from shared.images import crop_normalised, decode_image, encode_jpeg, resize_max_side
+from shared.images import decode_image
 from tools.eval_gender import sent_heads, timed_gender
 from tools.reports import write_report
 from tools.stack import ROOT, Stack, index_count, other_model_products, reachable, run_ingestion, running
@@ -181,10 +181,7 @@ async def photo_crops(detector: DetectorClient, blob: bytes, settings: Settings)
     image = decode_image(blob)
     found = await detector.detect(for_detector(image, settings)[1])
     boxes = [r.box for r in found.regions] + [p.box for p in found.persons]
-    return [
-        encode_jpeg(resize_max_side(crop_normalised(image, box), settings.crop_side), quality=90)
-        for box in boxes
-    ]
+    return [crop_jpeg(image, box, settings) for box in boxes]
 
 
 async def measure_embedding(

@@ -14,15 +14,14 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from gateway.catalog import CatalogRow, read_catalog
 from gateway.config import Settings
-from gateway.pipeline import analysis_copy
+from gateway.pipeline import analysis_copy, crop_jpeg
 from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, IndexClient
 from shared.contracts import CATEGORY_REGION, CropEmbedding, DetectResponse, IndexPoint, Region
-from shared.images import ImageError, crop_normalised, decode_image, encode_jpeg, resize_max_side
+from shared.images import ImageError, decode_image
 
 logger = logging.getLogger("gateway")
 
@@ -86,14 +85,11 @@ class CatalogEmbedder:
             analysis = await asyncio.to_thread(analysis_copy, image, self.settings)
             detection = await self.detector.detect(analysis)
             box, on_model = product_box(detection, row)
-            product = await asyncio.to_thread(self._crop_jpeg, image, box)
+            product = await asyncio.to_thread(crop_jpeg, image, box, self.settings)
             person = None
             if self.person_crops and detection.persons:
-                person = await asyncio.to_thread(self._crop_jpeg, image, detection.persons[0].box)
+                person = await asyncio.to_thread(crop_jpeg, image, detection.persons[0].box, self.settings)
             return Cropped(product, on_model, person)
-
-    def _crop_jpeg(self, image: np.ndarray, box: list[float]) -> bytes:
-        return encode_jpeg(resize_max_side(crop_normalised(image, box), self.settings.crop_side))
 
     async def embed_rows(self, rows: Sequence[CatalogRow], failed: dict[str, str]) -> list[EmbeddedProduct]:
         """Embed a batch; rows whose image cannot be read or cropped are recorded in ``failed``."""

@@ -305,10 +305,7 @@ class Recommender:
         return [hit.product.category for hit in (await self.clients.index.search(request)).hits]
 
     def _crops(self, image: np.ndarray, boxes: list[list[float]]) -> list[bytes]:
-        return [
-            encode_jpeg(resize_max_side(crop_normalised(image, box), self.settings.crop_side), quality=90)
-            for box in boxes
-        ]
+        return [crop_jpeg(image, box, self.settings) for box in boxes]
 
     async def _embed(self, crops: list[bytes]) -> tuple[list[CropEmbedding], str, str]:
         """The crops' embeddings, the name of the model that made their vectors and the network
@@ -387,6 +384,12 @@ def for_detector(image: np.ndarray, settings: Settings) -> tuple[np.ndarray, byt
     the JPEG of it that the detector is sent."""
     scaled = resize_max_side(image, settings.analysis_side)
     return scaled, encode_jpeg(scaled, quality=90)
+
+
+def crop_jpeg(image: np.ndarray, box: list[float], settings: Settings) -> bytes:
+    """What the embedding service is sent for a box: cut from the photo, at most ``crop_side``
+    pixels on its longer side."""
+    return encode_jpeg(resize_max_side(crop_normalised(image, box), settings.crop_side), quality=90)
 
 
 def analysis_copy(image: np.ndarray, settings: Settings) -> bytes:
