@@ -19,7 +19,8 @@ class Settings(ServiceSettings):
     model_threads: int = Field(
         default=2,
         ge=1,
-        description="Threads each LiteRT interpreter uses (one request at a time gets them all)",
+        description="Threads of the LiteRT interpreters that serve a request running alone; "
+        "requests running at the same time get one thread each",
     )
     work_side: int = Field(default=640, ge=128, description="Longer side the image is resized to for pose")
     min_person_height: float = Field(
@@ -49,6 +50,7 @@ class Settings(ServiceSettings):
     yolo_class_map: str = Field(
         default="{}", description='JSON map from YOLO class names to categories, e.g. {"shirt": "topwear"}'
     )
+    max_batch: int = Field(default=32, ge=1, description="Most images in one /detect/batch request")
     max_upload_bytes: int = Field(default=DEFAULT_MAX_BYTES, description="Largest accepted upload")
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, description="Largest accepted image area")
 

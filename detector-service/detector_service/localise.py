@@ -99,7 +99,9 @@ class Localiser:
         self.skin = np.zeros(image.shape[:2], dtype=bool)  # set by layout, once the face is known
         self._smooth: np.ndarray | None = None
 
-    def layout(self, lm: Landmarks) -> PersonLayout:
+    def layout(self, lm: Landmarks, colours: bool = True) -> PersonLayout:
+        """The person's garment regions; ``colours`` names each region's colour (skippable where the
+        caller knows it, as catalog ingestion does)."""
         face = self._face_from_landmarks(lm)
         self.skin = skin_mask(self.image, face)
         torso = self._torso_length(lm)
@@ -117,7 +119,7 @@ class Localiser:
                 lower.box[3],
             ]
             regions.append(RegionBox(Region.full, clip_box(full), min(upper.score, lower.score)))
-        for region in regions:
+        for region in regions if colours else []:
             region.colour = self._garment_colour(region.box)
         return PersonLayout(
             box=self._person_box(lm, face),

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 
 from detector_service.config import Settings
 from detector_service.model import DetectorModel
-from shared.contracts import DetectResponse
+from shared.contracts import DetectBatchResponse, DetectResponse
 from shared.images import decode_image
 from shared.logs import configure_logging
-from shared.service import analyse_upload, create_pooled_app, require_ready
+from shared.service import analyse_upload, analyse_uploads, create_pooled_app, require_ready
 
 SERVICE = "detector-service"
+ColoursQuery = Annotated[
+    bool, Query(description="Name each garment region's colour; false skips it (catalog ingestion)")
+]
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -33,17 +37,41 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(require_ready)],
         summary="Persons and garment regions (normalised boxes)",
     )
-    async def detect(request: Request, image: Annotated[UploadFile, File()]) -> DetectResponse:
+    async def detect(
+        request: Request, image: Annotated[UploadFile, File()], colours: ColoursQuery = True
+    ) -> DetectResponse:
         return await analyse_upload(
             request,
             image,
-            model.predict,
+            functools.partial(model.predict, colours=colours),
             decode=decode_image,
             operation="detect",
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,
             at_least=settings.work_side,
         )
+
+    @app.post(
+        "/detect/batch",
+        response_model=DetectBatchResponse,
+        dependencies=[Depends(require_ready)],
+        summary="/detect for several images in one request (multipart field `images`, repeated)",
+    )
+    async def detect_batch(
+        request: Request, images: Annotated[list[UploadFile], File()], colours: ColoursQuery = True
+    ) -> DetectBatchResponse:
+        items = await analyse_uploads(
+            request,
+            images,
+            functools.partial(model.predict_many, colours=colours),
+            decode=decode_image,
+            operation="detect",
+            max_count=settings.max_batch,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_pixels,
+            at_least=settings.work_side,
+        )
+        return DetectBatchResponse(items=items)
 
     return app
 

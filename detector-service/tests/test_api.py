@@ -139,3 +139,30 @@ async def test_garment_colours_come_from_the_garment_pixels(client: httpx.AsyncC
     colours = {r["region"]: r["colour"] for r in body["regions"]}
     assert colour_family(colours["upper"]) == "white"  # a white top
     assert colour_family(colours["lower"]) == "blue"  # blue jeans
+
+
+async def test_colours_false_gives_the_same_regions_without_colours(client: httpx.AsyncClient) -> None:
+    photo = {"image": ("p.png", dev_photo("ootd_model_model_8.png"))}
+    named = (await client.post("/detect", files=photo)).json()
+    plain = (await client.post("/detect", params={"colours": "false"}, files=photo)).json()
+    assert [r["box"] for r in plain["regions"]] == [r["box"] for r in named["regions"]]
+    assert all(r["colour"] is None for r in plain["regions"])
+    assert all(r["colour"] is not None for r in named["regions"])
+
+
+async def test_batch_answers_each_photo_as_detect_does(client: httpx.AsyncClient) -> None:
+    photos = [dev_photo("ootd_model_model_8.png"), _jpeg(np.full((300, 200, 3), 240, np.uint8))]
+    singles = [(await client.post("/detect", files={"image": ("p", photo)})).json() for photo in photos]
+    files = [("images", (f"p{i}", photo)) for i, photo in enumerate(photos)]
+    batch = await client.post("/detect/batch", files=files)
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["items"] == singles
+    assert len(singles[0]["persons"]) == 1 and singles[1]["persons"] == []
+
+
+async def test_batch_names_the_photo_it_cannot_read_and_caps_its_size(client: httpx.AsyncClient) -> None:
+    good = _jpeg(np.zeros((64, 64, 3), np.uint8))
+    broken = await client.post("/detect/batch", files=[("images", ("a", good)), ("images", ("b", b"nope"))])
+    assert broken.status_code == 400 and "image 1" in broken.json()["detail"]
+    too_many = await client.post("/detect/batch", files=[("images", (f"{i}", good)) for i in range(33)])
+    assert too_many.status_code == 413

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 
 from embedding_service.config import Settings
 from embedding_service.model import EmbeddingModel
@@ -43,11 +44,18 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(require_ready)],
         summary="Embed a batch of crops (multipart field `images`, repeated)",
     )
-    async def embed(request: Request, images: Annotated[list[UploadFile], File()]) -> EmbedResponse:
+    async def embed(
+        request: Request,
+        images: Annotated[list[UploadFile], File()],
+        colours: Annotated[
+            bool,
+            Query(description="Name each crop's dominant colour; false skips it (catalog ingestion)"),
+        ] = True,
+    ) -> EmbedResponse:
         items = await analyse_uploads(
             request,
             images,
-            model.predict,
+            functools.partial(model.predict, colours=colours),
             decode=decode_image,
             operation="embed",
             max_count=settings.max_crops,

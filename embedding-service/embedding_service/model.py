@@ -138,7 +138,8 @@ class EmbeddingModel:
         """(N, 1280) L2-normalised average-pooled features."""
         return self.embed_outputs(crops)["features"]
 
-    def predict(self, crops: list[np.ndarray]) -> list[CropEmbedding]:
+    def predict(self, crops: list[np.ndarray], colours: bool = True) -> list[CropEmbedding]:
+        """Vector, classes and (with ``colours``) the dominant colour of each crop."""
         outputs = self.embed_outputs(crops)
         features = outputs["features"]
         classes = self.head.classify(features) if self.head else [({}, [])] * len(crops)
@@ -147,7 +148,7 @@ class EmbeddingModel:
         for crop, vector, feature, (categories, articles) in zip(
             crops, vectors, features, classes, strict=True
         ):
-            colour, share = crop_colour(crop)
+            colour, share = crop_colour(crop) if colours else (None, None)
             results.append(
                 CropEmbedding(
                     vector=json_floats(vector),

@@ -40,6 +40,14 @@ async def test_batch_in_batch_out_with_unit_vectors(client: httpx.AsyncClient) -
     assert body["items"][0]["colour"] == "Red"
 
 
+async def test_colours_false_gives_the_same_vectors_without_colours(client: httpx.AsyncClient) -> None:
+    files = [("images", ("c.jpg", _jpeg(_solid((200, 20, 30))), "image/jpeg"))]
+    named = (await client.post("/embed", files=files)).json()["items"][0]
+    plain = (await client.post("/embed", params={"colours": "false"}, files=files)).json()["items"][0]
+    assert plain["vector"] == named["vector"]
+    assert (plain["colour"], plain["colour_score"]) == (None, None)
+
+
 async def test_catalog_products_get_their_category(client: httpx.AsyncClient) -> None:
     """A top, shoes, jeans and a watch from the catalog the head was trained on."""
     if not (CATALOG / "images").exists():

@@ -262,22 +262,23 @@ class CachedEmbeddings:
         self.vector_model = ""  # learnt from the service's answers
         self.backbone = ""  # likewise (the cached items do not hold it)
 
-    async def embed(self, crops: Sequence[bytes]) -> EmbedResponse:
+    async def embed(self, crops: Sequence[bytes], colours: bool = True) -> EmbedResponse:
+        """``colours``: as the service's; an entry cached without its colour is fetched again."""
         if not self.vector_model:  # a replica starting: the name its peers learnt, if any
             known = (await self.cache.get_many("embedding", [MODEL_KEY]))[0]
             self.vector_model = known.decode() if known else ""
         model = self.vector_model
         keys = [_crop_key(model, crop) for crop in crops]
         items = [_parse(CropEmbedding, v) for v in await self.cache.get_many("embedding", keys)]
-        missing = [i for i, item in enumerate(items) if item is None]
+        missing = [i for i, item in enumerate(items) if item is None or (colours and item.colour is None)]
         served_by = "cache"
         if missing:
-            fetched = await self.inner.embed([crops[i] for i in missing])
+            fetched = await self.inner.embed([crops[i] for i in missing], colours)
             if fetched.vector_model != model:
                 self.vector_model = fetched.vector_model
                 await self.cache.set_many({MODEL_KEY: fetched.vector_model.encode()}, GENERATION_TTL_S)
                 if len(missing) < len(crops):  # the cached ones are of the model before
-                    return await self.embed(crops)
+                    return await self.embed(crops, colours)
                 keys = [_crop_key(fetched.vector_model, crop) for crop in crops]
             served_by = fetched.model
             self.backbone = fetched.backbone

@@ -148,11 +148,18 @@ def _item(candidate: Candidate, category: Category, probability: float) -> Resol
         person=candidate.person,
         category=category,
         article_type=article,
-        colour=candidate.colour or candidate.embedding.colour,
+        colour=_colour(candidate),
         box=candidate.box,
         score=round(candidate.score * probability, 4),
         vector=candidate.embedding.vector,
     )
+
+
+def _colour(candidate: Candidate) -> str:
+    colour = candidate.colour or candidate.embedding.colour
+    if colour is None:
+        raise ValueError("the crop was embedded without its colour (colours=false)")
+    return colour
 
 
 def gender_filter(label: GenderLabel) -> list[str] | None:

@@ -24,6 +24,7 @@ from shared.contracts import (
     Category,
     CountResponse,
     CropEmbedding,
+    DetectBatchResponse,
     DetectResponse,
     EmbedResponse,
     FaceGender,
@@ -70,6 +71,7 @@ class Downstream:
     extra_regions: list[RegionDetection] = field(default_factory=list)
     person_vectors: list[list[float] | None] = field(default_factory=list)
     person_vectors_backbone: str = ""  # the network the gateway said the person vectors are of
+    detected: list[int] = field(default_factory=list)  # images per /detect or /detect/batch call
     embedded: list[int] = field(default_factory=list)  # crops per /embed call
     heads: list[int] = field(default_factory=list)  # head crops per /heads call
     vector_model: str = "stand-in@0"  # what the embedding stand-in says made its vectors
@@ -103,7 +105,17 @@ def detector_app(state: Downstream) -> FastAPI:
     @app.post("/detect")
     async def detect(image: Annotated[UploadFile, File()]) -> DetectResponse:
         state.check("detector")
-        size = Image.open(io.BytesIO(await image.read())).size
+        state.detected.append(1)
+        return detection(await image.read())
+
+    @app.post("/detect/batch")
+    async def detect_batch(images: Annotated[list[UploadFile], File()]) -> DetectBatchResponse:
+        state.check("detector")
+        state.detected.append(len(images))
+        return DetectBatchResponse(items=[detection(await image.read()) for image in images])
+
+    def detection(data: bytes) -> DetectResponse:
+        size = Image.open(io.BytesIO(data)).size
         person = PersonDetection(
             box=[0.2, 0.0, 0.8, 1.0],
             face_box=[0.4, 0.02, 0.6, 0.15],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import signal
 import socket
@@ -18,11 +19,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.cache import LruStore
+from gateway.cache import Cache, CachedEmbeddings, CacheMetrics, LruStore
 from gateway.config import Settings
 from gateway.main import build_app
+from shared.contracts import CropEmbedding, EmbedResponse
 from shared.testing import running_app
 from tests.conftest import Downstream, jpeg, stand_in_clients
 
@@ -306,3 +309,27 @@ async def test_an_unreachable_redis_leaves_requests_uncached(downstream: Downstr
         for _ in range(2):
             assert (await recommend(client))["cached"] is False
         assert await metric(client, "gateway_cache_errors_total", operation="get") >= 1
+
+
+async def test_a_crop_cached_without_its_colour_is_embedded_again_when_the_colour_is_wanted() -> None:
+    calls: list[tuple[int, bool]] = []
+
+    class Service:
+        async def embed(self, crops: list[bytes], colours: bool = True) -> EmbedResponse:
+            calls.append((len(crops), colours))
+            item = CropEmbedding(
+                vector=[1.0, 0.0],
+                category_scores={},
+                article_types=[],
+                colour="Red" if colours else None,
+                colour_score=0.9 if colours else None,
+            )
+            return EmbedResponse(model="m", vector_model="vm", dim=2, items=[item] * len(crops))
+
+    cache = Cache(LruStore(16), CacheMetrics(CollectorRegistry()), logging.getLogger("test"), retry_s=1.0)
+    embeddings = CachedEmbeddings(Service(), cache, ttl_s=60)  # type: ignore[arg-type]
+    assert (await embeddings.embed([b"crop"], colours=False)).items[0].colour is None
+    assert (await embeddings.embed([b"crop"], colours=False)).items[0].colour is None
+    assert (await embeddings.embed([b"crop"])).items[0].colour == "Red"
+    assert (await embeddings.embed([b"crop"], colours=False)).items[0].colour == "Red"
+    assert calls == [(1, False), (1, True)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from gateway.catalog import CatalogRow
 from gateway.config import Settings
-from gateway.ingest import CatalogEmbedder
+from gateway.ingest import DETECT_BATCH, CatalogEmbedder
 from shared.contracts import Category
 from tests.conftest import Downstream, jpeg, stand_in_clients
 
@@ -44,6 +44,19 @@ async def test_batches_come_in_catalog_order_with_unreadable_images_reported(tmp
     assert batches == [["0", "1", "2"], ["4", "5"], ["6"]]
     assert list(failed) == ["3"] and "ImageError" in failed["3"]
     assert downstream.embedded == [3, 2, 1]  # one embedding call per batch
+    assert downstream.detected == [3, 2, 1]  # one detector call per batch (of at most DETECT_BATCH)
+
+
+async def test_a_batch_larger_than_a_detector_request_is_split(tmp_path: Path) -> None:
+    downstream = Downstream()
+    clients = stand_in_clients(downstream)
+    embedder = CatalogEmbedder(tmp_path, clients.detector, clients.embedding, Settings())
+    rows = _catalog(tmp_path, DETECT_BATCH + 3, set())
+    embedded = await embedder.embed_rows(rows, {})
+    await clients.aclose()
+    assert [p.row.product_id for p in embedded] == [row.product_id for row in rows]
+    assert sorted(downstream.detected) == [3, DETECT_BATCH]
+    assert all(p.on_model for p in embedded)  # each photo got its own answer (a person in each)
 
 
 async def test_stopping_early_leaves_no_cropping_behind(tmp_path: Path) -> None:

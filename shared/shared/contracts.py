@@ -93,6 +93,10 @@ class DetectResponse(BaseModel):
     regions: list[RegionDetection]
 
 
+class DetectBatchResponse(BaseModel):
+    items: list[DetectResponse] = Field(description="One per image, in the order they were sent")
+
+
 # --- gender-service ---------------------------------------------------------------------------
 
 
@@ -162,8 +166,8 @@ class CropEmbedding(BaseModel):
     )
     category_scores: dict[Category, float] = Field(description="Empty when no classifier head is loaded")
     article_types: list[ArticleTypeScore] = Field(description="Most likely article types, best first")
-    colour: str
-    colour_score: float = Field(description="Share of garment pixels of that colour")
+    colour: str | None = Field(description="Dominant colour; null when the caller asked for none")
+    colour_score: float | None = Field(description="Share of garment pixels of that colour")
 
 
 class EmbedResponse(BaseModel):

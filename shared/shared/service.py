@@ -277,6 +277,7 @@ async def analyse_uploads(
     max_count: int,
     max_bytes: int,
     max_pixels: int,
+    at_least: int | None = None,
 ) -> T:
     """``analyse_upload`` for a batch of images in one request: 413 past ``max_count`` images, and
     an image that cannot be decoded is named by its position."""
@@ -288,7 +289,7 @@ async def analyse_uploads(
         images = []
         for index, blob in enumerate(blobs):
             try:
-                images.append(decode(blob, max_bytes=max_bytes, max_pixels=max_pixels))
+                images.append(decode(blob, max_bytes=max_bytes, max_pixels=max_pixels, at_least=at_least))
             except ImageError as exc:
                 raise type(exc)(f"image {index}: {exc}") from exc
         return images
