@@ -16,10 +16,10 @@ import numpy as np
 
 from detector_service.blazepose import PoseLandmarker
 from detector_service.config import Settings
-from detector_service.localise import Landmarks, Localiser, PersonLayout, foreground_box
+from detector_service.localise import Landmarks, Localiser, PersonLayout
 from detector_service.persons import BodyDetection, PersonDetector
 from detector_service.yolo import YoloGarments
-from shared.boxes import box_iou
+from shared.boxes import box_iou, foreground_box
 from shared.contracts import (
     CATEGORY_REGION,
     REGION_CATEGORIES,

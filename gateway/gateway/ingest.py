@@ -20,13 +20,16 @@ from tqdm import tqdm
 from gateway.catalog import CatalogRow, read_catalog
 from gateway.config import Settings
 from gateway.pipeline import crop_jpeg, for_detector
+from shared.boxes import foreground_box
 from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, IndexClient
 from shared.contracts import CATEGORY_REGION, CropEmbedding, DetectResponse, IndexPoint, Region
-from shared.images import ImageError, decode_image
+from shared.images import ImageError, decode_image, resize_max_side
 
 logger = logging.getLogger("gateway")
 DETECT_BATCH = 8  # photos per detector request
 JPEG_MAGIC = b"\xff\xd8\xff"
+FOREGROUND_SIDE = 320  # pixels enough to box a product on a plain background
+Loaded = tuple[np.ndarray, bytes | None]  # a decoded photo, and its copy for the detector
 
 
 @dataclass
@@ -82,27 +85,33 @@ class CatalogEmbedder:
 
     async def crop(self, row: CatalogRow) -> Cropped:
         """JPEGs of the product's own region (and of its wearer), and whether a person showed it."""
-        image, analysis = await self._load(row)
-        detection = (await self.detector.detect_many([analysis], colours=False))[0]
-        return await asyncio.to_thread(self._cut, row, image, detection)
+        loaded = await self._load(row)
+        detection = (await self._detect([(row, loaded)]))[0]
+        return await asyncio.to_thread(self._cut, row, loaded[0], detection)
 
     async def embed_rows(self, rows: Sequence[CatalogRow], failed: dict[str, str]) -> list[EmbeddedProduct]:
         """Embed a batch; rows whose image cannot be read or cropped are recorded in ``failed``."""
         return await self._embed_cropped(await self._crop_rows(rows, failed))
 
-    async def _load(self, row: CatalogRow) -> tuple[np.ndarray, bytes]:
-        """The product photo, and the copy of it the detector is sent."""
+    def _needs_detector(self, row: CatalogRow) -> bool:
+        """Whether the detector can tell more than the photo's foreground: a person whose region of
+        the product's category can be cut (or, with ``person_crops``, any person)."""
+        region = CATEGORY_REGION.get(row.category) if row.category else None
+        return self.person_crops or region not in (None, Region.product)
+
+    async def _load(self, row: CatalogRow) -> Loaded:
+        """The product photo, and the copy of it the detector is sent (if it needs one)."""
         async with self._slots:
             data = await asyncio.to_thread((self.catalog_dir / row.image).read_bytes)
-            return await asyncio.to_thread(_with_analysis_copy, data, self.settings)
+            return await asyncio.to_thread(
+                _with_analysis_copy, data, self.settings, self._needs_detector(row)
+            )
 
     async def _crop_rows(
         self, rows: Sequence[CatalogRow], failed: dict[str, str]
     ) -> list[tuple[CatalogRow, Cropped]]:
-        """Photos are sent to the detector a few to a request (the per-request work of both sides
-        was a tenth of the detector's time per catalog photo), several requests at once."""
         results = await asyncio.gather(*(self._load(row) for row in rows), return_exceptions=True)
-        loaded: list[tuple[CatalogRow, tuple[np.ndarray, bytes]]] = []
+        loaded: list[tuple[CatalogRow, Loaded]] = []
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, ImageError | OSError):
                 failed[row.product_id] = f"{type(result).__name__}: {result}"
@@ -110,14 +119,7 @@ class CatalogEmbedder:
                 raise result
             else:
                 loaded.append((row, result))
-        chunks = [loaded[start : start + DETECT_BATCH] for start in range(0, len(loaded), DETECT_BATCH)]
-        answers = await asyncio.gather(
-            *(
-                self.detector.detect_many([analysis for _, (_, analysis) in chunk], colours=False)
-                for chunk in chunks
-            )
-        )
-        detections = [detection for answer in answers for detection in answer]
+        detections = await self._detect(loaded)
 
         def cut_all() -> list[tuple[CatalogRow, Cropped]]:
             return [
@@ -127,11 +129,32 @@ class CatalogEmbedder:
 
         return await asyncio.to_thread(cut_all)
 
-    def _cut(self, row: CatalogRow, image: np.ndarray, detection: DetectResponse) -> Cropped:
-        box, on_model = product_box(detection, row)
+    async def _detect(self, loaded: Sequence[tuple[CatalogRow, Loaded]]) -> list[DetectResponse | None]:
+        """The detector's answer for each photo that was given an analysis copy, None for the
+        others. Photos go a few to a request (the per-request work of both sides was a tenth of the
+        detector's time per catalog photo), several requests at once."""
+        sent = [(index, analysis) for index, (_, (_, analysis)) in enumerate(loaded) if analysis is not None]
+        chunks = [sent[start : start + DETECT_BATCH] for start in range(0, len(sent), DETECT_BATCH)]
+        answers = await asyncio.gather(
+            *(
+                self.detector.detect_many([analysis for _, analysis in chunk], colours=False)
+                for chunk in chunks
+            )
+        )
+        detections: list[DetectResponse | None] = [None] * len(loaded)
+        for chunk, answer in zip(chunks, answers, strict=True):
+            for (index, _), detection in zip(chunk, answer, strict=True):
+                detections[index] = detection
+        return detections
+
+    def _cut(self, row: CatalogRow, image: np.ndarray, detection: DetectResponse | None) -> Cropped:
+        if detection is None:
+            box, on_model = foreground_box(resize_max_side(image, FOREGROUND_SIDE)), False
+        else:
+            box, on_model = product_box(detection, row)
         product = crop_jpeg(image, box, self.settings)
         person = None
-        if self.person_crops and detection.persons:
+        if self.person_crops and detection is not None and detection.persons:
             person = crop_jpeg(image, detection.persons[0].box, self.settings)
         return Cropped(product, on_model, person)
 
@@ -177,10 +200,13 @@ class CatalogEmbedder:
             cropping.cancel()
 
 
-def _with_analysis_copy(data: bytes, settings: Settings) -> tuple[np.ndarray, bytes]:
-    """The decoded photo, and what the detector is sent: the file itself when it is a JPEG small
-    enough to need no resizing (the detector decodes it as this did), else ``for_detector``'s copy."""
+def _with_analysis_copy(data: bytes, settings: Settings, wanted: bool) -> Loaded:
+    """The decoded photo, and (when ``wanted``) what the detector is sent: the file itself when it
+    is a JPEG small enough to need no resizing (the detector decodes it as this did), else
+    ``for_detector``'s copy."""
     image = decode_image(data)
+    if not wanted:
+        return image, None
     if data.startswith(JPEG_MAGIC) and max(image.shape[:2]) <= settings.analysis_side:
         return image, data
     return image, for_detector(image, settings)[1]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from gateway.catalog import CatalogRow
 from gateway.config import Settings
@@ -69,3 +73,32 @@ async def test_stopping_early_leaves_no_cropping_behind(tmp_path: Path) -> None:
     await clients.aclose()
     assert [p.row.product_id for p in first] == ["0", "1"]
     assert downstream.embedded == [2]
+
+
+async def test_a_product_without_a_body_region_is_cut_to_its_foreground_without_the_detector(
+    tmp_path: Path,
+) -> None:
+    canvas = np.full((300, 200, 3), 250, np.uint8)
+    canvas[100:200, 50:150] = (30, 60, 160)  # a bag on a plain background
+    Image.fromarray(canvas).save(tmp_path / "bag.jpg", quality=95)
+    bag = CatalogRow(
+        product_id="bag",
+        image="bag.jpg",
+        gender="Women",
+        category=None,  # the catalog does not say (a bag, a watch, a belt)
+        article_type="Handbags",
+        colour=None,
+        name=None,
+        usage=None,
+    )
+    downstream = Downstream()
+    clients = stand_in_clients(downstream)
+    cropped = await CatalogEmbedder(tmp_path, clients.detector, clients.embedding, Settings()).crop(bag)
+    assert downstream.detected == [] and cropped.on_model is False
+    assert Image.open(io.BytesIO(cropped.product)).size == (108, 112)  # the bag, 2% margin
+    gender_training = CatalogEmbedder(
+        tmp_path, clients.detector, clients.embedding, Settings(), person_crops=True
+    )
+    assert (await gender_training.crop(bag)).person is not None  # persons are looked for in every photo
+    await clients.aclose()
+    assert downstream.detected == [1]

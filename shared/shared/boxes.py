@@ -31,3 +31,40 @@ def box_centre(box: Sequence[float]) -> tuple[float, float]:
 
 def contains(box: Sequence[float], point: Sequence[float]) -> bool:
     return bool(box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3])
+
+
+def foreground_box(image: np.ndarray, threshold: float = 30.0) -> list[float]:
+    """Box of what differs from the border colour: the product on a plain or flat-lay background.
+
+    Falls back to the whole image when the background is not uniform enough to tell.
+    """
+    height, width = image.shape[:2]
+    border = max(1, min(height, width) // 50)
+    edges = np.concatenate(
+        [
+            image[:border].reshape(-1, 3),
+            image[-border:].reshape(-1, 3),
+            image[:, :border].reshape(-1, 3),
+            image[:, -border:].reshape(-1, 3),
+        ]
+    ).astype(np.float64)
+    background = np.median(edges, axis=0)
+    if np.median(np.linalg.norm(edges - background, axis=1)) > threshold:
+        return [0.0, 0.0, 1.0, 1.0]
+    distance = np.linalg.norm(image.astype(np.float64) - background, axis=2)
+    foreground = distance > threshold
+    if foreground.mean() < 0.01:
+        return [0.0, 0.0, 1.0, 1.0]
+    rows = np.flatnonzero(foreground.mean(axis=1) > 0.01)
+    cols = np.flatnonzero(foreground.mean(axis=0) > 0.01)
+    if rows.size == 0 or cols.size == 0:
+        return [0.0, 0.0, 1.0, 1.0]
+    pad_x, pad_y = 0.02 * width, 0.02 * height
+    return clip_box(
+        [
+            (cols[0] - pad_x) / width,
+            (rows[0] - pad_y) / height,
+            (cols[-1] + 1 + pad_x) / width,
+            (rows[-1] + 1 + pad_y) / height,
+        ]
+    )
