@@ -151,7 +151,10 @@ class Recommender:
             timings.measure("crop", self.pool.run(self._crops, image, boxes)),
             timings.measure("gender", self._heads(heads, degraded)),
         )
-        embedded, vector_model, backbone = await timings.measure("embed", self._embed(crops))
+        # the detector names a garment's colour from its mask pixels (preferred, see items._colour);
+        # the embedding service is asked only where it did not
+        colours = any(r.colour is None for r in regions)
+        embedded, vector_model, backbone = await timings.measure("embed", self._embed(crops, colours))
         candidates = [
             Candidate(
                 person=r.person,
@@ -307,13 +310,13 @@ class Recommender:
     def _crops(self, image: np.ndarray, boxes: list[list[float]]) -> list[bytes]:
         return [crop_jpeg(image, box, self.settings) for box in boxes]
 
-    async def _embed(self, crops: list[bytes]) -> tuple[list[CropEmbedding], str, str]:
-        """The crops' embeddings, the name of the model that made their vectors and the network
-        whose features they hold."""
+    async def _embed(self, crops: list[bytes], colours: bool) -> tuple[list[CropEmbedding], str, str]:
+        """The crops' embeddings (with ``colours``, their colours named), the name of the model
+        that made their vectors and the network whose features they hold."""
         if not crops:
             return [], "", ""
         try:
-            answer = await self.clients.embedding.embed(crops)
+            answer = await self.clients.embedding.embed(crops, colours)
             return answer.items, answer.vector_model, answer.backbone
         except DownstreamError as exc:
             raise Unavailable("embedding", exc.detail) from exc

@@ -73,6 +73,8 @@ class Downstream:
     person_vectors_backbone: str = ""  # the network the gateway said the person vectors are of
     detected: list[int] = field(default_factory=list)  # images per /detect or /detect/batch call
     embedded: list[int] = field(default_factory=list)  # crops per /embed call
+    embed_colours: list[bool] = field(default_factory=list)  # whether each /embed call asked colours
+    region_colour: str | None = None  # what the detector stand-in names its person regions' colour
     heads: list[int] = field(default_factory=list)  # head crops per /heads call
     vector_model: str = "stand-in@0"  # what the embedding stand-in says made its vectors
     index_dim: int = 8  # what the index stand-in says it stores (the embedding stand-in makes 8)
@@ -130,6 +132,8 @@ def detector_app(state: Downstream) -> FastAPI:
             RegionDetection(person=0, region=Region.full, box=[0.25, 0.15, 0.75, 0.85], score=0.9),
             RegionDetection(person=0, region=Region.feet, box=[0.3, 0.85, 0.7, 1.0], score=0.8),
         ]
+        for region in regions:
+            region.colour = state.region_colour
         regions += state.extra_regions
         return DetectResponse(width=size[0], height=size[1], persons=[person], regions=regions)
 
@@ -167,9 +171,10 @@ def embedding_app(state: Downstream) -> FastAPI:
     app = ready_app(dim=8)
 
     @app.post("/embed")
-    async def embed(images: Annotated[list[UploadFile], File()]) -> EmbedResponse:
+    async def embed(images: Annotated[list[UploadFile], File()], colours: bool = True) -> EmbedResponse:
         state.check("embedding")
         state.embedded.append(len(images))
+        state.embed_colours.append(colours)
         items = []
         for index, _ in enumerate(images):
             vector = np.zeros(8)
@@ -181,8 +186,8 @@ def embedding_app(state: Downstream) -> FastAPI:
                     vector=vector.tolist(),
                     category_scores=scores,
                     article_types=[ArticleTypeScore(name="Tops", category=Category.topwear, score=0.8)],
-                    colour="Red",
-                    colour_score=0.8,
+                    colour="Red" if colours else None,
+                    colour_score=0.8 if colours else None,
                 )
             )
         return EmbedResponse(

@@ -241,6 +241,21 @@ async def test_colour_match_filters_by_colour_family(
     assert (await _recommend(client, "?colour=purple")).status_code == 422
 
 
+async def test_colours_the_detector_named_are_not_asked_of_the_embedding_service(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    downstream.region_colour = "Navy Blue"
+    body = (await _recommend(client)).json()
+    assert downstream.embed_colours == [False]
+    assert {i["colour"] for i in body["items"]} == {"Navy Blue"}
+    downstream.extra_regions = [  # a product beside the person: its colour comes from its crop
+        RegionDetection(person=None, region=Region.product, box=[0.0, 0.0, 0.2, 0.2], score=0.7)
+    ]
+    body = (await _recommend(client, "?gender=Men")).json()
+    assert downstream.embed_colours == [False, True]
+    assert [i["colour"] for i in body["items"] if i["person"] is None] == ["Red"]
+
+
 async def test_a_product_region_asks_the_catalog_to_vote_on_its_category(
     client: httpx.AsyncClient, downstream: Downstream
 ) -> None:
