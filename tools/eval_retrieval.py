@@ -39,7 +39,7 @@ from PIL import Image
 
 from gateway.catalog import CatalogRow, read_catalog
 from gateway.config import Settings
-from gateway.ingest import CatalogEmbedder
+from gateway.ingest import CROP_VERSION, CatalogEmbedder
 from gateway.items import gender_filter
 from gateway.main import make_clients
 from gateway.pipeline import RERANK_POOL, VOTE_K, Analysis, Clients, Query, Recommender, Timings
@@ -124,9 +124,11 @@ class CatalogRecommender(Recommender):
 
 
 def crops_dir(catalog: Path) -> Path:
-    # by content, not modification time: a catalog copied or mounted again keeps its crops
+    # by content, not modification time: a catalog copied or mounted again keeps its crops; and by
+    # the way catalog photos are cut
     table = (catalog / "catalog.csv").read_bytes()
-    key = hashlib.sha1(str(catalog.resolve()).encode() + b":" + table).hexdigest()[:12]
+    named = f"{catalog.resolve()}:{CROP_VERSION}:".encode()
+    key = hashlib.sha1(named + table).hexdigest()[:12]
     return ROOT / "data" / "cache" / "crops" / key
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 
 
 def clip_box(box: Sequence[float] | np.ndarray) -> list[float]:
@@ -33,11 +35,20 @@ def contains(box: Sequence[float], point: Sequence[float]) -> bool:
     return bool(box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3])
 
 
-def foreground_box(image: np.ndarray, threshold: float = 30.0) -> list[float]:
-    """Box of what differs from the border colour: the product on a plain or flat-lay background.
+WHOLE_IMAGE = (0.0, 0.0, 1.0, 1.0)
 
-    Falls back to the whole image when the background is not uniform enough to tell.
-    """
+
+def foreground_box(image: np.ndarray, threshold: float = 30.0) -> list[float]:
+    """Box of what differs from the border colour: the product on a plain background, or, when
+    that finds nothing smaller than the photo, laid on a floor, a bed or a table
+    (``textured_foreground_box``); the whole image when nothing stands out."""
+    box = _plain_foreground_box(image, threshold)
+    return textured_foreground_box(image, threshold) if tuple(box) == WHOLE_IMAGE else box
+
+
+def _plain_foreground_box(image: np.ndarray, threshold: float) -> list[float]:
+    """Box of what differs from the border's median colour; the whole image when the border is not
+    uniform or nothing differs."""
     height, width = image.shape[:2]
     border = max(1, min(height, width) // 50)
     edges = np.concatenate(
@@ -50,15 +61,15 @@ def foreground_box(image: np.ndarray, threshold: float = 30.0) -> list[float]:
     ).astype(np.float64)
     background = np.median(edges, axis=0)
     if np.median(np.linalg.norm(edges - background, axis=1)) > threshold:
-        return [0.0, 0.0, 1.0, 1.0]
+        return list(WHOLE_IMAGE)
     distance = np.linalg.norm(image.astype(np.float64) - background, axis=2)
     foreground = distance > threshold
     if foreground.mean() < 0.01:
-        return [0.0, 0.0, 1.0, 1.0]
+        return list(WHOLE_IMAGE)
     rows = np.flatnonzero(foreground.mean(axis=1) > 0.01)
     cols = np.flatnonzero(foreground.mean(axis=0) > 0.01)
     if rows.size == 0 or cols.size == 0:
-        return [0.0, 0.0, 1.0, 1.0]
+        return list(WHOLE_IMAGE)
     pad_x, pad_y = 0.02 * width, 0.02 * height
     return clip_box(
         [
@@ -68,3 +79,69 @@ def foreground_box(image: np.ndarray, threshold: float = 30.0) -> list[float]:
             (rows[-1] + 1 + pad_y) / height,
         ]
     )
+
+
+TEXTURE_SIDE = 128  # pixels enough to box a garment on a textured background
+BACKGROUND_COLOURS = 4  # tiles and grout, wood grain, a patterned sheet
+
+
+def textured_foreground_box(image: np.ndarray, threshold: float = 30.0) -> list[float]:
+    """Box of what differs from every colour of the border: a garment photographed on tiles, wood
+    or a sheet. The border's colours are its k-means centres; the box spans the longest runs of rows
+    and of columns holding foreground (gaps of up to a tenth closed: a stripe may match the floor).
+    The whole image when too little stands out or the runs are slivers."""
+    height, width = image.shape[:2]
+    scale = min(1.0, TEXTURE_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX), dtype=np.float64)
+    rows, cols = small.shape[:2]
+    border = max(1, min(rows, cols) // 25)
+    edges = np.concatenate(
+        [
+            small[:border].reshape(-1, 3),
+            small[-border:].reshape(-1, 3),
+            small[:, :border].reshape(-1, 3),
+            small[:, -border:].reshape(-1, 3),
+        ]
+    )
+    centres = _kmeans_centres(edges, BACKGROUND_COLOURS)
+    distance = np.sqrt(((small[:, :, None, :] - centres[None, None]) ** 2).sum(axis=-1)).min(axis=-1)
+    foreground = distance > threshold
+    if foreground.mean() < 0.02:
+        return list(WHOLE_IMAGE)
+    top, bottom = _longest_run(foreground.mean(axis=1) > 0.05)
+    left, right = _longest_run(foreground.mean(axis=0) > 0.05)
+    if bottom - top < 0.1 * rows or right - left < 0.1 * cols:
+        return list(WHOLE_IMAGE)
+    return clip_box([left / cols - 0.02, top / rows - 0.02, right / cols + 0.02, bottom / rows + 0.02])
+
+
+def _kmeans_centres(pixels: np.ndarray, clusters: int, iterations: int = 10) -> np.ndarray:
+    """k-means centres of (N, 3) colours, started from pixels at evenly spaced ranks of brightness."""
+    ranks = np.linspace(0, len(pixels) - 1, clusters).astype(int)
+    centres = pixels[np.argsort(pixels.sum(axis=1))[ranks]].copy()
+    for _ in range(iterations):
+        nearest = ((pixels[:, None, :] - centres[None]) ** 2).sum(axis=-1).argmin(axis=1)
+        for cluster in range(clusters):
+            members = pixels[nearest == cluster]
+            if len(members):
+                centres[cluster] = members.mean(axis=0)
+    return centres
+
+
+def _longest_run(on: np.ndarray, gap: float = 0.1) -> tuple[int, int]:
+    """(start, end) of the longest run of True, once gaps of up to ``gap`` of the length are closed."""
+    on = on.copy()
+    indices = np.flatnonzero(on)
+    for start, end in itertools.pairwise(indices):
+        if 1 < end - start <= gap * len(on):
+            on[start:end] = True
+    best, start_at = (0, 0), None
+    for index, value in enumerate([*on.tolist(), False]):
+        if value and start_at is None:
+            start_at = index
+        elif not value and start_at is not None:
+            if index - start_at > best[1] - best[0]:
+                best = (start_at, index)
+            start_at = None
+    return best
