@@ -26,7 +26,9 @@ from typing import Any, TypeVar
 import httpx
 import uvloop
 
+from gateway.catalog import read_catalog
 from gateway.config import Settings
+from gateway.ingest import CatalogEmbedder
 from gateway.pipeline import crop_jpeg, for_detector
 from shared.clients import DetectorClient, EmbeddingClient, GenderClient
 from shared.images import decode_image
@@ -85,7 +87,12 @@ def server_ms(response: httpx.Response) -> float:
 
 
 async def measure(
-    gateway: str, services: dict[str, str], photos: list[Path], rounds: int, concurrency: int
+    gateway: str,
+    services: dict[str, str],
+    photos: list[Path],
+    catalog: Path,
+    rounds: int,
+    concurrency: int,
 ) -> dict[str, Any]:
     blobs = {photo: photo.read_bytes() for photo in photos}
     url = f"{gateway}/recommend"
@@ -116,6 +123,7 @@ async def measure(
     return {
         "services_alone": await measure_services(services, photos, blobs, rounds),
         "embedding_alone": await measure_embedding(services, photos, blobs, rounds),
+        "embedding_catalog": await measure_catalog_embedding(services, catalog, rounds),
         "sequential": summary(sequential),
         f"concurrency_{concurrency}": {
             **summary(concurrent),
@@ -231,6 +239,39 @@ async def measure_embedding(
     }
 
 
+async def measure_catalog_embedding(
+    services: dict[str, str], catalog: Path, rounds: int, count: int = 320, batch: int = 32
+) -> dict[str, Any]:
+    """The embedding service called directly with catalog crops as ingestion sends them: batches
+    of ``batch``, colours asked only when a product of the batch has none in the catalog."""
+    detector = DetectorClient("detector", services["detector-service"], 120.0)
+    embedding = EmbeddingClient("embedding", services["embedding-service"], 120.0)
+    try:
+        rows = read_catalog(catalog)[:count]
+        embedder = CatalogEmbedder(catalog, detector, embedding, Settings())
+        crops = [(await embedder.crop(row)).product for row in rows]
+        batches = [
+            (crops[start : start + batch], any(row.colour is None for row in rows[start : start + batch]))
+            for start in range(0, len(crops), batch)
+        ]
+        await embedding.embed(*batches[0])  # warm-up
+        started = time.perf_counter()
+        for _ in range(rounds):
+            for part, colours in batches:
+                await embedding.embed(part, colours)
+        seconds = time.perf_counter() - started
+    finally:
+        await detector.aclose()
+        await embedding.aclose()
+    return {
+        "crops": len(crops),
+        "batch": batch,
+        "with_colours": sum(colours for _, colours in batches),
+        "batches": len(batches),
+        "batched_crops_per_second": round(rounds * len(crops) / seconds, 1),
+    }
+
+
 async def measure_cache(
     client: httpx.AsyncClient, url: str, photos: list[Path], blobs: dict[Path, bytes], rounds: int
 ) -> dict[str, Any]:
@@ -314,6 +355,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"{embedded['per_crop_in_photo_request']['p50_ms']} ms per crop; in batches of {embedded['batch']}: "
         f"{embedded['batched_crops_per_second']} crops/s.",
     ]
+    catalog = result["embedding_catalog"]
+    lines += [
+        "",
+        f"Embedding service alone, with {catalog['crops']} catalog crops as ingestion sends them (batches "
+        f"of {catalog['batch']}, colours asked in {catalog['with_colours']} of {catalog['batches']}: "
+        f"only for products the catalog gives no colour): {catalog['batched_crops_per_second']} crops/s.",
+    ]
     cache = result["cache"]
     lines += [
         "",
@@ -366,7 +414,9 @@ def main() -> int:
             name: stack.url(name) for name in ("detector-service", "gender-service", "embedding-service")
         }
         # the gateway's clients run on uvloop inside the gateway (uvicorn picks it); so do they here
-        result = uvloop.run(measure(stack.url("gateway"), services, photos, args.rounds, args.concurrency))
+        result = uvloop.run(
+            measure(stack.url("gateway"), services, photos, args.catalog, args.rounds, args.concurrency)
+        )
     result.update(
         photos=len(photos),
         queries=str(args.queries),
