@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from shared.images import ImageError, decode_image, resize_max_side
 
 logger = logging.getLogger("gateway")
 DETECT_BATCH = 8  # photos per detector request
+CROP_AHEAD = 2  # batches cropped while one is embedded
 # bumped whenever catalog photos are cut differently, so that crops cached by tools are made again
 CROP_VERSION = 2
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -183,23 +185,31 @@ class CatalogEmbedder:
     async def embed_catalog(
         self, rows: Sequence[CatalogRow], failed: dict[str, str], batch_size: int = 32, progress: bool = True
     ) -> AsyncGenerator[list[EmbeddedProduct], None]:
-        """Batches in catalog order. The next batch is cropped (detector) while this one is embedded
-        and handed over, so that the detector and the embedding service work at the same time
-        rather than in turn."""
+        """Batches in catalog order. The next ``CROP_AHEAD`` batches are cropped (detector) while this
+        one is embedded and handed over, so that the detector and the embedding service work at the
+        same time rather than in turn (two ahead rather than one: a batch that took the detector
+        longer than usual no longer leaves the embedding service waiting)."""
         batches = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
-        if not batches:
-            return
-        cropping = asyncio.create_task(self._crop_rows(batches[0], failed))
+        ahead: deque[asyncio.Task[list[tuple[CatalogRow, Cropped]]]] = deque()
+        waiting = iter(batches)
+
+        def crop_next() -> None:
+            batch = next(waiting, None)
+            if batch is not None:
+                ahead.append(asyncio.create_task(self._crop_rows(batch, failed)))
+
+        for _ in range(CROP_AHEAD):
+            crop_next()
         try:
             with tqdm(total=len(rows), unit="img", disable=not progress, desc="embedding catalog") as bar:
-                for number, batch in enumerate(batches):
-                    kept = await cropping
-                    if number + 1 < len(batches):
-                        cropping = asyncio.create_task(self._crop_rows(batches[number + 1], failed))
+                while ahead:
+                    kept = await ahead.popleft()
+                    crop_next()
                     yield await self._embed_cropped(kept)
-                    bar.update(len(batch))
+                    bar.update(len(kept))
         finally:
-            cropping.cancel()
+            for task in ahead:
+                task.cancel()
 
 
 def _with_analysis_copy(data: bytes, settings: Settings, wanted: bool) -> Loaded:
