@@ -100,6 +100,9 @@ ENGINE_CONFIG_FILE = "edge_config.json"  # written by the engine into every stor
 HNSW = HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000)
 
 
+INT8_QUANTILE = 0.99  # int8's range covers this share of the values: the rare extremes are clipped
+
+
 def engine_config(dim: int, int8: bool, hnsw: bool) -> EdgeConfig:
     """The store's vectors (cosine; with int8, the quantised copy in RAM and the originals on disk)
     and, with ``hnsw``, the graph (make bench-index measures this very configuration)."""
@@ -107,7 +110,7 @@ def engine_config(dim: int, int8: bool, hnsw: bool) -> EdgeConfig:
         size=dim,
         distance=Distance.Cosine,
         on_disk=True if int8 else None,
-        quantization_config=ScalarQuantizationConfig(ScalarType.Int8, quantile=0.99, always_ram=True)
+        quantization_config=ScalarQuantizationConfig(ScalarType.Int8, quantile=INT8_QUANTILE, always_ram=True)
         if int8
         else None,
     )

@@ -18,6 +18,7 @@ from qdrant_client import QdrantClient, models
 from index_service.config import Settings
 from index_service.model import (
     FACET_LIMIT,
+    INT8_QUANTILE,
     KEYWORD_FIELDS,
     SHELF,
     IndexLoadError,
@@ -152,7 +153,9 @@ class ServerIndex:
     def _create(self, client: QdrantClient) -> None:
         quantization = (
             models.ScalarQuantization(
-                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+                scalar=models.ScalarQuantizationConfig(
+                    type=models.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True
+                )
             )
             if self.settings.quantization == "int8"
             else None

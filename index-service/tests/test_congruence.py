@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from index_service.config import Settings
-from index_service.model import VectorIndex
+from index_service.model import INT8_QUANTILE, VectorIndex
 from index_service.server import ServerIndex
 from shared.contracts import (
     IndexPoint,
@@ -88,3 +89,17 @@ def _all_pages(index: VectorIndex | ServerIndex) -> list[ProductPayload]:
         if page.next_offset is None:
             return sorted(seen, key=lambda p: p.product_id)
         offset = page.next_offset
+
+
+def test_both_backends_quantise_to_int8_alike() -> None:
+    """The collection the server backend creates asks for the edge store's int8 settings (the local
+    stand-in ignores quantisation, so the request itself is read)."""
+    asked: dict[str, Any] = {}
+
+    class Recording:
+        def create_collection(self, name: str, **options: Any) -> None:
+            asked.update(options)
+
+    ServerIndex(Settings(qdrant_url=":memory:", vector_dim=DIM, quantization="int8"))._create(Recording())  # type: ignore[arg-type]
+    scalar = asked["quantization_config"].scalar
+    assert scalar.quantile == INT8_QUANTILE and scalar.always_ram is True
