@@ -6,7 +6,7 @@ import numpy as np
 
 from gateway.catalog import CatalogRow
 from shared.contracts import Category
-from tools.eval_retrieval import Catalog
+from tools.eval_retrieval import Catalog, confusion_table
 
 
 def catalog() -> Catalog:
@@ -50,3 +50,17 @@ def test_neighbour_categories_ignore_the_category_and_keep_the_gender() -> None:
     found = catalog().neighbour_categories([1.0, 0.0], ["Women", "Unisex"], k=3)
     assert found == [Category.topwear, Category.topwear]  # rows 2 and 3: the men's are left out
     assert len(catalog().neighbour_categories([1.0, 0.0], None, k=3)) == 3
+
+
+def test_the_confusion_table_shows_the_served_variant_labels_against_named_categories() -> None:
+    confusion = {"dress": {"dress": 3, "topwear": 5}, "topwear": {"topwear": 9, "no item": 1}}
+    report = {
+        "variants": {
+            "raw": {"product_photos": {"category_confusion": {"dress": {"dress": 1}}}},
+            "served": {"product_photos": {"category_confusion": confusion}},
+        }
+    }
+    table = confusion_table(report)
+    assert "| label | dress | no item | topwear |" in table
+    assert "| dress | 3 | 0 | 5 |" in table and "| topwear | 0 | 1 | 9 |" in table
+    assert confusion_table({"variants": {"raw": {"person_photos": {}}}}) == []

@@ -28,6 +28,7 @@ import random
 import shutil
 import sys
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -264,15 +265,18 @@ async def product_photos(
     with (folder / "labels.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))[:limit]
     category_p, family_p, category_right = [], [], []
+    confusion: dict[str, Counter[str]] = defaultdict(Counter)  # labelled -> named category
     for row in rows:
         found = await analyse(recommender, (folder / row["image"]).read_bytes())
+        truth = CONSUMER_CATEGORY.get(row["category"], row["category"])
         if not found.items:
             category_p.append(0.0)
             family_p.append(0.0)
             category_right.append(False)
+            confusion[truth]["no item"] += 1
             continue
         item = max(found.items, key=lambda i: (i.box[2] - i.box[0]) * (i.box[3] - i.box[1]))
-        truth = CONSUMER_CATEGORY.get(row["category"], row["category"])
+        confusion[truth][item.category.value] += 1
         hits = catalog.search(item.vector, item.category, "unknown")
         category_p.append(precision(hits, [c == truth for c in catalog.categories]))
         family = article_family(row["label"])
@@ -283,6 +287,7 @@ async def product_photos(
         f"category_p@{K}": round(float(np.mean(category_p)), 4),
         f"family_p@{K}": round(float(np.mean(family_p)), 4),
         "item_category_accuracy": round(float(np.mean(category_right)), 4),
+        "category_confusion": {truth: dict(named) for truth, named in sorted(confusion.items())},
     }
 
 
@@ -404,6 +409,29 @@ def adopt_projection(report: dict[str, Any]) -> str:
     return f"none adopted: the trained projections win {wins} of {len(DECIDING)} measures"
 
 
+def confusion_table(report: dict[str, Any]) -> list[str]:
+    """The served variant's category for each consumer photo against its label (rows: labels)."""
+    variants = report["variants"]
+    result: dict[str, Any] = variants.get("served") or next(iter(variants.values()), {})
+    confusion = result.get("product_photos", {}).get("category_confusion")
+    if not confusion:
+        return []
+    named = sorted({name for row in confusion.values() for name in row})
+    lines = [
+        "",
+        "Consumer photos, category named (columns) against the label (rows), variant "
+        f"{'served' if 'served' in variants else next(iter(variants))}:",
+        "",
+        "| label | " + " | ".join(named) + " |",
+        "|---" * (len(named) + 1) + "|",
+    ]
+    lines += [
+        f"| {truth} | " + " | ".join(str(row.get(name, 0)) for name in named) + " |"
+        for truth, row in confusion.items()
+    ]
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Retrieval evaluation",
@@ -441,6 +469,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{people['item_colour_family_accuracy']}, article family right {people['item_article_family_accuracy']}; "
             f"distorted products given an item of their category {result['distorted'].get('item_of_its_category')}"
         )
+    lines += confusion_table(report)
     lines += [
         "",
         "catalog crops/s: the embedding service end to end (decode, backbone, heads; colours only for "
