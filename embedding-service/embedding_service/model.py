@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,9 @@ class EmbeddingModel:
         self.vector_model = ""
         self.backbone = LEGACY_BACKBONE_NAME
         self.input_size = LEGACY_INPUT_SIZE
+        # colours are named while onnxruntime runs, whose two threads leave a core half idle on a
+        # small batch (in-process, per crop with colours: one crop 13.3 -> 11.3 ms, five 10.4 -> 9.1)
+        self._colourist = ThreadPoolExecutor(1, thread_name_prefix="colours")
 
     @property
     def name(self) -> str:
@@ -140,15 +144,16 @@ class EmbeddingModel:
 
     def predict(self, crops: list[np.ndarray], colours: bool = True) -> list[CropEmbedding]:
         """Vector, classes and (with ``colours``) the dominant colour of each crop."""
+        named = self._colourist.submit(lambda: [crop_colour(crop) for crop in crops]) if colours else None
         outputs = self.embed_outputs(crops)
         features = outputs["features"]
         classes = self.head.classify(features) if self.head else [({}, [])] * len(crops)
         vectors = self.projection.apply(self.projection.input_of(outputs)) if self.projection else features
         results = []
-        for crop, vector, feature, (categories, articles) in zip(
-            crops, vectors, features, classes, strict=True
+        unnamed: list[tuple[str | None, float | None]] = [(None, None)] * len(crops)
+        for vector, feature, (categories, articles), (colour, share) in zip(
+            vectors, features, classes, named.result() if named else unnamed, strict=True
         ):
-            colour, share = crop_colour(crop) if colours else (None, None)
             results.append(
                 CropEmbedding(
                     vector=json_floats(vector),
