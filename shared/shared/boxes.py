@@ -46,19 +46,23 @@ def foreground_box(image: np.ndarray, threshold: float = 30.0) -> list[float]:
     return textured_foreground_box(image, threshold) if tuple(box) == WHOLE_IMAGE else box
 
 
+def border_pixels(image: np.ndarray, width: int) -> np.ndarray:
+    """(N, 3) pixels of the strips ``width`` pixels wide along the image's four edges."""
+    return np.concatenate(
+        [
+            image[:width].reshape(-1, 3),
+            image[-width:].reshape(-1, 3),
+            image[:, :width].reshape(-1, 3),
+            image[:, -width:].reshape(-1, 3),
+        ]
+    )
+
+
 def _plain_foreground_box(image: np.ndarray, threshold: float) -> list[float]:
     """Box of what differs from the border's median colour; the whole image when the border is not
     uniform or nothing differs."""
     height, width = image.shape[:2]
-    border = max(1, min(height, width) // 50)
-    edges = np.concatenate(
-        [
-            image[:border].reshape(-1, 3),
-            image[-border:].reshape(-1, 3),
-            image[:, :border].reshape(-1, 3),
-            image[:, -border:].reshape(-1, 3),
-        ]
-    ).astype(np.float64)
+    edges = border_pixels(image, max(1, min(height, width) // 50)).astype(np.float64)
     background = np.median(edges, axis=0)
     if np.median(np.linalg.norm(edges - background, axis=1)) > threshold:
         return list(WHOLE_IMAGE)
@@ -95,15 +99,7 @@ def textured_foreground_box(image: np.ndarray, threshold: float = 30.0) -> list[
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX), dtype=np.float64)
     rows, cols = small.shape[:2]
-    border = max(1, min(rows, cols) // 25)
-    edges = np.concatenate(
-        [
-            small[:border].reshape(-1, 3),
-            small[-border:].reshape(-1, 3),
-            small[:, :border].reshape(-1, 3),
-            small[:, -border:].reshape(-1, 3),
-        ]
-    )
+    edges = border_pixels(small, max(1, min(rows, cols) // 25))
     centres = _kmeans_centres(edges, BACKGROUND_COLOURS)
     distance = np.sqrt(((small[:, :, None, :] - centres[None, None]) ** 2).sum(axis=-1)).min(axis=-1)
     foreground = distance > threshold

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from shared.boxes import border_pixels
 from shared.vocabulary import colour_family
 
 # Reference sRGB values for the catalog's baseColour names.
@@ -162,7 +163,7 @@ def garment_pixels(crop: np.ndarray) -> np.ndarray:
     """RGB pixels of a garment crop likely to be garment: the centre, less skin and the plain
     background (when the border is uniform)."""
     small = np.asarray(Image.fromarray(crop).resize((48, 48), Image.Resampling.BOX), dtype=np.float64)
-    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    border = border_pixels(small, 1)
     background = np.median(border, axis=0)
     uniform_border = np.median(np.linalg.norm(border - background, axis=1)) < 18
     centre = small[7:41, 7:41].reshape(-1, 3)

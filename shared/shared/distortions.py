@@ -12,6 +12,8 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
+from shared.boxes import border_pixels
+
 
 def distort(image: Image.Image, rng: random.Random) -> Image.Image:
     """One distorted view: clutter behind, a crop and rescale, a small rotation and perspective,
@@ -97,7 +99,7 @@ def clutter(width: int, height: int, rng: random.Random) -> Image.Image:
 def on_clutter(image: Image.Image, rng: random.Random) -> Image.Image:
     """The product (what differs from its plain, near-white border) pasted onto clutter."""
     pixels = np.asarray(image, dtype=np.int16)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    border = border_pixels(pixels, 1)
     background = np.median(border, axis=0)
     mask = (np.abs(pixels - background).sum(axis=2) > 40).astype(np.uint8) * 255
     if mask.mean() < 0.05 * 255:
