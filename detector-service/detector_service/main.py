@@ -5,19 +5,16 @@ from __future__ import annotations
 import functools
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Request, UploadFile
 
 from detector_service.config import Settings
 from detector_service.model import DetectorModel
 from shared.contracts import DetectBatchResponse, DetectResponse
 from shared.images import decode_image
 from shared.logs import configure_logging
-from shared.service import analyse_upload, analyse_uploads, create_pooled_app, require_ready
+from shared.service import ColoursQuery, analyse_upload, analyse_uploads, create_pooled_app, require_ready
 
 SERVICE = "detector-service"
-ColoursQuery = Annotated[
-    bool, Query(description="Name each garment region's colour; false skips it (catalog ingestion)")
-]
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Request, UploadFile
 
 from embedding_service.config import Settings
 from embedding_service.model import EmbeddingModel
 from shared.contracts import EmbedResponse
 from shared.images import decode_image
 from shared.logs import configure_logging
-from shared.service import analyse_uploads, create_pooled_app, require_ready
+from shared.service import ColoursQuery, analyse_uploads, create_pooled_app, require_ready
 
 SERVICE = "embedding-service"
 
@@ -47,10 +47,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     async def embed(
         request: Request,
         images: Annotated[list[UploadFile], File()],
-        colours: Annotated[
-            bool,
-            Query(description="Name each crop's dominant colour; false skips it (catalog ingestion)"),
-        ] = True,
+        colours: ColoursQuery = True,
     ) -> EmbedResponse:
         items = await analyse_uploads(
             request,

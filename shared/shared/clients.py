@@ -38,6 +38,11 @@ M = TypeVar("M", bound=BaseModel)
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+def _colours_params(colours: bool) -> dict[str, str]:
+    """The query of a /detect or /embed call: the services name colours unless told not to."""
+    return {} if colours else {"colours": "false"}
+
+
 class NotFound(LookupError):
     """The downstream answered 404: what was asked for does not exist (the detail says what)."""
 
@@ -134,14 +139,16 @@ class DetectorClient(ServiceClient):
     async def detect(self, image: bytes, colours: bool = True) -> DetectResponse:
         """``colours=False``: the regions come without their colour names (cheaper)."""
         files = {"image": ("image.jpg", image, "image/jpeg")}
-        params = {} if colours else {"colours": "false"}
-        return await self._parse(DetectResponse, "POST", "/detect", files=files, params=params)
+        return await self._parse(
+            DetectResponse, "POST", "/detect", files=files, params=_colours_params(colours)
+        )
 
     async def detect_many(self, images: Sequence[bytes], colours: bool = True) -> list[DetectResponse]:
         """``detect`` for several images in one request, answers in the same order."""
         files = [("images", (f"image{i}.jpg", image, "image/jpeg")) for i, image in enumerate(images)]
-        params = {} if colours else {"colours": "false"}
-        answer = await self._parse(DetectBatchResponse, "POST", "/detect/batch", files=files, params=params)
+        answer = await self._parse(
+            DetectBatchResponse, "POST", "/detect/batch", files=files, params=_colours_params(colours)
+        )
         if len(answer.items) != len(images):
             raise DownstreamError(self.name, f"answered {len(answer.items)} of {len(images)} images")
         return answer.items
@@ -161,8 +168,9 @@ class EmbeddingClient(ServiceClient):
     async def embed(self, crops: Sequence[bytes], colours: bool = True) -> EmbedResponse:
         """``colours=False``: the items come without their colour names (cheaper)."""
         files = [("images", (f"crop{i}.jpg", crop, "image/jpeg")) for i, crop in enumerate(crops)]
-        params = {} if colours else {"colours": "false"}
-        return await self._parse(EmbedResponse, "POST", "/embed", files=files, params=params)
+        return await self._parse(
+            EmbedResponse, "POST", "/embed", files=files, params=_colours_params(colours)
+        )
 
 
 class IndexClient(ServiceClient):

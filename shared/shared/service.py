@@ -13,10 +13,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import pydantic_core
-from fastapi import FastAPI, HTTPException, Request, UploadFile
+from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -33,6 +33,13 @@ T = TypeVar("T")
 D = TypeVar("D")  # a decoded image: an array or a PIL image
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# the detector's and the embedding service's switch for colour naming (the clients send it)
+ColoursQuery = Annotated[
+    bool,
+    Query(
+        description="Name each garment's dominant colour; false skips it (catalog ingestion: the catalog names them)"
+    ),
+]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
