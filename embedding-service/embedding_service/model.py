@@ -150,9 +150,11 @@ class EmbeddingModel:
         classes = self.head.classify(features) if self.head else [({}, [])] * len(crops)
         vectors = self.projection.apply(self.projection.input_of(outputs)) if self.projection else features
         results = []
-        unnamed: list[tuple[str | None, float | None]] = [(None, None)] * len(crops)
+        names: list[tuple[str | None, float | None]] = (
+            named.result() if named else [(None, None)] * len(crops)
+        )
         for vector, feature, (categories, articles), (colour, share) in zip(
-            vectors, features, classes, named.result() if named else unnamed, strict=True
+            vectors, features, classes, names, strict=True
         ):
             results.append(
                 CropEmbedding(
