@@ -18,8 +18,8 @@ import platform
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -199,6 +199,20 @@ async def embed_as_sent(embedding: EmbeddingClient, crops: list[tuple[bytes, boo
     await embedding.embed([crop for crop, _ in crops], colours=any(needed for _, needed in crops))
 
 
+@asynccontextmanager
+async def detector_and_embedding(
+    services: dict[str, str],
+) -> AsyncIterator[tuple[DetectorClient, EmbeddingClient]]:
+    """Clients of the detector (to cut crops) and of the embedding service, closed after."""
+    detector = DetectorClient("detector", services["detector-service"], 120.0)
+    embedding = EmbeddingClient("embedding", services["embedding-service"], 120.0)
+    try:
+        yield detector, embedding
+    finally:
+        await detector.aclose()
+        await embedding.aclose()
+
+
 async def measure_embedding(
     services: dict[str, str], photos: list[Path], blobs: dict[Path, bytes], rounds: int, batch: int = 32
 ) -> dict[str, Any]:
@@ -207,9 +221,7 @@ async def measure_embedding(
     them (per crop: the request's time over its crops), and all of them in batches of ``batch``
     (throughput)."""
     settings = Settings()
-    detector = DetectorClient("detector", services["detector-service"], 120.0)
-    embedding = EmbeddingClient("embedding", services["embedding-service"], 120.0)
-    try:
+    async with detector_and_embedding(services) as (detector, embedding):
         crops = {photo: await photo_crops(detector, blobs[photo], settings) for photo in photos}
         every = [crop for photo in photos for crop in crops[photo]]
         await embed_as_sent(embedding, every[:batch])  # warm-up
@@ -227,9 +239,6 @@ async def measure_embedding(
             for start in range(0, len(every), batch):
                 await embed_as_sent(embedding, every[start : start + batch])
         seconds = time.perf_counter() - started
-    finally:
-        await detector.aclose()
-        await embedding.aclose()
     return {
         "crops": len(every),
         "one_crop_per_request": summary(alone),
@@ -244,9 +253,7 @@ async def measure_catalog_embedding(
 ) -> dict[str, Any]:
     """The embedding service called directly with catalog crops as ingestion sends them: batches
     of ``batch``, colours asked only when a product of the batch has none in the catalog."""
-    detector = DetectorClient("detector", services["detector-service"], 120.0)
-    embedding = EmbeddingClient("embedding", services["embedding-service"], 120.0)
-    try:
+    async with detector_and_embedding(services) as (detector, embedding):
         rows = read_catalog(catalog)[:count]
         embedder = CatalogEmbedder(catalog, detector, embedding, Settings())
         crops = [(await embedder.crop(row)).product for row in rows]
@@ -260,9 +267,6 @@ async def measure_catalog_embedding(
             for part, colours in batches:
                 await embedding.embed(part, colours)
         seconds = time.perf_counter() - started
-    finally:
-        await detector.aclose()
-        await embedding.aclose()
     return {
         "crops": len(crops),
         "batch": batch,
