@@ -32,7 +32,8 @@ def distort(image: Image.Image, rng: random.Random) -> Image.Image:
 def crop_and_scale(image: Image.Image, rng: random.Random) -> Image.Image:
     width, height = image.size
     keep = rng.uniform(0.7, 1.0)
-    crop_w, crop_h = max(8, int(width * keep)), max(8, int(height * rng.uniform(keep, 1.0)))
+    crop_w = min(width, max(8, int(width * keep)))  # a sliver of a crop is kept whole
+    crop_h = min(height, max(8, int(height * rng.uniform(keep, 1.0))))
     left, top = rng.randint(0, width - crop_w), rng.randint(0, height - crop_h)
     cropped = image.crop((left, top, left + crop_w, top + crop_h))
     scale = rng.uniform(0.6, 1.6)
