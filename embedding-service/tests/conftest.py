@@ -13,6 +13,7 @@ from shared.testing import running_app
 ROOT = Path(__file__).resolve().parents[2]
 BACKBONE = ROOT / "models" / "embedding" / "efficientnet_lite0.onnx"
 CATALOG = ROOT.parent / "shared" / "catalog" / "myntra"
+TAIL = ROOT / "embedding-service" / "embedding_service" / "assets" / "backbone-tail.npz"
 
 
 @pytest.fixture
