@@ -14,7 +14,8 @@ the head convolution, about 1.9M weights) is then trained in torch on them:
 Batch normalisation keeps ImageNet's statistics. The products make eval measures retrieval on
 (shared.splits) are never seen; on them the card reports view-to-crop recall of the descriptor
 before and after. Output: the tail's weights in float16 (assets/backbone-tail.npz, with its card),
-which embedding_service.export puts over ImageNet's.
+which embedding_service.export puts over ImageNet's. No tail ships: the one measured best found
+distorted products better but lost a dev photo's dress (README, Retrieval quality).
 
     python -m embedding_service.finetune --crops data/cache/crops/<key> \
         --output embedding_service/assets/backbone-tail.npz
