@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import json
 import logging
-import random
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,50 +34,43 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from embedding_service.export import NETWORKS, gem, pretrained
 from embedding_service.preprocess import to_input
-from shared.distortions import distort
+from embedding_service.views import view_pixels
 from shared.splits import retrieval_held_out
 
 logger = logging.getLogger("embedding-service")
 TAIL_FROM = 13  # blocks from here on, and the head convolution, are trained
-VIEW_SEED = 1000  # view v of crop i is drawn from VIEW_SEED + i * 16 + v (views.py uses i * 16 + v)
+VIEW_SEED = 1000  # views other than those of embedding_service.views (seeds from 0)
 TEMPERATURE = 0.05
 CACHE_VERSION = 1
 
 
-class Trunk:
-    """The frozen part of the network (torch modules), with the pooled block the descriptor keeps."""
+def trunk_module(net: Any, descriptor_blocks: tuple[int, int]) -> Any:
+    """The frozen part of ``net`` (stem, blocks before TAIL_FROM) as a module giving its last
+    feature map and the pooled early block the descriptor keeps."""
+    import torch
 
-    def __init__(self, net: Any, descriptor_blocks: tuple[int, int]) -> None:
-        self.net = net
-        self.early_block = min(descriptor_blocks)
-        if self.early_block >= TAIL_FROM or max(descriptor_blocks) < TAIL_FROM:
-            raise ValueError("the tail must hold the late descriptor block and not the early one")
+    early_block = min(descriptor_blocks)
+    if early_block >= TAIL_FROM or max(descriptor_blocks) < TAIL_FROM:
+        raise ValueError("the tail must hold the late descriptor block and not the early one")
 
-    def module(self) -> Any:
-        import torch
+    class TrunkModule(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
 
-        early_block = self.early_block
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x = self.net._swish(self.net._bn0(self.net._conv_stem(image)))
+            early = x
+            for index, block in enumerate(self.net._blocks[:TAIL_FROM]):
+                x = block(x)
+                if index == early_block:
+                    early = gem(x)
+            return x, early
 
-        class TrunkModule(torch.nn.Module):
-            def __init__(self, net: Any) -> None:
-                super().__init__()
-                self.net = net
-
-            def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                net = self.net
-                x = net._swish(net._bn0(net._conv_stem(image)))
-                early = x
-                for index, block in enumerate(net._blocks[:TAIL_FROM]):
-                    x = block(x)
-                    if index == early_block:
-                        early = gem(x)
-                return x, early
-
-        return TrunkModule(self.net)
+    return TrunkModule()
 
 
 def tail_parameters(net: Any) -> dict[str, Any]:
@@ -102,10 +94,9 @@ def tail_forward(net: Any, x: Any, early: Any) -> tuple[Any, Any]:
 # --- the trunk's outputs, cached ----------------------------------------------------------------
 
 
-def export_trunk(trunk: Trunk, size: int, path: Path) -> None:
+def export_trunk(module: Any, size: int, path: Path) -> None:
     import torch
 
-    module = trunk.module().eval()
     torch.onnx.export(
         module,
         (torch.randn(2, 3, size, size),),
@@ -130,7 +121,9 @@ def trunk_outputs(
     session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
     def batch_input(part: list[tuple[int, int]]) -> np.ndarray:
-        return np.stack(list(pool.map(lambda iv: to_input(view_pixels(crops, *iv), size), part)))
+        return np.stack(
+            list(pool.map(lambda iv: to_input(view_pixels(crops, iv[0], iv[1], VIEW_SEED), size), part))
+        )
 
     batches = [images[start : start + 64] for start in range(0, len(images), 64)]
     trunks: list[np.ndarray] = []
@@ -149,15 +142,8 @@ def trunk_outputs(
     return np.concatenate(trunks), np.concatenate(earlies)
 
 
-def view_pixels(crops: Path, crop: int, view: int) -> np.ndarray:
-    image = Image.open(crops / f"{crop}.jpg").convert("RGB")
-    if view < 0:
-        return np.asarray(image)
-    return np.asarray(distort(image, random.Random(VIEW_SEED + crop * 16 + view)))
-
-
 def cached_trunk_outputs(
-    network: str, crops: Path, wanted: list[tuple[int, int]], cache: Path
+    network: str, net: Any, crops: Path, wanted: list[tuple[int, int]], cache: Path
 ) -> tuple[np.ndarray, np.ndarray]:
     """The trunk's outputs on ``wanted`` (see trunk_outputs), kept in ``cache`` by all they depend on."""
     named = json.dumps([CACHE_VERSION, network, TAIL_FROM, str(crops.resolve()), wanted])
@@ -169,7 +155,7 @@ def cached_trunk_outputs(
     cache.mkdir(parents=True, exist_ok=True)
     onnx_path = cache / f"trunk-{key}.onnx"
     shape = NETWORKS[network]
-    export_trunk(Trunk(pretrained(network).eval(), shape.descriptor_blocks), shape.input_size, onnx_path)
+    export_trunk(trunk_module(net, shape.descriptor_blocks).eval(), shape.input_size, onnx_path)
     outputs = trunk_outputs(onnx_path, wanted, crops, shape.input_size)
     onnx_path.unlink()
     np.savez(path, trunk=outputs[0], early=outputs[1])
@@ -323,7 +309,7 @@ def main() -> int:
     rows = [(i, -1) for i in range(len(product_ids))]
     rows += [(i, v) for i in trained for v in range(args.views)] + [(i, 0) for i in held_out]
     net = pretrained(args.network).eval()
-    examples = Examples(*cached_trunk_outputs(args.network, args.crops, rows, args.cache), rows)
+    examples = Examples(*cached_trunk_outputs(args.network, net, args.crops, rows, args.cache), rows)
     images_of = [[examples.row_of[(i, v)] for v in range(-1, args.views)] for i in trained]
     queries = [(i, 0) for i in held_out]
     before = view_recall(net, examples, len(product_ids), queries)

@@ -30,21 +30,22 @@ def view_features(
     """(index of the crop, outputs by name) for ``views`` distorted views of each of the first
     ``count`` crops; view v of crop i is drawn from seed i * 16 + v, so it is the same on every run."""
     wanted = [(i, v) for i in range(count) for v in range(views)]
-    outputs = outputs_in_batches(
-        wanted,
-        lambda i, v: np.asarray(distort(Image.open(crops / f"{i}.jpg"), random.Random(i * 16 + v))),
-        model,
-    )
+    outputs = outputs_in_batches(wanted, lambda i, v: view_pixels(crops, i, v), model)
     return np.array([i for i, _ in wanted]), outputs
 
 
 def crop_outputs(crops: Path, count: int, model: EmbeddingModel) -> dict[str, np.ndarray]:
     """The backbone outputs of the first ``count`` crops themselves."""
-    return outputs_in_batches(
-        [(i, 0) for i in range(count)],
-        lambda i, _: np.asarray(Image.open(crops / f"{i}.jpg").convert("RGB")),
-        model,
-    )
+    return outputs_in_batches([(i, -1) for i in range(count)], lambda i, v: view_pixels(crops, i, v), model)
+
+
+def view_pixels(crops: Path, crop: int, view: int, first_seed: int = 0) -> np.ndarray:
+    """RGB pixels of view ``view`` of crop ``crop``: -1 is the crop itself, view v is distorted
+    from seed ``first_seed + crop * 16 + v``."""
+    image = Image.open(crops / f"{crop}.jpg").convert("RGB")
+    if view < 0:
+        return np.asarray(image)
+    return np.asarray(distort(image, random.Random(first_seed + crop * 16 + view)))
 
 
 def outputs_in_batches(

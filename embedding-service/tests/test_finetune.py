@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from embedding_service.export import NETWORKS, network_name, pooled_module, pretrained, with_tail
-from embedding_service.finetune import Trunk, info_nce, pairs, save, tail_forward, tail_parameters
+from embedding_service.finetune import info_nce, pairs, save, tail_forward, tail_parameters, trunk_module
 
 LITE0 = NETWORKS["efficientnet-lite0"]
 
@@ -28,7 +28,7 @@ def test_trunk_and_tail_compute_the_exported_outputs(net: torch.nn.Module) -> No
     with torch.no_grad():
         features, descriptor = pooled_module(net, LITE0.descriptor_blocks)(image)
         split_features, split_descriptor = tail_forward(
-            net, *Trunk(net, LITE0.descriptor_blocks).module()(image)
+            net, *trunk_module(net, LITE0.descriptor_blocks)(image)
         )
     assert torch.allclose(features, split_features, atol=1e-5)
     assert torch.allclose(descriptor, split_descriptor, atol=1e-5)
