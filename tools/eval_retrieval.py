@@ -43,7 +43,7 @@ from gateway.config import Settings
 from gateway.ingest import CROP_VERSION, CatalogEmbedder
 from gateway.items import gender_filter
 from gateway.main import make_clients
-from gateway.pipeline import RERANK_POOL, VOTE_K, Analysis, Clients, Query, Recommender, Timings
+from gateway.pipeline import VOTE_K, Analysis, Clients, Query, Recommender, Timings, rerank_pool
 from shared.boxes import box_iou
 from shared.clients import DetectorClient, EmbeddingClient
 from shared.contracts import CATEGORIES, Category, GenderLabel
@@ -78,9 +78,11 @@ class Catalog:
         rerank_colour: float = 0.0,
         colour: str | None = None,
         k: int = K,
+        views: list[list[float]] | None = None,
     ) -> list[int]:
         """Row indices of the best k, with the gateway's filters (gender or Unisex, the category),
-        only of ``match_colour``'s family if given, reranked towards ``colour``'s if asked."""
+        only of ``match_colour``'s family if given, reranked towards ``colour``'s if asked; with
+        ``views``, each product scored by its best match to the vector or a view (as the index)."""
         allowed = self.categories == category.value
         genders = gender_filter(gender)
         if genders is not None:
@@ -88,10 +90,11 @@ class Catalog:
         if match_colour is not None:
             wanted = colour_family(match_colour)
             allowed &= np.array([f == wanted for f in self.colour_families])
-        scores = np.where(allowed, self.vectors @ np.asarray(vector, dtype=np.float32), -np.inf)
-        top = [int(i) for i in np.argsort(-scores)[: min(k * RERANK_POOL, 100) if rerank_colour else k]]
+        queries = np.asarray([vector, *(views or [])], dtype=np.float32)
+        scores = np.where(allowed, (self.vectors @ queries.T).max(axis=1), -np.inf)
+        top = [int(i) for i in np.argsort(-scores)[: rerank_pool(k, Settings()) if rerank_colour else k]]
         top = [i for i in top if np.isfinite(scores[i])]
-        if rerank_colour:  # as the gateway does: a bonus for the colour family among 3k candidates
+        if rerank_colour:  # as the gateway does: a bonus for the colour family among the pool
             family = colour_family(colour)
             top.sort(key=lambda i: -(scores[i] + rerank_colour * (self.colour_families[i] == family)))
         return top[:k]
@@ -217,9 +220,10 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
                         match_colour=item.colour if options.get("match_colour") else None,
                         rerank_colour=float(options.get("rerank_colour", 0.0)),
                         colour=item.colour,
+                        views=item.views,
                     )
-                    if not hits:
-                        hits = catalog.search(item.vector, item.category, gender)  # nothing of that colour
+                    if not hits:  # nothing of that colour
+                        hits = catalog.search(item.vector, item.category, gender, views=item.views)
                     row = scores[mode]
                     row["category"].append(
                         precision(hits, [c == garment["category"] for c in catalog.categories])
@@ -277,7 +281,7 @@ async def product_photos(
             continue
         item = max(found.items, key=lambda i: (i.box[2] - i.box[0]) * (i.box[3] - i.box[1]))
         confusion[truth][item.category.value] += 1
-        hits = catalog.search(item.vector, item.category, "unknown")
+        hits = catalog.search(item.vector, item.category, "unknown", views=item.views)
         category_p.append(precision(hits, [c == truth for c in catalog.categories]))
         family = article_family(row["label"])
         family_p.append(precision(hits, [f == family for f in catalog.families]))
@@ -310,7 +314,7 @@ async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, co
         best = None
         for item in found.items:
             gender = found.genders[item.person].label if item.person is not None else "unknown"
-            hits = catalog.search(item.vector, item.category, gender)
+            hits = catalog.search(item.vector, item.category, gender, views=item.views)
             if index in hits:
                 rank = hits.index(index)
                 best = rank if best is None else min(best, rank)

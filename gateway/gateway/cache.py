@@ -324,7 +324,14 @@ class AnswerCache:
         self.ttl_s = settings.cache_ttl_s
         # settings that change an answer are part of its key, so gateways configured apart never share one
         self._config = json.dumps(
-            [settings.analysis_side, settings.crop_side, settings.colour_rerank], separators=(",", ":")
+            [
+                settings.analysis_side,
+                settings.crop_side,
+                settings.colour_rerank,
+                settings.colour_rerank_pool,
+                settings.product_windows,
+            ],
+            separators=(",", ":"),
         ).encode()
 
     def key(self, query: Query, generation: bytes = b"0") -> str:

@@ -41,8 +41,20 @@ class Settings(ServiceSettings):
         default=0.2,
         ge=0,
         le=1,
-        description="Cosine bonus for recommendations of the item's colour family among 3k candidates "
-        "(0: order by look alone; make eval measures 0.05, 0.1, 0.2)",
+        description="Cosine bonus for recommendations of the item's colour family among the "
+        "colour_rerank_pool nearest (0: order by look alone; make eval measures 0.05, 0.1, 0.2)",
+    )
+    colour_rerank_pool: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Nearest products the colour rerank reorders (at least k): the deeper, the more "
+        "of the item's colour it finds and the further from its look it may go",
+    )
+    product_windows: bool = Field(
+        default=True,
+        description="Also search a 3×3 grid of windows of a product photo (no person), each product "
+        "scored by its best match: finds a product on a cluttered photo (9 more crops to embed)",
     )
     default_k: int = Field(default=6, ge=1, le=50, description="Recommendations per item when k is not given")
     api_key: SecretStr | None = Field(

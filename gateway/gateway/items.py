@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.contracts import REGION_CATEGORIES, Category, CropEmbedding, GenderLabel, Region
 
@@ -33,6 +33,7 @@ class Candidate:
     embedding: CropEmbedding
     category: Category | None = None  # known from the detector itself (a YOLO detection)
     colour: str | None = None  # from the garment's own pixels, when the detector had a person mask
+    views: list[list[float]] = field(default_factory=list)  # vectors of a product photo's windows
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ResolvedItem:
     box: list[float]
     score: float
     vector: list[float]
+    views: list[list[float]] = field(default_factory=list)
 
 
 def restricted(scores: dict[Category, float], allowed: tuple[Category, ...]) -> dict[Category, float]:
@@ -152,6 +154,7 @@ def _item(candidate: Candidate, category: Category, probability: float) -> Resol
         box=candidate.box,
         score=round(candidate.score * probability, 4),
         vector=candidate.embedding.vector,
+        views=candidate.views,
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from gateway.config import Settings
 from gateway.main import build_app
 from gateway.paths import inside_folder
-from gateway.pipeline import head_box
+from gateway.pipeline import head_box, product_windows
 from shared.contracts import Category, RecommendResponse, Region, RegionDetection
 from shared.testing import load_outcome, started_app
 from tests.conftest import PRODUCTS, Downstream, jpeg, stand_in_clients
@@ -239,6 +239,43 @@ async def test_colour_match_filters_by_colour_family(
     await _recommend(client)
     assert all(s.filter.colours is None for s in downstream.searches)
     assert (await _recommend(client, "?colour=purple")).status_code == 422
+
+
+async def test_the_colour_rerank_reorders_a_deep_pool_and_returns_k(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    body = (await _recommend(client, "?k=2")).json()
+    assert {s.k for s in downstream.searches} == {100}, "the pool of GATEWAY_COLOUR_RERANK_POOL"
+    assert all(len(item["recommendations"]) <= 2 for item in body["items"])
+    downstream.searches.clear()
+    await _recommend(client, "?k=2&colour=match")
+    assert {s.k for s in downstream.searches} == {2}, "a colour filter needs no rerank"
+
+
+async def test_a_product_photo_is_also_searched_by_its_windows(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    await _recommend(client, "?gender=Men&colour=match")
+    downstream.searches.clear()
+    downstream.extra_regions = [
+        RegionDetection(person=None, region=Region.product, box=[0.5, 0.0, 1.0, 0.5], score=0.7)
+    ]
+    await _recommend(client, "?gender=Men&colour=match&k=3")  # another answer than the one cached
+    # the worn items' crops are cached: the product and its nine windows are embedded together
+    assert downstream.embedded[1] == 1 + 9
+    item_searches = [s for s in downstream.searches if s.filter.categories]
+    with_views = [s for s in item_searches if s.views]
+    assert len(with_views) == 1 and len(with_views[0].views) == 9
+    assert with_views[0].views != [with_views[0].vector] * 9, "each window is its own crop"
+    assert all(not s.views for s in downstream.searches if s not in with_views), "worn items have none"
+
+
+def test_product_windows_tile_the_box_in_a_three_by_three_grid() -> None:
+    windows = product_windows([0.0, 0.0, 1.0, 2.0])
+    assert len(windows) == 9
+    assert windows[0] == pytest.approx([0.0, 0.0, 0.7, 1.4]), "clipped into the box"
+    assert windows[4] == pytest.approx([0.15, 0.3, 0.85, 1.7]), "the centre window"
+    assert windows[8] == pytest.approx([0.3, 0.6, 1.0, 2.0])
 
 
 async def test_colours_the_detector_named_are_not_asked_of_the_embedding_service(

@@ -226,9 +226,28 @@ def check_writable(settings: Settings) -> None:
         raise ReadOnly("this index-service serves a read-only copy (INDEX_READ_ONLY); write to the primary")
 
 
+def checked_vectors(request: SearchRequest, dim: int) -> list[list[float]]:
+    """The request's vector and views, each checked (InvalidInput names the bad one)."""
+    check_vector(request.vector, dim, "vector")
+    for position, view in enumerate(request.views):
+        check_vector(view, dim, f"views[{position}]")
+    return [request.vector, *request.views]
+
+
 def to_hit(point: Any) -> Hit:
     """A scored point of either backend, with its product."""
     return Hit(score=point.score, product=ProductPayload.model_validate(point.payload))
+
+
+def best_per_product(found: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
+    """The ``k`` best products of several searches for one item, each scored by its best hit."""
+    best: dict[str, Hit] = {}
+    for hits in found:
+        for hit in hits:
+            kept = best.get(hit.product.product_id)
+            if kept is None or hit.score > kept.score:
+                best[hit.product.product_id] = hit
+    return sorted(best.values(), key=lambda hit: -hit.score)[:k]
 
 
 def engine_filter(search_filter: SearchFilter, excluded: Sequence[uuid.UUID] = ()) -> Filter | None:
@@ -413,19 +432,22 @@ class VectorIndex:
         return len(batch)
 
     def search(self, request: SearchRequest) -> list[Hit]:
-        """The ``k`` products nearest to the vector among those the filter allows, best first."""
-        check_vector(request.vector, self.dim, "vector")
-        query = QueryRequest(
-            limit=request.k,
-            query=Query.Nearest(request.vector),
-            filter=engine_filter(request.filter),
-            params=self._search_params(),
-            with_payload=True,
-            with_vector=False,
-        )
+        """The ``k`` products nearest to the vector (or to its nearest view) among those the filter
+        allows, best first."""
+        vectors = checked_vectors(request, self.dim)
+        found = []
         with self._store() as shard:
-            found = shard.query(query)
-        return [to_hit(point) for point in found]
+            for vector in vectors:
+                query = QueryRequest(
+                    limit=request.k,
+                    query=Query.Nearest(vector),
+                    filter=engine_filter(request.filter),
+                    params=self._search_params(),
+                    with_payload=True,
+                    with_vector=False,
+                )
+                found.append([to_hit(point) for point in shard.query(query)])
+        return found[0] if len(found) == 1 else best_per_product(found, request.k)
 
     def get(self, product_id: str) -> ProductPayload | None:
         with self._store() as shard:

@@ -25,9 +25,11 @@ from index_service.model import (
     IndexUnavailable,
     UnknownProducts,
     absent,
+    best_per_product,
     check_product_id,
     check_vector,
     check_writable,
+    checked_vectors,
     decode_offset,
     filter_values,
     point_id,
@@ -224,16 +226,22 @@ class ServerIndex:
 
     @serialised_when_local
     def search(self, request: SearchRequest) -> list[Hit]:
-        check_vector(request.vector, self.dim, "vector")
-        found = self.client.query_points(
+        wanted = server_filter(request.filter)
+        found = self.client.query_batch_points(
             self.collection,
-            query=request.vector,
-            query_filter=server_filter(request.filter),
-            search_params=self._search_params(),
-            limit=request.k,
-            with_payload=True,
-        ).points
-        return [to_hit(p) for p in found]
+            [
+                models.QueryRequest(
+                    query=vector,
+                    filter=wanted,
+                    params=self._search_params(),
+                    limit=request.k,
+                    with_payload=True,
+                )
+                for vector in checked_vectors(request, self.dim)
+            ],
+        )
+        hits = [[to_hit(p) for p in response.points] for response in found]
+        return hits[0] if len(hits) == 1 else best_per_product(hits, request.k)
 
     @serialised_when_local
     def get(self, product_id: str) -> ProductPayload | None:

@@ -61,6 +61,21 @@ async def test_search_ranks_nearest_first_with_payload(client: httpx.AsyncClient
     assert body["hits"][0]["product"] == {**CATALOG[2]["product"], "name": None, "usage": None, "image": None}
 
 
+async def test_views_score_each_product_by_its_best_match(client: httpx.AsyncClient) -> None:
+    await client.post("/points", json={"points": CATALOG})
+    body = (await client.post("/search", json={"vector": near(0), "views": [axis(3)], "k": 3})).json()
+    found = [(h["product"]["product_id"], round(h["score"], 4)) for h in body["hits"]]
+    assert found[0] == ("10003", 1.0), "the view lies on product 10003: its best match wins"
+    assert [f[0] for f in found[1:]] == ["10000", "10001"], "then the vector's own nearest, once each"
+    assert await search(client, near(0), k=2, categories=["footwear"]) == ["10004"]
+    filtered = await client.post(
+        "/search", json={"vector": near(0), "views": [axis(3)], "filter": {"categories": ["footwear"]}}
+    )
+    assert [h["product"]["product_id"] for h in filtered.json()["hits"]] == ["10004"], "views keep the filter"
+    bad = await client.post("/search", json={"vector": near(0), "views": [axis(0), [1.0, 2.0]]})
+    assert bad.status_code == 422 and "views[1] has 2 values" in bad.json()["detail"]
+
+
 async def test_filters_are_any_of_and_combine(client: httpx.AsyncClient) -> None:
     await client.post("/points", json={"points": CATALOG})
     assert await search(client, near(0), genders=["Women"]) == ["10001", "10003", "10004"]

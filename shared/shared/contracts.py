@@ -221,8 +221,17 @@ class SearchFilter(BaseModel):
     colours: list[str] | None = None
 
 
+MAX_VIEWS = 16
+
+
 class SearchRequest(BaseModel):
     vector: list[float]
+    views: list[list[float]] = Field(
+        default_factory=list,
+        max_length=MAX_VIEWS,
+        description="More vectors of the same item (windows of a product photo): a product scores its "
+        "best similarity to the vector or any view",
+    )
     k: int = Field(default=6, ge=1, le=100)
     filter: SearchFilter = Field(default_factory=SearchFilter)
 
