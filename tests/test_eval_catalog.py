@@ -32,6 +32,12 @@ def test_gender_filter_and_plain_order() -> None:
     assert catalog().search([1.0, 0.0], Category.topwear, "Men", k=3) == [0, 1, 3]
 
 
+def test_views_score_by_the_best_match_and_a_query_can_leave_itself_out() -> None:
+    assert catalog().search([1.0, 0.0], Category.topwear, "Men", k=3, excluded=0) == [1, 3]
+    found = catalog().search([0.0, 1.0], Category.topwear, "Men", k=3, views=[[1.0, 0.0]])
+    assert found == [0, 1, 3], "the view on product 0 outranks the vector's own nearest (3)"
+
+
 def test_colour_rerank_lifts_the_items_colour_family() -> None:
     found = catalog().search([1.0, 0.0], Category.topwear, "Men", rerank_colour=0.2, colour="Red", k=3)
     assert found[0] == 1

@@ -53,6 +53,7 @@ from shared.splits import retrieval_held_out
 from shared.vocabulary import article_family, colour_family
 from tools.reports import save_json, write_report
 from tools.stack import ROOT, Stack, free_port, running
+from tools.train_colours import held_out as colour_held_out
 
 K = 10
 RERANK_WEIGHTS = (0.05, 0.1, 0.2)  # colour-rerank settings measured (GATEWAY_COLOUR_RERANK)
@@ -79,11 +80,14 @@ class Catalog:
         colour: str | None = None,
         k: int = K,
         views: list[list[float]] | None = None,
+        excluded: int | None = None,
     ) -> list[int]:
         """Row indices of the best k, with the gateway's filters (gender or Unisex, the category),
         only of ``match_colour``'s family if given, reranked towards ``colour``'s if asked; with
         ``views``, each product scored by its best match to the vector or a view (as the index)."""
         allowed = self.categories == category.value
+        if excluded is not None:
+            allowed[excluded] = False
         genders = gender_filter(gender)
         if genders is not None:
             allowed &= np.isin(self.genders, genders)
@@ -328,6 +332,67 @@ async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, co
     }
 
 
+async def catalog_products(stack: Stack, catalog: Catalog, folder: Path, count: int) -> dict[str, Any]:
+    """Catalog products the colour namer never learnt from, each a query (itself left out): its
+    colour named from its crop as a query's is, then the colour-family and article-family
+    precision@k of what is found, plain, colour-reranked and with ``colour=match``. The colour
+    rerank's trade-off, on many more items than the person photos hold."""
+    rng = random.Random(13)
+    candidates = [
+        i
+        for i, r in enumerate(catalog.rows)
+        if r.category is not None and r.colour and colour_held_out(r.product_id)
+    ]
+    chosen = sorted(rng.sample(candidates, min(count, len(candidates))))
+    client = EmbeddingClient("embedding", stack.url("embedding-service"), 120)
+    named: list[str | None] = []
+    try:
+        for start in range(0, len(chosen), 64):
+            crops = [(folder / f"{i}.jpg").read_bytes() for i in chosen[start : start + 64]]
+            named += [item.colour for item in (await client.embed(crops, True)).items]
+    finally:
+        await client.aclose()
+    modes: dict[str, dict[str, float]] = {
+        "plain": {},
+        **{f"colour rerank {w}": {"rerank_colour": w} for w in RERANK_WEIGHTS},
+        "colour=match": {"match_colour": 1.0},
+    }
+    scores: dict[str, dict[str, list[float]]] = {m: {"colour": [], "family": []} for m in modes}
+    for index, colour in zip(chosen, named, strict=True):
+        row = catalog.rows[index]
+        category = row.category
+        assert category is not None
+        gender: GenderLabel = (
+            "Men" if row.gender == "Men" else "Women" if row.gender == "Women" else "unknown"
+        )
+        for mode, options in modes.items():
+            hits = catalog.search(
+                catalog.vectors[index].tolist(),
+                category,
+                gender,
+                match_colour=colour if options.get("match_colour") else None,
+                rerank_colour=float(options.get("rerank_colour", 0.0)),
+                colour=colour,
+                excluded=index,
+            )
+            if not hits:  # nothing else of that colour
+                hits = catalog.search(catalog.vectors[index].tolist(), category, gender, excluded=index)
+            own_colour, own_family = colour_family(row.colour), catalog.families[index]
+            scores[mode]["colour"].append(precision(hits, [f == own_colour for f in catalog.colour_families]))
+            scores[mode]["family"].append(precision(hits, [f == own_family for f in catalog.families]))
+    named_right = [
+        colour_family(c) == colour_family(catalog.rows[i].colour) for i, c in zip(chosen, named, strict=True)
+    ]
+    return {
+        "products": len(chosen),
+        "colour_family_named_right": round(float(np.mean(named_right)), 4) if named_right else None,
+        **{
+            mode: {f"{k}_p@{K}": round(float(np.mean(v)), 4) if v else None for k, v in row.items()}
+            for mode, row in scores.items()
+        },
+    }
+
+
 @contextmanager
 def variant_stack(env: dict[str, str]) -> Iterator[Stack]:
     stack = Stack(services=SERVICES, ports={s: free_port() for s in SERVICES}, env=env)
@@ -350,6 +415,7 @@ async def evaluate_variant(
             "catalog_embed_per_second": round(len(rows) / embed_seconds, 1),
             "person_photos": await person_photos(recommender, catalog, args.queries),
             "distorted": await distorted(recommender, catalog, args.catalog, args.distorted),
+            "catalog_products": await catalog_products(stack, catalog, folder, args.catalog_queries),
         }
         if args.products:
             result["product_photos"] = await product_photos(
@@ -473,6 +539,15 @@ def markdown(report: dict[str, Any]) -> str:
             f"{people['item_colour_family_accuracy']}, article family right {people['item_article_family_accuracy']}; "
             f"distorted products given an item of their category {result['distorted'].get('item_of_its_category')}"
         )
+    for name, result in report["variants"].items():
+        own = result.get("catalog_products")
+        if own:
+            modes = [m for m, value in own.items() if isinstance(value, dict)]
+            lines.append(
+                f"- {name}: {own['products']} catalog products as queries (colour family named right "
+                f"{own['colour_family_named_right']}), colour / family P@10: "
+                + ", ".join(f"{m} {own[m]['colour_p@10']} / {own[m]['family_p@10']}" for m in modes)
+            )
     lines += confusion_table(report)
     lines += [
         "",
@@ -496,6 +571,12 @@ def main() -> int:
     parser.add_argument("--products", type=Path, default=None, help="single-garment photos with labels.csv")
     parser.add_argument("--product-limit", type=int, default=None)
     parser.add_argument("--distorted", type=int, default=300, help="catalog products to distort")
+    parser.add_argument(
+        "--catalog-queries",
+        type=int,
+        default=800,
+        help="catalog products, unseen by the colour namer, as queries",
+    )
     parser.add_argument("--variants", default="raw,served", help=f"comma list of {', '.join(VARIANTS)}")
     parser.add_argument(
         "--crops-only", action="store_true", help="make the catalog crop cache, print its path"
