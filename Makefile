@@ -262,7 +262,7 @@ catalog-report: $(VENV)/gateway/.report-installed
 	$(VENV)/gateway/bin/python -m tools.catalog_report --catalog $(CATALOG) --output reports
 
 bench: install models
-	$(VENV)/gateway/bin/python -m tools.bench --queries $(QUERIES) --catalog $(CATALOG)
+	$(VENV)/gateway/bin/python -m tools.bench --queries $(QUERIES) --catalog $(CATALOG) --products $(PRODUCTS)
 
 # --- tests -----------------------------------------------------------------------------------
 test: install models browser $(VENV)/yolo/.installed install-test lint typecheck deploy-check unit e2e

@@ -6,7 +6,11 @@ Uses the stack already running on the standard ports if there is one; otherwise 
 default index (ingesting CATALOG first when that index is empty). Writes reports/bench.json and
 reports/bench.md and prints the table.
 
-    python -m tools.bench --queries ../shared/queries/dev --catalog ../shared/catalog/myntra
+With ``--products`` (a folder of single-product photos), the first 20 of them are timed as well,
+sequentially: a product photo is embedded whole and as nine windows.
+
+    python -m tools.bench --queries ../shared/queries/dev --catalog ../shared/catalog/myntra \
+        --products ../shared/queries/consumer
 """
 
 from __future__ import annotations
@@ -86,6 +90,21 @@ def server_ms(response: httpx.Response) -> float:
     return float(duration) if duration else float("nan")
 
 
+async def sequential_runs(
+    client: httpx.AsyncClient, url: str, photos: list[Path], blobs: dict[Path, bytes], rounds: int
+) -> tuple[list[float], dict[str, list[float]]]:
+    """Each photo posted ``rounds`` times, one at a time: latencies and the answers' stage times."""
+    latencies: list[float] = []
+    stages: dict[str, list[float]] = defaultdict(list)
+    for _ in range(rounds):
+        for photo in photos:
+            elapsed, body = await timed_post(client, url, photo, blobs[photo])
+            latencies.append(elapsed)
+            for stage, ms in body["timings_ms"].items():
+                stages[stage].append(ms)
+    return latencies, stages
+
+
 async def measure(
     gateway: str,
     services: dict[str, str],
@@ -93,20 +112,15 @@ async def measure(
     catalog: Path,
     rounds: int,
     concurrency: int,
+    products: list[Path],
 ) -> dict[str, Any]:
-    blobs = {photo: photo.read_bytes() for photo in photos}
+    blobs = {photo: photo.read_bytes() for photo in [*photos, *products]}
     url = f"{gateway}/recommend"
     async with httpx.AsyncClient(timeout=120) as client:
-        for photo in photos:  # warm-up: first calls pay for lazy initialisation
+        for photo in [*photos, *products]:  # warm-up: first calls pay for lazy initialisation
             await timed_post(client, url, photo, blobs[photo])
-        sequential: list[float] = []
-        stages: dict[str, list[float]] = defaultdict(list)
-        for _ in range(rounds):
-            for photo in photos:
-                elapsed, body = await timed_post(client, url, photo, blobs[photo])
-                sequential.append(elapsed)
-                for stage, ms in body["timings_ms"].items():
-                    stages[stage].append(ms)
+        sequential, stages = await sequential_runs(client, url, photos, blobs, rounds)
+        product_runs = await sequential_runs(client, url, products, blobs, rounds) if products else None
         queue = [photo for _ in range(rounds) for photo in photos]
         concurrent: list[float] = []
 
@@ -131,6 +145,17 @@ async def measure(
         },
         "stages_sequential": {stage: summary(values) for stage, values in stages.items()},
         "cache": {"uncached": summary(sequential), **cached},
+        **(
+            {
+                "product_photos": {
+                    "photos": len(products),
+                    "sequential": summary(product_runs[0]),
+                    "stages_sequential": {stage: summary(v) for stage, v in product_runs[1].items()},
+                }
+            }
+            if product_runs
+            else {}
+        ),
     }
 
 
@@ -324,6 +349,16 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for stage, row in result["stages_sequential"].items():
         lines.append(f"| {stage} | {row['p50_ms']} | {row['p95_ms']} |")
+    products = result.get("product_photos")
+    if products:
+        stages = products["stages_sequential"]
+        lines += [
+            "",
+            f"Product photos (no person; {products['photos']} of `{result['products']}`, sequential, "
+            f"embedded whole and as nine windows): p50 {products['sequential']['p50_ms']} ms, "
+            f"p95 {products['sequential']['p95_ms']} ms; of which embed p50 {stages['embed']['p50_ms']} ms, "
+            f"search p50 {stages['search']['p50_ms']} ms.",
+        ]
     alone = result["services_alone"]
     lines += [
         "",
@@ -398,6 +433,16 @@ def stack_for(catalog: Path) -> Iterator[Stack]:
         yield stack
 
 
+PRODUCT_PHOTOS = 20
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The photos of ``folder`` (or of its ``images`` subfolder, as a labels.csv folder keeps them)."""
+    if (folder / "images").is_dir():
+        folder = folder / "images"
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def main() -> int:
     from shared.logs import configure_logging
 
@@ -410,8 +455,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--output", type=Path, default=ROOT / "reports" / "bench.json")
+    parser.add_argument("--products", type=Path, default=None, help="a folder of single-product photos")
     args = parser.parse_args()
-    photos = sorted(p for p in args.queries.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    photos = image_files(args.queries)
+    product_photos = image_files(args.products)[:PRODUCT_PHOTOS] if args.products else []
     with stack_for(args.catalog.resolve()) as stack:
         products = index_count(stack.url("index-service"))
         services = {
@@ -419,11 +466,20 @@ def main() -> int:
         }
         # the gateway's clients run on uvloop inside the gateway (uvicorn picks it); so do they here
         result = uvloop.run(
-            measure(stack.url("gateway"), services, photos, args.catalog, args.rounds, args.concurrency)
+            measure(
+                stack.url("gateway"),
+                services,
+                photos,
+                args.catalog,
+                args.rounds,
+                args.concurrency,
+                product_photos,
+            )
         )
     result.update(
         photos=len(photos),
         queries=str(args.queries),
+        products=str(args.products) if args.products else None,
         rounds=args.rounds,
         concurrency=args.concurrency,
         index_products=products,
