@@ -435,13 +435,14 @@ class VectorIndex:
         """The ``k`` products nearest to the vector (or to its nearest view) among those the filter
         allows, best first."""
         vectors = checked_vectors(request, self.dim)
+        wanted = engine_filter(request.filter)
         found = []
         with self._store() as shard:
             for vector in vectors:
                 query = QueryRequest(
                     limit=request.k,
                     query=Query.Nearest(vector),
-                    filter=engine_filter(request.filter),
+                    filter=wanted,
                     params=self._search_params(),
                     with_payload=True,
                     with_vector=False,
