@@ -52,6 +52,12 @@ def test_colour_match_keeps_only_its_family() -> None:
     assert catalog().search([1.0, 0.0], Category.topwear, "unknown", match_colour="Red", k=3) == [1, 2]
 
 
+def test_a_mode_with_nothing_of_the_colour_searches_plain() -> None:
+    plain = catalog().search([1.0, 0.0], Category.topwear, "Men", k=3)
+    assert catalog().search_mode("colour=match", [1.0, 0.0], Category.topwear, "Men", "Green") == plain
+    assert catalog().search_mode("colour=match", [1.0, 0.0], Category.topwear, "Men", "Red") == [1]
+
+
 def test_neighbour_categories_ignore_the_category_and_keep_the_gender() -> None:
     found = catalog().neighbour_categories([1.0, 0.0], ["Women", "Unisex"], k=3)
     assert found == [Category.topwear, Category.topwear]  # rows 2 and 3: the men's are left out

@@ -57,6 +57,13 @@ from tools.train_colours import held_out as colour_held_out
 
 K = 10
 RERANK_WEIGHTS = (0.05, 0.1, 0.2)  # colour-rerank settings measured (GATEWAY_COLOUR_RERANK)
+# how each query is searched: as is, reranked towards its colour family, or only of that family
+SEARCH_MODES: dict[str, dict[str, float]] = {
+    "plain": {},
+    **{f"colour rerank {w}": {"rerank_colour": w} for w in RERANK_WEIGHTS},
+    "colour=match": {"match_colour": 1.0},
+}
+GATEWAY = Settings()  # the gateway's defaults: its colour rerank's pool and weight
 SERVICES = ("detector-service", "gender-service", "embedding-service")
 CONSUMER_CATEGORY = {"outwear": "outerwear"}
 
@@ -96,12 +103,37 @@ class Catalog:
             allowed &= np.array([f == wanted for f in self.colour_families])
         queries = np.asarray([vector, *(views or [])], dtype=np.float32)
         scores = np.where(allowed, (self.vectors @ queries.T).max(axis=1), -np.inf)
-        top = [int(i) for i in np.argsort(-scores)[: rerank_pool(k, Settings()) if rerank_colour else k]]
+        top = [int(i) for i in np.argsort(-scores)[: rerank_pool(k, GATEWAY) if rerank_colour else k]]
         top = [i for i in top if np.isfinite(scores[i])]
         if rerank_colour:  # as the gateway does: a bonus for the colour family among the pool
             family = colour_family(colour)
             top.sort(key=lambda i: -(scores[i] + rerank_colour * (self.colour_families[i] == family)))
         return top[:k]
+
+    def search_mode(
+        self,
+        mode: str,
+        vector: list[float],
+        category: Category,
+        gender: GenderLabel,
+        colour: str | None,
+        views: list[list[float]] | None = None,
+        excluded: int | None = None,
+    ) -> list[int]:
+        """``search`` as SEARCH_MODES[mode] asks, towards ``colour``; when nothing is of that
+        colour, as plain."""
+        options = SEARCH_MODES[mode]
+        hits = self.search(
+            vector,
+            category,
+            gender,
+            match_colour=colour if options.get("match_colour") else None,
+            rerank_colour=float(options.get("rerank_colour", 0.0)),
+            colour=colour,
+            views=views,
+            excluded=excluded,
+        )
+        return hits or self.search(vector, category, gender, views=views, excluded=excluded)
 
     def neighbour_categories(
         self, vector: list[float], genders: list[str] | None, k: int
@@ -186,20 +218,23 @@ async def embed_catalog(rows: list[CatalogRow], folder: Path, stack: Stack) -> C
 # --- queries -----------------------------------------------------------------------------------
 
 
+def means_by_mode(scores: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float | None]]:
+    """Per search mode, each measure's mean over the queries as ``<measure>_p@K``."""
+    return {
+        mode: {f"{k}_p@{K}": round(float(np.mean(v)), 4) if v else None for k, v in row.items()}
+        for mode, row in scores.items()
+    }
+
+
 def precision(hits: list[int], good: list[bool]) -> float:
     return float(np.mean([good[i] for i in hits])) if hits else 0.0
 
 
 async def person_photos(recommender: Recommender, catalog: Catalog, queries: Path) -> dict[str, Any]:
-    modes: dict[str, dict[str, float]] = {
-        "plain": {},
-        **{f"colour rerank {w}": {"rerank_colour": w} for w in RERANK_WEIGHTS},
-        "colour=match": {"match_colour": 1.0},
-    }
     item_colour_right: list[bool] = []
     item_article_right: list[bool] = []
     scores: dict[str, dict[str, list[float]]] = {
-        m: {k: [] for k in ("category", "family", "colour", "gender")} for m in modes
+        m: {k: [] for k in ("category", "family", "colour", "gender")} for m in SEARCH_MODES
     }
     labelled = matched = 0
     for entry in json.loads((queries / "labels.json").read_text()):
@@ -216,19 +251,10 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
                     article_family(item.article_type) == article_family(garment["article_type"])
                 )
                 gender = found.genders[item.person].label if item.person is not None else "unknown"
-                for mode, options in modes.items():
-                    hits = catalog.search(
-                        item.vector,
-                        item.category,
-                        gender,
-                        match_colour=item.colour if options.get("match_colour") else None,
-                        rerank_colour=float(options.get("rerank_colour", 0.0)),
-                        colour=item.colour,
-                        views=item.views,
+                for mode, row in scores.items():
+                    hits = catalog.search_mode(
+                        mode, item.vector, item.category, gender, item.colour, views=item.views
                     )
-                    if not hits:  # nothing of that colour
-                        hits = catalog.search(item.vector, item.category, gender, views=item.views)
-                    row = scores[mode]
                     row["category"].append(
                         precision(hits, [c == garment["category"] for c in catalog.categories])
                     )
@@ -250,10 +276,7 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
         "item_article_family_accuracy": round(float(np.mean(item_article_right)), 4)
         if item_article_right
         else None,
-        **{
-            mode: {f"{k}_p@{K}": round(float(np.mean(v)), 4) if v else None for k, v in row.items()}
-            for mode, row in scores.items()
-        },
+        **means_by_mode(scores),
     }
 
 
@@ -352,12 +375,7 @@ async def catalog_products(stack: Stack, catalog: Catalog, folder: Path, count: 
             named += [item.colour for item in (await client.embed(crops, True)).items]
     finally:
         await client.aclose()
-    modes: dict[str, dict[str, float]] = {
-        "plain": {},
-        **{f"colour rerank {w}": {"rerank_colour": w} for w in RERANK_WEIGHTS},
-        "colour=match": {"match_colour": 1.0},
-    }
-    scores: dict[str, dict[str, list[float]]] = {m: {"colour": [], "family": []} for m in modes}
+    scores: dict[str, dict[str, list[float]]] = {m: {"colour": [], "family": []} for m in SEARCH_MODES}
     for index, colour in zip(chosen, named, strict=True):
         row = catalog.rows[index]
         category = row.category
@@ -365,31 +383,19 @@ async def catalog_products(stack: Stack, catalog: Catalog, folder: Path, count: 
         gender: GenderLabel = (
             "Men" if row.gender == "Men" else "Women" if row.gender == "Women" else "unknown"
         )
-        for mode, options in modes.items():
-            hits = catalog.search(
-                catalog.vectors[index].tolist(),
-                category,
-                gender,
-                match_colour=colour if options.get("match_colour") else None,
-                rerank_colour=float(options.get("rerank_colour", 0.0)),
-                colour=colour,
-                excluded=index,
-            )
-            if not hits:  # nothing else of that colour
-                hits = catalog.search(catalog.vectors[index].tolist(), category, gender, excluded=index)
-            own_colour, own_family = colour_family(row.colour), catalog.families[index]
-            scores[mode]["colour"].append(precision(hits, [f == own_colour for f in catalog.colour_families]))
-            scores[mode]["family"].append(precision(hits, [f == own_family for f in catalog.families]))
+        vector = catalog.vectors[index].tolist()
+        own_colour, own_family = colour_family(row.colour), catalog.families[index]
+        for mode, measured in scores.items():
+            hits = catalog.search_mode(mode, vector, category, gender, colour, excluded=index)
+            measured["colour"].append(precision(hits, [f == own_colour for f in catalog.colour_families]))
+            measured["family"].append(precision(hits, [f == own_family for f in catalog.families]))
     named_right = [
         colour_family(c) == colour_family(catalog.rows[i].colour) for i, c in zip(chosen, named, strict=True)
     ]
     return {
         "products": len(chosen),
         "colour_family_named_right": round(float(np.mean(named_right)), 4) if named_right else None,
-        **{
-            mode: {f"{k}_p@{K}": round(float(np.mean(v)), 4) if v else None for k, v in row.items()}
-            for mode, row in scores.items()
-        },
+        **means_by_mode(scores),
     }
 
 
@@ -442,7 +448,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "int8": {"EMBEDDING_BACKBONE_PATH": str(BACKBONE.with_suffix(".int8.onnx"))},
 }
 # the person-photo answers as served: with the gateway's default colour reranking
-SERVED_RERANK = Settings().colour_rerank
+SERVED_RERANK = GATEWAY.colour_rerank
 SERVED_MODE = f"colour rerank {SERVED_RERANK:g}" if SERVED_RERANK in RERANK_WEIGHTS else "plain"
 # what decides whether a trained projection is kept: look-alike measures, person and product photos
 DECIDING = (
