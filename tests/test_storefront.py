@@ -140,6 +140,12 @@ def assert_box_over_photo(page: Page, selector: str, box: list[float], image: di
 
 
 def wait_for_images(page: Page) -> None:
+    """Every image loaded; the product images load lazily, so the page is scrolled through first
+    (on a phone, rows far below the fold are not even requested until then)."""
+    height, step = page.evaluate("[document.documentElement.scrollHeight, window.innerHeight]")
+    for top in range(0, height + step, step):
+        page.evaluate(f"window.scrollTo(0, {top})")
+        page.wait_for_timeout(50)
     page.wait_for_function("[...document.images].every((i) => i.complete)")
     broken = page.evaluate(
         "[...document.querySelectorAll('.product img')].filter((i) => !i.naturalWidth).length"
