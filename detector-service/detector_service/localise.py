@@ -41,6 +41,12 @@ TROUSER_HEM_BELOW_ANKLES = 0.06
 MASK_THRESHOLD = 0.5
 PROFILE_SHOULDER_SPAN = 0.45  # shoulders seen edge-on span less than this many torso lengths
 PROFILE_HEAD_YAW = 0.4  # nose off the middle of the ears by this share of their span: a turned head
+# An open jacket or coat shows the top under it down the middle of the chest: a centre line whose
+# colour differs by this much (RGB distance of patch means) from both fronts, which are alike.
+INNER_CONTRAST = 60.0
+INNER_FRONTS = 0.6  # the fronts are read this share of the half shoulder width off the centre line
+INNER_MIN_RUN = 0.1  # of the torso length: a shorter strip is a zip, a button placket or a print
+INNER_BELOW_COLLAR = 0.15  # of the torso length below the shoulder line: where the strip must begin
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,9 @@ class RegionBox:
     box: list[float]
     score: float
     colour: str | None = None
+    # the colour around which its garment's pixels are picked, where the box holds others too (the
+    # lapels of a jacket beside the top under it)
+    reference: np.ndarray | None = None
 
 
 @dataclass
@@ -109,7 +118,8 @@ class Localiser:
         upper = self._upper(lm, torso, split)
         lower = self._lower(lm, torso, split)
         feet = self._feet(lm, torso)
-        regions = [found for found in (upper, lower, feet) if found is not None]
+        inner = self._inner(lm, torso) if upper is not None else None
+        regions = [found for found in (upper, inner, lower, feet) if found is not None]
         if upper is not None and lower is not None and split is None:
             # one garment from the shoulders down, with no colour change at the waist: maybe a dress
             full = [
@@ -120,7 +130,7 @@ class Localiser:
             ]
             regions.append(RegionBox(Region.full, clip_box(full), min(upper.score, lower.score)))
         for region in regions if colours else []:
-            region.colour = self._garment_colour(region.box)
+            region.colour = self._garment_colour(region.box, region.reference)
         return PersonLayout(
             box=self._person_box(lm, face),
             face_box=face,
@@ -193,6 +203,77 @@ class Localiser:
             ]
         score = lm.score(SHOULDERS + (HIPS if lm.all_usable(HIPS) else ()))
         return RegionBox(Region.upper_body, clip_box(box), score)
+
+    def _inner(self, lm: Landmarks, torso: float) -> RegionBox | None:
+        """The top under an open jacket or coat, when one shows: a strip down the middle of the
+        chest, from the collar, unlike the two fronts beside it (which are like each other) and not
+        skin. Whether the upper garment is outerwear is for the classifier to say; a printed
+        T-shirt passes this test too, and is then dropped."""
+        left, right = lm.xy[LEFT_SHOULDER], lm.xy[RIGHT_SHOULDER]
+        half = float(left[0] - right[0]) / 2  # positive when the chest faces the camera
+        if half * self.width < 0.5 * PROFILE_SHOULDER_SPAN * torso * self.height:
+            return None  # seen from the back or edge-on
+        top, bottom = lm.mean_xy(SHOULDERS), lm.mean_xy(HIPS)  # hips out of frame are predicted
+        ts = np.linspace(-0.1, 0.9, 31)
+        layers = [self._layer_at(top + (bottom - top) * t, half) for t in ts]
+        # it shows from the neck opening down; a strip that starts lower is a print or a highlight
+        run = _first_run(
+            [layer is not None for layer in layers], before=int(np.searchsorted(ts, INNER_BELOW_COLLAR))
+        )
+        if run is None or ts[run[1] - 1] - ts[run[0]] < INNER_MIN_RUN - 1e-6:
+            return None
+        spans = [
+            self._layer_span(top + (bottom - top) * ts[i], half, layer)
+            for i, layer in enumerate(layers[run[0] : run[1]], start=run[0])
+            if layer is not None
+        ]
+        # the collar stands above the shoulder line, as for the upper body's own box
+        y1 = min(
+            float((top + (bottom - top) * ts[run[0]])[1]), float(top[1]) - NECKLINE_ABOVE_SHOULDERS * torso
+        )
+        y2 = float((top + (bottom - top) * ts[run[1] - 1])[1]) + 0.05 * torso
+        x1, x2 = min(s[0] for s in spans), max(s[1] for s in spans)
+        colour = np.median([layer[1] for layer in layers[run[0] : run[1]] if layer is not None], axis=0)
+        return RegionBox(Region.inner, clip_box([x1, y1, x2, y2]), lm.score(SHOULDERS), reference=colour)
+
+    def _layer_at(self, centre: np.ndarray, half: float) -> tuple[float, np.ndarray] | None:
+        """Where beside the centre line (past a tie) the chest at this height differs from both
+        fronts, which are alike, and its colour; None when it does not."""
+        offset = np.array([INNER_FRONTS * half, 0.0])
+        left, right = self._patch_colour(centre - offset), self._patch_colour(centre + offset)
+        if np.linalg.norm(left - right) >= INNER_CONTRAST:
+            return None
+        for shift in (0.0, -0.2 * half, 0.2 * half):
+            point = centre + np.array([shift, 0.0])
+            middle = self._patch_colour(point)
+            unlike = min(np.linalg.norm(middle - left), np.linalg.norm(middle - right)) > INNER_CONTRAST
+            if unlike and self._patch(point)[1] < 0.3:
+                return shift, middle
+        return None
+
+    def _layer_span(
+        self, centre: np.ndarray, half: float, layer: tuple[float, np.ndarray]
+    ) -> tuple[float, float]:
+        """Left and right x of the inner layer at this height: the patches of its colour on either
+        side of where it was found, across gaps (a tie, buttons) of up to a quarter of the half
+        shoulder width."""
+        shift, colour = layer
+        offsets = np.linspace(-1.0, 1.0, 41) * half
+        like = [
+            np.linalg.norm(self._patch_colour(centre + np.array([o, 0.0])) - colour) < 0.75 * INNER_CONTRAST
+            for o in offsets
+        ]
+        start = int(np.argmin(np.abs(offsets - shift)))
+        ends = []
+        for step in (-1, 1):
+            at, last, gap = start, start, 0
+            while 0 <= at + step < len(offsets) and gap <= 5:
+                at += step
+                gap = 0 if like[at] else gap + 1
+                last = at if like[at] else last
+            ends.append(float(centre[0] + offsets[last]))
+        pad = 0.025 * half
+        return ends[0] - pad, ends[1] + pad
 
     def _sleeved_wrists(self, lm: Landmarks) -> list[np.ndarray]:
         """Wrists whose forearm is covered (little skin from elbow to wrist): long sleeves."""
@@ -431,14 +512,18 @@ class Localiser:
                 )
         return clip_box([x1, y1, x2, y2])
 
-    def _garment_colour(self, box: list[float]) -> str | None:
-        """Dominant colour of the garment pixels in the box: the person mask less skin."""
+    def _garment_colour(self, box: list[float], reference: np.ndarray | None = None) -> str | None:
+        """Dominant colour of the garment pixels in the box: the person mask less skin (and, with a
+        ``reference``, only where the surroundings are of about that colour)."""
         if self.person is None:
             return None
         x1, y1, x2, y2 = clip_box(box)
         rows = slice(int(y1 * self.height), int(y2 * self.height))
         cols = slice(int(x1 * self.width), int(x2 * self.width))
         garment = self.person[rows, cols] & ~self.skin[rows, cols]
+        if reference is not None and self._smooth is not None:
+            distance = np.linalg.norm(self._smooth[rows, cols].astype(np.float64) - reference, axis=2)
+            garment &= distance < 0.75 * INNER_CONTRAST
         pixels = self.image[rows, cols][garment]
         if len(pixels) < 50:
             return None
@@ -482,6 +567,20 @@ class Localiser:
             (c1 + cols[-1] + 1) / self.width,
             (r1 + rows[-1] + 1) / self.height,
         ]
+
+
+def _first_run(flags: list[bool], before: int, gap: int = 3) -> tuple[int, int] | None:
+    """[start, end) of the first run of True that starts before index ``before``, from its first
+    True to its last; up to ``gap`` False in a row (a tie knot, a button, a shadow) do not end it."""
+    start = next((i for i in range(min(before, len(flags))) if flags[i]), None)
+    if start is None:
+        return None
+    end = last = start
+    while end < len(flags) and end - last <= gap + 1:
+        if flags[end]:
+            last = end
+        end += 1
+    return start, last + 1
 
 
 def skin_mask(image: np.ndarray, face_box: list[float] | None) -> np.ndarray:

@@ -1,9 +1,9 @@
 """From detector regions and crop classifications to the items a person wears.
 
-The detector says where (upper body, legs, feet, shoulders-to-hem); the classifier says what.
-A region's category is the classifier's best among those the region can hold (for a product photo,
-voted on together with the catalog's nearest products); a dress replaces the top and bottom it was
-split into.
+The detector says where (upper body, legs, feet, shoulders-to-hem, the middle of the chest); the
+classifier says what. A region's category is the classifier's best among those the region can hold
+(for a product photo, voted on together with the catalog's nearest products); a dress replaces the
+top and bottom it was split into; the middle of the chest is a top of its own when the upper body is outerwear.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ DEFAULT_CATEGORY = {
     Region.upper_body: Category.topwear,
     Region.lower_body: Category.bottomwear,
     Region.full: Category.dress,
+    Region.inner: Category.topwear,
     Region.feet: Category.footwear,
     Region.product: Category.topwear,
 }
@@ -123,8 +124,8 @@ def resolve(
 
 
 def _person_items(regions: dict[Region, Candidate], gender: GenderLabel) -> list[ResolvedItem]:
-    upper, lower, full, feet = (
-        regions.get(r) for r in (Region.upper_body, Region.lower_body, Region.full, Region.feet)
+    upper, lower, full, feet, inner = (
+        regions.get(r) for r in (Region.upper_body, Region.lower_body, Region.full, Region.feet, Region.inner)
     )
     items = []
     if full is not None and is_dress(upper, full, gender):
@@ -137,6 +138,10 @@ def _person_items(regions: dict[Region, Candidate], gender: GenderLabel) -> list
             )
             # a long coat is one garment from the shoulders past the hips: its box is the long one
             items.append(_item(full if long_coat and full else upper, category, probability))
+            if category == Category.outerwear and inner is not None:
+                # the detector saw another layer down the middle of the chest: the top under it (its
+                # crop holds the lapels too, so the head's own reading of it is no guide)
+                items.append(_item(inner, Category.topwear, 1.0))
         if lower is not None:
             items.append(_item(lower, Category.bottomwear, 1.0))
     if feet is not None:

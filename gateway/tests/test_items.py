@@ -1,5 +1,5 @@
 """Choosing a crop's category: the classifier, and for a product photo the catalog's nearest
-products voting with it."""
+products voting with it; the items of a person's regions."""
 
 from __future__ import annotations
 
@@ -10,11 +10,17 @@ PRODUCT = REGION_CATEGORIES[Region.product]
 
 
 def product(scores: dict[Category, float]) -> Candidate:
+    return worn(None, Region.product, scores)
+
+
+def worn(
+    person: int | None, region: Region, scores: dict[Category, float], box: list[float] | None = None
+) -> Candidate:
     embedding = CropEmbedding(
         vector=[1.0, 0.0], category_scores=scores, article_types=[], colour="Blue", colour_score=0.5
     )
     return Candidate(
-        person=None, region=Region.product, box=[0.0, 0.0, 1.0, 1.0], score=1.0, embedding=embedding
+        person=person, region=region, box=box or [0.0, 0.0, 1.0, 1.0], score=1.0, embedding=embedding
     )
 
 
@@ -48,3 +54,23 @@ def test_resolve_hands_each_product_region_its_own_neighbours() -> None:
     second = product({Category.outerwear: 0.55, Category.topwear: 0.45})
     items = resolve([first, second], [], {1: [Category.topwear] * 10})
     assert [item.category for item in items] == [Category.outerwear, Category.topwear]
+
+
+def _layered(upper: Category) -> list[Candidate]:
+    jacket_or_top = worn(0, Region.upper_body, {upper: 0.9, Category.dress: 0.1}, [0.2, 0.2, 0.8, 0.6])
+    # the strip's crop holds the lapels too: it may well read as a jacket itself
+    strip = worn(0, Region.inner, {Category.outerwear: 0.8, Category.topwear: 0.2}, [0.45, 0.2, 0.55, 0.5])
+    return [jacket_or_top, strip]
+
+
+def test_the_middle_of_the_chest_under_outerwear_is_a_top_of_its_own() -> None:
+    items = resolve(_layered(Category.outerwear), ["Men"])
+    assert [(i.category, i.box) for i in items] == [
+        (Category.outerwear, [0.2, 0.2, 0.8, 0.6]),
+        (Category.topwear, [0.45, 0.2, 0.55, 0.5]),
+    ]
+
+
+def test_the_middle_of_the_chest_of_a_top_is_part_of_that_top() -> None:
+    items = resolve(_layered(Category.topwear), ["Men"])
+    assert [i.category for i in items] == [Category.topwear]

@@ -36,6 +36,7 @@ class Region(StrEnum):
     upper_body = "upper"  # shoulders to hips: topwear, outerwear or the top of a dress
     lower_body = "lower"  # hips down: bottomwear or the skirt of a dress
     full = "full"  # shoulders to hem: a dress candidate
+    inner = "inner"  # down the middle of the chest: the top under an open jacket or coat
     feet = "feet"  # footwear
     product = "product"  # no person: the image's foreground is one product of any category
 
@@ -44,6 +45,7 @@ REGION_CATEGORIES: dict[Region, tuple[Category, ...]] = {
     Region.upper_body: (Category.topwear, Category.outerwear, Category.dress),
     Region.lower_body: (Category.bottomwear, Category.dress),
     Region.full: (Category.dress,),
+    Region.inner: (Category.topwear,),
     Region.feet: (Category.footwear,),
     Region.product: CATEGORIES,
 }
