@@ -47,6 +47,7 @@ INNER_CONTRAST = 60.0
 INNER_FRONTS = 0.6  # the fronts are read this share of the half shoulder width off the centre line
 INNER_MIN_RUN = 0.1  # of the torso length: a shorter strip is a zip, a button placket or a print
 INNER_BELOW_COLLAR = 0.15  # of the torso length below the shoulder line: where the strip must begin
+INNER_MIN_WIDTH = 0.4  # of the half shoulder width: a narrower strip is a zip or a stripe
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,8 @@ class Localiser:
         )
         y2 = float((top + (bottom - top) * ts[run[1] - 1])[1]) + 0.05 * torso
         x1, x2 = min(s[0] for s in spans), max(s[1] for s in spans)
+        if x2 - x1 < INNER_MIN_WIDTH * half:
+            return None
         colour = np.median([layer[1] for layer in layers[run[0] : run[1]] if layer is not None], axis=0)
         return RegionBox(Region.inner, clip_box([x1, y1, x2, y2]), lm.score(SHOULDERS), reference=colour)
 

@@ -77,6 +77,10 @@ def test_a_thin_stripe_at_the_collar_is_not_a_layer() -> None:
     assert _inner(_torso(strip_from=0.27, strip_to=0.3), _landmarks()) is None
 
 
+def test_a_zip_down_a_closed_jacket_is_not_a_layer() -> None:
+    assert _inner(_torso(strip_from=0.27, width=0.02), _landmarks()) is None
+
+
 def test_a_back_view_has_no_inner_layer() -> None:
     assert _inner(_torso(strip_from=0.27), _landmarks(facing_camera=False)) is None
 
