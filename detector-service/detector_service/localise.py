@@ -215,28 +215,24 @@ class Localiser:
         if half * self.width < 0.5 * PROFILE_SHOULDER_SPAN * torso * self.height:
             return None  # seen from the back or edge-on
         top, bottom = lm.mean_xy(SHOULDERS), lm.mean_xy(HIPS)  # hips out of frame are predicted
-        ts = np.linspace(-0.1, 0.9, 31)
-        layers = [self._layer_at(top + (bottom - top) * t, half) for t in ts]
+        ts = np.linspace(-0.1, 0.9, 31)  # down the centre line, in torso lengths from the shoulders
+        points = [top + (bottom - top) * t for t in ts]
+        layers = [self._layer_at(point, half) for point in points]
         # it shows from the neck opening down; a strip that starts lower is a print or a highlight
         run = _first_run(
             [layer is not None for layer in layers], before=int(np.searchsorted(ts, INNER_BELOW_COLLAR))
         )
         if run is None or ts[run[1] - 1] - ts[run[0]] < INNER_MIN_RUN - 1e-6:
             return None
-        spans = [
-            self._layer_span(top + (bottom - top) * ts[i], half, layer)
-            for i, layer in enumerate(layers[run[0] : run[1]], start=run[0])
-            if layer is not None
-        ]
-        # the collar stands above the shoulder line, as for the upper body's own box
-        y1 = min(
-            float((top + (bottom - top) * ts[run[0]])[1]), float(top[1]) - NECKLINE_ABOVE_SHOULDERS * torso
-        )
-        y2 = float((top + (bottom - top) * ts[run[1] - 1])[1]) + 0.05 * torso
+        found = [(points[i], layers[i]) for i in range(*run)]
+        spans = [self._layer_span(point, half, layer) for point, layer in found if layer is not None]
         x1, x2 = min(s[0] for s in spans), max(s[1] for s in spans)
         if x2 - x1 < INNER_MIN_WIDTH * half:
             return None
-        colour = np.median([layer[1] for layer in layers[run[0] : run[1]] if layer is not None], axis=0)
+        # the collar stands above the shoulder line, as for the upper body's own box
+        y1 = min(float(points[run[0]][1]), float(top[1]) - NECKLINE_ABOVE_SHOULDERS * torso)
+        y2 = float(points[run[1] - 1][1]) + 0.05 * torso
+        colour = np.median([layer[1] for _, layer in found if layer is not None], axis=0)
         return RegionBox(Region.inner, clip_box([x1, y1, x2, y2]), lm.score(SHOULDERS), reference=colour)
 
     def _layer_at(self, centre: np.ndarray, half: float) -> tuple[float, np.ndarray] | None:
