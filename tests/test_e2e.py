@@ -95,6 +95,20 @@ def test_every_dev_photo_gets_consistent_recommendations(e2e: E2E, dev_labels: l
     assert not missing, missing
 
 
+def test_the_shirt_under_an_open_suit_jacket_is_an_item_of_its_own(e2e: E2E) -> None:
+    body = RecommendResponse.model_validate(e2e.recommend(DEV / "idm_human_will1_1.jpg").json())
+    worn = [item for item in body.items if item.person == 0]
+    jackets = [item for item in worn if item.category == Category.outerwear]
+    tops = [item for item in worn if item.category == Category.topwear]
+    assert len(jackets) == 1 and len(tops) == 1, [(i.category, i.box) for i in worn]
+    jacket, shirt = jackets[0].box, tops[0].box
+    assert jacket[0] <= shirt[0] and shirt[2] <= jacket[2] and jacket[1] - 5 <= shirt[1] and shirt[3] <= jacket[3]
+    width, height = body.image.width, body.image.height
+    labelled = [0.42 * width, 0.235 * height, 0.595 * width, 0.385 * height]  # dev labels.json
+    assert box_iou(shirt, labelled) > 0.5
+    assert tops[0].recommendations and {r.category for r in tops[0].recommendations} == {Category.topwear}
+
+
 def test_recommended_images_are_served(e2e: E2E) -> None:
     body = e2e.recommend(DEV / "ootd_model_model_8.png").json()
     url = body["items"][0]["recommendations"][0]["image_url"]
