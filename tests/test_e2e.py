@@ -102,7 +102,12 @@ def test_the_shirt_under_an_open_suit_jacket_is_an_item_of_its_own(e2e: E2E) -> 
     tops = [item for item in worn if item.category == Category.topwear]
     assert len(jackets) == 1 and len(tops) == 1, [(i.category, i.box) for i in worn]
     jacket, shirt = jackets[0].box, tops[0].box
-    assert jacket[0] <= shirt[0] and shirt[2] <= jacket[2] and jacket[1] - 5 <= shirt[1] and shirt[3] <= jacket[3]
+    assert (
+        jacket[0] <= shirt[0]
+        and shirt[2] <= jacket[2]
+        and jacket[1] - 5 <= shirt[1]
+        and shirt[3] <= jacket[3]
+    )
     width, height = body.image.width, body.image.height
     labelled = [0.42 * width, 0.235 * height, 0.595 * width, 0.385 * height]  # dev labels.json
     assert box_iou(shirt, labelled) > 0.5
