@@ -197,10 +197,12 @@ VARIANTS ?= raw,served
 EVAL_FLAGS ?=  # --keep: re-measure VARIANTS only, keep the others of reports/eval.json
 # the whitened-PCA variant of make eval (VARIANTS=pca): an unsupervised 256-d compression
 PCA := models/embedding/projection-pca.npz
+QUANTISED := $(EMBEDDING_BACKBONE:.onnx=.fp16.onnx) $(EMBEDDING_BACKBONE:.onnx=.int8.onnx)
 $(PCA): $(FEATURES)
 	$(VENV)/embedding-service/bin/python -m embedding_service.fit_pca --features $(FEATURES) --dim 256 --output $@
 
-eval: install models $(if $(findstring pca,$(VARIANTS)),$(PCA))
+eval: install models $(if $(findstring pca,$(VARIANTS)),$(PCA)) \
+  $(if $(findstring fp16,$(VARIANTS))$(findstring int8,$(VARIANTS)),$(QUANTISED))
 	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
 	  --products $(PRODUCTS) --variants $(VARIANTS) $(EVAL_FLAGS)
 
@@ -249,10 +251,15 @@ bench-index: install models
 	  --output reports/bench-index.json
 	$(VENV)/gateway/bin/python -m tools.bench_ingest --catalog $(CATALOG) --limit $(INGEST)
 
-# float16 and int8 exports of the backbone (make eval VARIANTS=raw,fp16,int8 compares them)
-quantise: install models
+# float16 and int8 exports of the backbone (make eval VARIANTS=raw,fp16,int8 compares them); made
+# again whenever the backbone is (after `make train-backbone`, or when its tail is deleted)
+$(QUANTISED) &: $(EMBEDDING_BACKBONE) embedding-service/embedding_service/quantise.py
 	crops=$(CATALOG_CROPS) && \
 	$(VENV)/embedding-service/bin/python -m embedding_service.quantise --backbone $(EMBEDDING_BACKBONE) --calibration $$crops
+
+quantise: install models
+	rm -f $(QUANTISED)
+	$(MAKE) $(QUANTISED)
 
 eval-gender: install models
 	$(VENV)/gateway/bin/python -m tools.eval_gender --queries $(QUERIES)
