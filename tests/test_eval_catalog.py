@@ -6,7 +6,7 @@ import numpy as np
 
 from gateway.catalog import CatalogRow
 from shared.contracts import Category
-from tools.eval_retrieval import Catalog, confusion_table
+from tools.eval_retrieval import Catalog, confusion_table, unseen_products
 
 
 def catalog() -> Catalog:
@@ -76,3 +76,26 @@ def test_the_confusion_table_shows_the_served_variant_labels_against_named_categ
     assert "| label | dress | no item | topwear |" in table
     assert "| dress | 3 | 0 | 5 |" in table and "| topwear | 0 | 1 | 9 |" in table
     assert confusion_table({"variants": {"raw": {"person_photos": {}}}}) == []
+
+
+def test_unseen_products_are_queries_that_leave_themselves_out() -> None:
+    # ids 9 and 10 are in the tenth of the catalog no training sees (shared.splits), 1 and 2 are not
+    ids = ["9", "1", "10", "2"]
+    families = ["shirts", "shirts", "trousers", "trousers"]
+    rows = [
+        CatalogRow(pid, f"{pid}.jpg", "Men", Category.topwear, "Shirts", "Blue", None, None) for pid in ids
+    ]
+    vectors = np.array([[1.0, 0.0], [0.99, 0.1], [0.98, 0.2], [0.0, 1.0]], np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    found = unseen_products(
+        Catalog(
+            rows=rows,
+            vectors=vectors,
+            genders=np.array(["Men"] * 4),
+            categories=np.array([Category.topwear.value] * 4),
+            families=list(families),
+            colour_families=["blue"] * 4,
+        )
+    )
+    # "9" finds 1 (shirts), 10 (trousers), 2 (trousers): 1/3; "10" finds 1, 9 (shirts), 2: 1/3
+    assert found == {"products": 2, "family_p@10": round(1 / 3, 4)}
