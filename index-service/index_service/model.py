@@ -240,7 +240,8 @@ def to_hit(point: Any) -> Hit:
 
 
 def best_per_product(found: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
-    """The ``k`` best products of several searches for one item, each scored by its best hit."""
+    """The ``k`` best products of one or more searches for one item, each scored by its best hit
+    (one search's hits come back as they are: the sort is stable)."""
     best: dict[str, Hit] = {}
     for hits in found:
         for hit in hits:
@@ -435,7 +436,7 @@ class VectorIndex:
         """The ``k`` products nearest to the vector (or to its nearest view) among those the filter
         allows, best first."""
         vectors = checked_vectors(request, self.dim)
-        wanted = engine_filter(request.filter)
+        wanted, params = engine_filter(request.filter), self._search_params()
         found = []
         with self._store() as shard:
             for vector in vectors:
@@ -443,12 +444,12 @@ class VectorIndex:
                     limit=request.k,
                     query=Query.Nearest(vector),
                     filter=wanted,
-                    params=self._search_params(),
+                    params=params,
                     with_payload=True,
                     with_vector=False,
                 )
                 found.append([to_hit(point) for point in shard.query(query)])
-        return found[0] if len(found) == 1 else best_per_product(found, request.k)
+        return best_per_product(found, request.k)
 
     def get(self, product_id: str) -> ProductPayload | None:
         with self._store() as shard:

@@ -226,22 +226,21 @@ class ServerIndex:
 
     @serialised_when_local
     def search(self, request: SearchRequest) -> list[Hit]:
-        wanted = server_filter(request.filter)
+        wanted, params = server_filter(request.filter), self._search_params()
         found = self.client.query_batch_points(
             self.collection,
             [
                 models.QueryRequest(
                     query=vector,
                     filter=wanted,
-                    params=self._search_params(),
+                    params=params,
                     limit=request.k,
                     with_payload=True,
                 )
                 for vector in checked_vectors(request, self.dim)
             ],
         )
-        hits = [[to_hit(p) for p in response.points] for response in found]
-        return hits[0] if len(hits) == 1 else best_per_product(hits, request.k)
+        return best_per_product([[to_hit(p) for p in response.points] for response in found], request.k)
 
     @serialised_when_local
     def get(self, product_id: str) -> ProductPayload | None:
