@@ -114,10 +114,11 @@ async def measure(
     concurrency: int,
     products: list[Path],
 ) -> dict[str, Any]:
-    blobs = {photo: photo.read_bytes() for photo in [*photos, *products]}
+    every = [*photos, *products]
+    blobs = {photo: photo.read_bytes() for photo in every}
     url = f"{gateway}/recommend"
     async with httpx.AsyncClient(timeout=120) as client:
-        for photo in [*photos, *products]:  # warm-up: first calls pay for lazy initialisation
+        for photo in every:  # warm-up: first calls pay for lazy initialisation
             await timed_post(client, url, photo, blobs[photo])
         sequential, stages = await sequential_runs(client, url, photos, blobs, rounds)
         product_runs = await sequential_runs(client, url, products, blobs, rounds) if products else None

@@ -251,22 +251,23 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
                     article_family(item.article_type) == article_family(garment["article_type"])
                 )
                 gender = found.genders[item.person].label if item.person is not None else "unknown"
+                family, colour_label = (
+                    article_family(garment["article_type"]),
+                    colour_family(garment["colour"]),
+                )
+                # which catalog products count as right, for every search mode alike
+                good = {
+                    "category": [c == garment["category"] for c in catalog.categories],
+                    "family": [f == family for f in catalog.families],
+                    "colour": [f == colour_label for f in catalog.colour_families],
+                    "gender": [g in (person["gender"], "Unisex") for g in catalog.genders],
+                }
                 for mode, row in scores.items():
                     hits = catalog.search_mode(
                         mode, item.vector, item.category, gender, item.colour, views=item.views
                     )
-                    row["category"].append(
-                        precision(hits, [c == garment["category"] for c in catalog.categories])
-                    )
-                    family = article_family(garment["article_type"])
-                    row["family"].append(precision(hits, [f == family for f in catalog.families]))
-                    colour_label = colour_family(garment["colour"])
-                    row["colour"].append(
-                        precision(hits, [f == colour_label for f in catalog.colour_families])
-                    )
-                    row["gender"].append(
-                        precision(hits, [g in (person["gender"], "Unisex") for g in catalog.genders])
-                    )
+                    for measure, right in good.items():
+                        row[measure].append(precision(hits, right))
     return {
         "garments": labelled,
         "with_item": round(matched / labelled, 4) if labelled else None,
@@ -383,10 +384,14 @@ async def catalog_products(stack: Stack, catalog: Catalog, folder: Path, count: 
         gender = shopper_gender(row)
         vector = catalog.vectors[index].tolist()
         own_colour, own_family = colour_family(row.colour), catalog.families[index]
+        good = {
+            "colour": [f == own_colour for f in catalog.colour_families],
+            "family": [f == own_family for f in catalog.families],
+        }
         for mode, measured in scores.items():
             hits = catalog.search_mode(mode, vector, category, gender, colour, excluded=index)
-            measured["colour"].append(precision(hits, [f == own_colour for f in catalog.colour_families]))
-            measured["family"].append(precision(hits, [f == own_family for f in catalog.families]))
+            for measure, right in good.items():
+                measured[measure].append(precision(hits, right))
     named_right = [
         colour_family(c) == colour_family(catalog.rows[i].colour) for i, c in zip(chosen, named, strict=True)
     ]
