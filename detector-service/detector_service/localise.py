@@ -409,13 +409,16 @@ class Localiser:
 
     def _patch_colour(self, point: np.ndarray) -> np.ndarray:
         """Median RGB of the small patch around a point (robust to prints and noise)."""
-        if self._smooth is None:
-            # the mean of the patch around every pixel: prints and noise average out
-            size = 2 * max(2, int(0.012 * self.height)) + 1
-            self._smooth = cv2.blur(self.image, (size, size))
         cx = min(max(int(point[0] * self.width), 0), self.width - 1)
         cy = min(max(int(point[1] * self.height), 0), self.height - 1)
-        return self._smooth[cy, cx].astype(np.float64)
+        return self._smoothed()[cy, cx].astype(np.float64)
+
+    def _smoothed(self) -> np.ndarray:
+        """The mean of the patch around every pixel (prints and noise average out), made once."""
+        if self._smooth is None:
+            size = 2 * max(2, int(0.012 * self.height)) + 1
+            self._smooth = cv2.blur(self.image, (size, size))
+        return self._smooth
 
     def _feet(self, lm: Landmarks, torso: float) -> RegionBox | None:
         feet = [foot for foot in FEET if lm.usable(foot[0]) and (lm.usable(foot[1]) or lm.usable(foot[2]))]
@@ -520,8 +523,8 @@ class Localiser:
         rows = slice(int(y1 * self.height), int(y2 * self.height))
         cols = slice(int(x1 * self.width), int(x2 * self.width))
         garment = self.person[rows, cols] & ~self.skin[rows, cols]
-        if reference is not None and self._smooth is not None:
-            distance = np.linalg.norm(self._smooth[rows, cols].astype(np.float64) - reference, axis=2)
+        if reference is not None:
+            distance = np.linalg.norm(self._smoothed()[rows, cols].astype(np.float64) - reference, axis=2)
             garment &= distance < 0.75 * INNER_CONTRAST
         pixels = self.image[rows, cols][garment]
         if len(pixels) < 50:
