@@ -3,7 +3,8 @@
 The detector says where (upper body, legs, feet, shoulders-to-hem, the middle of the chest); the
 classifier says what. A region's category is the classifier's best among those the region can hold
 (for a product photo, voted on together with the catalog's nearest products); a dress replaces the
-top and bottom it was split into; the middle of the chest is a top of its own when the upper body is outerwear.
+top and bottom it was split into; the middle of the chest is a top of its own when the upper body
+is outerwear.
 """
 
 from __future__ import annotations
