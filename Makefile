@@ -151,10 +151,19 @@ features:
 	rm -f $(FEATURES)
 	$(MAKE) $(FEATURES)
 
+# Labelled shoppers' photos of single garments (labels.csv), cut as queries are: the category head
+# learns from half of their contributors, make eval measures on the other half.
+PRODUCTS ?= ../shared/queries/consumer
+PHOTO_FEATURES := data/cache/photo-features-$(notdir $(abspath $(PRODUCTS))).npz
+HAS_PHOTOS := $(wildcard $(PRODUCTS)/labels.csv)
+$(PHOTO_FEATURES): $(EMBEDDING_BACKBONE) $(HAS_PHOTOS)
+	$(MAKE) install models
+	$(VENV)/gateway/bin/python -m tools.photo_features --photos $(PRODUCTS) --output $@
+
 # Retrains the head that ships in the embedding service (small, committed, reproducible).
-train-classifier: install models $(FEATURES) $(VIEWS)
+train-classifier: install models $(FEATURES) $(VIEWS) $(if $(HAS_PHOTOS),$(PHOTO_FEATURES))
 	$(VENV)/embedding-service/bin/python -m embedding_service.train_head --features $(FEATURES) --views $(VIEWS) \
-	  --output $(EMBEDDING_HEAD)
+	  $(if $(HAS_PHOTOS),--photos $(PHOTO_FEATURES)) --output $(EMBEDDING_HEAD)
 
 # The gender appearance head (TFLite float16), its calibration and fusion with the face: small and
 # committed; `make run` retrains them when they are missing.
@@ -192,7 +201,6 @@ eval-detector: install models
 	$(VENV)/gateway/bin/python -m tools.eval_detector --queries $(QUERIES) $(if $(YOLO),--yolo $(YOLO))
 
 # make eval: retrieval quality of each embedding variant (reports/eval.md); PRODUCTS: single-garment photos
-PRODUCTS ?= ../shared/queries/consumer
 VARIANTS ?= raw,served
 EVAL_FLAGS ?=  # --keep: re-measure VARIANTS only, keep the others of reports/eval.json
 # the whitened-PCA variant of make eval (VARIANTS=pca): an unsupervised 256-d compression

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from gateway.catalog import CatalogRow
 from shared.contracts import Category
-from tools.eval_retrieval import Catalog, confusion_table, unseen_products
+from tools.eval_retrieval import Catalog, confusion_table, photos_learnt, unseen_products
 
 
 def catalog() -> Catalog:
@@ -99,3 +102,14 @@ def test_unseen_products_are_queries_that_leave_themselves_out() -> None:
     )
     # "9" finds 1 (shirts), 10 (trousers), 2 (trousers): 1/3; "10" finds 1, 9 (shirts), 2: 1/3
     assert found == {"products": 2, "family_p@10": round(1 / 3, 4)}
+
+
+def test_photos_the_head_learnt_from_are_left_out_of_its_folder_only(tmp_path: Path) -> None:
+    consumer, other = tmp_path / "consumer", tmp_path / "other"
+    card = tmp_path / "classifier.json"
+    card.write_text(json.dumps({"photos": {"folder": "consumer", "images": ["images/a.jpg"]}}))
+    assert photos_learnt(consumer, card) == {"images/a.jpg"}
+    assert photos_learnt(other, card) == set()
+    card.write_text(json.dumps({"photos": None}))
+    assert photos_learnt(consumer, card) == set()
+    assert photos_learnt(consumer, tmp_path / "missing.json") == set()

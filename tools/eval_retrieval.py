@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import hashlib
 import io
 import json
@@ -51,6 +50,7 @@ from shared.distortions import distort
 from shared.service import InferencePool
 from shared.splits import retrieval_held_out
 from shared.vocabulary import article_family, colour_family
+from tools.photo_features import labelled_photos
 from tools.reports import save_json, write_report
 from tools.stack import ROOT, Stack, free_port, running
 from tools.train_colours import held_out as colour_held_out
@@ -65,7 +65,7 @@ SEARCH_MODES: dict[str, dict[str, float]] = {
 }
 GATEWAY = Settings()  # the gateway's defaults: its colour rerank's pool and weight
 SERVICES = ("detector-service", "gender-service", "embedding-service")
-CONSUMER_CATEGORY = {"outwear": "outerwear"}
+HEAD_CARD = ROOT / "embedding-service" / "embedding_service" / "assets" / "classifier.json"
 
 
 @dataclass
@@ -291,16 +291,26 @@ async def analyse(recommender: Recommender, data: bytes) -> Analysis:
     return await recommender.analyse(Query(data, K, "auto", set(CATEGORIES)), Timings(), [])
 
 
+def photos_learnt(folder: Path, card: Path = HEAD_CARD) -> set[str]:
+    """The images of ``folder``'s labels.csv that the served classifier head learnt from (its card
+    names them; train_head --photos), which make eval must not measure it on."""
+    photos = json.loads(card.read_text()).get("photos") if card.exists() else None
+    if not photos or photos.get("folder") != folder.resolve().name:
+        return set()
+    return set(photos["images"])
+
+
 async def product_photos(
     recommender: Recommender, catalog: Catalog, folder: Path, limit: int | None
 ) -> dict[str, Any]:
-    with (folder / "labels.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))[:limit]
+    photos = labelled_photos(folder)
+    learnt = photos_learnt(folder)
+    photos = [p for p in photos if p.image not in learnt][:limit]
     category_p, family_p, category_right = [], [], []
     confusion: dict[str, Counter[str]] = defaultdict(Counter)  # labelled -> named category
-    for row in rows:
-        found = await analyse(recommender, (folder / row["image"]).read_bytes())
-        truth = CONSUMER_CATEGORY.get(row["category"], row["category"])
+    for photo in photos:
+        found = await analyse(recommender, (folder / photo.image).read_bytes())
+        truth = photo.category.value
         if not found.items:
             category_p.append(0.0)
             family_p.append(0.0)
@@ -311,11 +321,12 @@ async def product_photos(
         confusion[truth][item.category.value] += 1
         hits = catalog.search(item.vector, item.category, "unknown", views=item.views)
         category_p.append(precision(hits, [c == truth for c in catalog.categories]))
-        family = article_family(row["label"])
+        family = article_family(photo.label)
         family_p.append(precision(hits, [f == family for f in catalog.families]))
         category_right.append(item.category.value == truth)
     return {
-        "photos": len(rows),
+        "photos": len(photos),
+        "left_out_as_learnt_by_the_head": len(learnt),
         f"category_p@{K}": round(float(np.mean(category_p)), 4),
         f"family_p@{K}": round(float(np.mean(family_p)), 4),
         "item_category_accuracy": round(float(np.mean(category_right)), 4),
@@ -536,12 +547,23 @@ def confusion_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _photos_measured(report: dict[str, Any]) -> str:
+    variants = list(report["variants"].values())
+    measured: dict[str, Any] = variants[0].get("product_photos", {}) if variants else {}
+    left_out = measured.get("left_out_as_learnt_by_the_head")
+    if not left_out:
+        return ""
+    return f" ({measured['photos']} of them; the {left_out} the classifier head learnt from left out)"
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Retrieval evaluation",
         "",
         f"Catalog `{report['catalog']}` ({report['products']} products), "
-        f"person photos `{report['queries']}`, product photos `{report['product_photos']}`.",
+        f"person photos `{report['queries']}`, product photos `{report['product_photos']}`"
+        + _photos_measured(report)
+        + ".",
         "",
     ]
     header = (

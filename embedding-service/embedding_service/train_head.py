@@ -1,10 +1,14 @@
-"""Train the category and article-type head on catalog features (tools/catalog_features.py).
+"""Train the category and article-type head on catalog features (tools/catalog_features.py) and,
+for the category, on labelled shoppers' photos too (tools/photo_features.py).
 
 Two softmax regressions on the L2-normalised backbone vectors, class-balanced, trained with Adam
-on a deterministic 85/15 split by product id; the held-out figures go into a model card.
+on a deterministic 85/15 split by product id; the held-out figures go into a model card. The
+photos learnt from are half of their contributors (shared.splits.photo_held_out); how many catalog
+crops a photo counts as is chosen by cross-validation among them (PHOTO_COPIES); the card names
+the photos learnt from, so that make eval measures on the others only.
 
     python -m embedding_service.train_head --features data/cache/myntra.npz \
-        --output embedding_service/assets/classifier.npz
+        --photos data/cache/photo-features.npz --output embedding_service/assets/classifier.npz
 """
 
 from __future__ import annotations
@@ -21,10 +25,15 @@ import numpy as np
 from embedding_service.head import ClassifierHead, LinearHead
 from shared.contracts import Category
 from shared.features import network_of
+from shared.splits import photo_held_out
 
 logger = logging.getLogger("embedding-service")
 MIN_ARTICLE_EXAMPLES = 15
 FEATURE_SCALE = 30.0  # unit vectors have tiny components; scaling keeps the optimisation well posed
+# how many catalog crops a shopper's photo may count as (there are some 70 catalog crops and views
+# to each photo learnt from): the one that names best the photos of contributors left out of its
+# training, two folds by contributor among those learnt from (choose_copies)
+PHOTO_COPIES = (1, 3, 10, 30)
 
 
 def held_out(product_ids: np.ndarray, fraction: float = 0.15) -> np.ndarray:
@@ -69,26 +78,67 @@ class Examples:
     x: np.ndarray
     labels: np.ndarray
     train: np.ndarray  # which rows may be learnt from (the others are held out)
+    groups: np.ndarray | None = None  # who made each row (a photo's contributor), for folds
 
     def select(self, rows: np.ndarray) -> Examples:
-        return Examples(self.x[rows], self.labels[rows], self.train[rows])
+        groups = self.groups[rows] if self.groups is not None else None
+        return Examples(self.x[rows], self.labels[rows], self.train[rows], groups)
 
 
-def fit(crops: Examples, views: Examples | None) -> tuple[LinearHead, dict[str, object]]:
+def fit(
+    crops: Examples, views: Examples | None, photos: Examples | None = None
+) -> tuple[LinearHead, dict[str, object]]:
     names = sorted(set(crops.labels[crops.train]))
     index = {name: i for i, name in enumerate(names)}
-    sets = [crops] + ([views] if views is not None else [])
-    learn = [(e.x[e.train], e.labels[e.train]) for e in sets]
-    x = np.concatenate([x for x, _ in learn])
-    y = np.array([index.get(label, -1) for _, labels in learn for label in labels])
-    known = y >= 0
-    weights, bias = train_softmax(x[known] * FEATURE_SCALE, y[known], len(names))
-    head = LinearHead(weights * FEATURE_SCALE, bias, names)
+    copies, validation = choose_copies(crops, views, photos, index) if photos else (0, {})
+    head = _fitted(crops, views, photos, copies, index)
     metrics: dict[str, object] = _held_out_metrics(head, crops, index)
     metrics["per_class_accuracy"] = _held_out_metrics(head, crops, index, per_class=True)
     if views is not None:
         metrics["distorted_views"] = _held_out_metrics(head, views, index)
+    if photos is not None:
+        metrics["shoppers_photos"] = {
+            **_held_out_metrics(head, photos, index),
+            "per_class_accuracy": _held_out_metrics(head, photos, index, per_class=True),
+            "copies": copies,
+            "copies_cross_validated": validation,
+        }
     return head, metrics
+
+
+def _fitted(
+    crops: Examples, views: Examples | None, photos: Examples | None, copies: int, index: dict[str, int]
+) -> LinearHead:
+    """The softmax on every learnable row, each photo ``copies`` times."""
+    sets = [crops] + ([views] if views is not None else []) + ([photos] * copies if photos else [])
+    learn = [(e.x[e.train], e.labels[e.train]) for e in sets]
+    x = np.concatenate([x for x, _ in learn])
+    y = np.array([index.get(label, -1) for _, labels in learn for label in labels])
+    known = y >= 0
+    weights, bias = train_softmax(x[known] * FEATURE_SCALE, y[known], len(index))
+    return LinearHead(weights * FEATURE_SCALE, bias, sorted(index, key=lambda name: index[name]))
+
+
+def choose_copies(
+    crops: Examples, views: Examples | None, photos: Examples, index: dict[str, int]
+) -> tuple[int, dict[int, float]]:
+    """The weight of a photo (PHOTO_COPIES) whose head names best the learnt photos of the
+    contributors it did not learn from: two folds by contributor, the held-out photos untouched.
+    Returns it and each weight's mean accuracy."""
+    groups = photos.groups if photos.groups is not None else np.arange(len(photos.labels)).astype(str)
+    fold = np.array([int(hashlib.sha1(f"fold:{g}".encode()).hexdigest()[:8], 16) % 2 for g in groups])
+    accuracy: dict[int, float] = {}
+    for copies in PHOTO_COPIES:
+        scores = []
+        for kept_out in (0, 1):
+            learnt = Examples(photos.x, photos.labels, photos.train & (fold != kept_out))
+            head = _fitted(crops, views, learnt, copies, index)
+            checked = photos.select(photos.train & (fold == kept_out))
+            truth = np.array([index.get(label, -1) for label in checked.labels])
+            scores.append(float((head.probabilities(checked.x).argmax(axis=1) == truth).mean()))
+        accuracy[copies] = round(float(np.mean(scores)), 4)
+        logger.info("photos counted %d times: cross-validated accuracy %.4f", copies, accuracy[copies])
+    return max(accuracy, key=lambda copies: accuracy[copies]), accuracy
 
 
 def _held_out_metrics(
@@ -111,7 +161,31 @@ def _held_out_metrics(
     }
 
 
-def train(features: Path, views_path: Path | None) -> tuple[ClassifierHead, dict[str, object]]:
+def labelled_photos(path: Path, backbone: str) -> tuple[Examples, dict[str, object]]:
+    """Shoppers' photos (tools/photo_features.py) as category examples, half of the contributors
+    held out, and what the card says of them (the images learnt from are named)."""
+    data = np.load(path, allow_pickle=False)
+    if network_of(data, path) != backbone:
+        raise SystemExit(f"{path} was embedded by another network than {backbone}: make it again")
+    images = [str(i) for i in data["images"]]
+    train = ~np.array(
+        [photo_held_out(str(c), i) for c, i in zip(data["contributors"], images, strict=True)], dtype=bool
+    )
+    contributors = np.array([c or i for c, i in zip(data["contributors"], images, strict=True)])
+    photos = Examples(data["vectors"].astype(np.float64), data["categories"], train, contributors)
+    facts: dict[str, object] = {
+        "features": str(path),
+        "folder": str(data["folder"]),
+        "learnt_from": int(train.sum()),
+        "held_out": int((~train).sum()),
+        "images": [image for image, learnt in zip(images, train, strict=True) if learnt],
+    }
+    return photos, facts
+
+
+def train(
+    features: Path, views_path: Path | None, photos_path: Path | None = None
+) -> tuple[ClassifierHead, dict[str, object]]:
     """A head for the features' network (named in the file; the service checks the name)."""
     data = np.load(features, allow_pickle=False)
     backbone = network_of(data, features)
@@ -124,6 +198,7 @@ def train(features: Path, views_path: Path | None) -> tuple[ClassifierHead, dict
     article_counts = {a: int(((articles == a) & ~test).sum()) for a in set(articles) if a}
     frequent = {a for a, n in article_counts.items() if n >= MIN_ARTICLE_EXAMPLES}
     article_labels = np.where(np.isin(articles, list(frequent)), articles, "")
+    photos, photo_facts = labelled_photos(photos_path, backbone) if photos_path else (None, None)
     heads = {}
     metrics = {}
     for name, labels in (("category", categories), ("article_type", article_labels)):
@@ -133,7 +208,8 @@ def train(features: Path, views_path: Path | None) -> tuple[ClassifierHead, dict
         if views_x is not None:
             keep = has[view_rows]
             views = Examples(views_x[keep], labels[view_rows][keep], ~test[view_rows][keep])
-        heads[name], metrics[name] = fit(crops, views)
+        # the photos are labelled with a category only
+        heads[name], metrics[name] = fit(crops, views, photos if name == "category" else None)
     has_article = article_labels != ""
     article_category = _article_categories(article_labels[has_article], categories[has_article])
     head = ClassifierHead(heads["category"], heads["article_type"], article_category, backbone)
@@ -141,6 +217,7 @@ def train(features: Path, views_path: Path | None) -> tuple[ClassifierHead, dict
         "backbone": backbone,
         "features": str(features),
         "views": str(views_path) if views_path else None,
+        "photos": photo_facts,
         "train_products": int((~test).sum()),
         "held_out_products": int(test.sum()),
         "category": metrics["category"],
@@ -177,9 +254,12 @@ def main() -> int:
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--views", type=Path, default=None, help="distorted views to learn from as well")
+    parser.add_argument(
+        "--photos", type=Path, default=None, help="labelled shoppers' photos (tools/photo_features.py)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    head, card = train(args.features, args.views)
+    head, card = train(args.features, args.views, args.photos)
     head.save(args.output)
     card_path = args.output.with_suffix(".json")
     card_path.write_text(json.dumps(card, indent=2) + "\n")

@@ -1,0 +1,129 @@
+"""Embed labelled product photos (a folder with ``labels.csv``: image, label, category and, when
+known, contributor: the format of ``../shared/queries/consumer``) the way a query photo is cut (the
+detector's product region, cropped as the gateway crops it) and save their backbone features with
+their categories, for the classifier head (``embedding_service.train_head --photos``).
+
+Shoppers' photos of a garment laid on a bed, hung on a door or held up differ from the catalog's
+studio shots; a head that learnt only from the catalog names many of them wrongly (README, make
+eval). Which photos the head may learn from is decided by contributor (``shared.splits``), so that
+make eval measures it on people whose photos it never saw.
+
+    python -m tools.photo_features --photos ../shared/queries/consumer --output data/cache/photo-features.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from gateway.config import Settings
+from gateway.pipeline import crop_jpeg, for_detector
+from shared.clients import DetectorClient, EmbeddingClient
+from shared.contracts import Category, Region
+from shared.images import decode_image
+from tools.stack import Stack, free_port, running
+
+logger = logging.getLogger("stack")
+CATEGORY_ALIASES = {"outwear": "outerwear"}  # the consumer set's spelling
+
+
+@dataclass(frozen=True)
+class LabelledPhoto:
+    image: str  # as labels.csv names it, relative to the folder
+    label: str  # the garment's kind in the set's own words (T-Shirt, Blazer, ...)
+    category: Category
+    contributor: str  # who took it ("" when unknown)
+
+
+def labelled_photos(folder: Path) -> list[LabelledPhoto]:
+    """The photos of ``labels.csv``, categories in the project's vocabulary."""
+    with (folder / "labels.csv").open(newline="") as handle:
+        return [
+            LabelledPhoto(
+                image=row["image"],
+                label=row["label"],
+                category=Category(CATEGORY_ALIASES.get(row["category"], row["category"])),
+                contributor=row.get("contributor") or "",
+            )
+            for row in csv.DictReader(handle)
+        ]
+
+
+async def product_crop(photo: bytes, detector: DetectorClient, settings: Settings) -> bytes | None:
+    """The crop a query photo's product region is embedded from; None when the detector saw a person
+    (the photo is then a look, not a product shot)."""
+    image = decode_image(photo)
+    detection = await detector.detect(for_detector(image, settings)[1], colours=False)
+    products = [r for r in detection.regions if r.region == Region.product]
+    return crop_jpeg(image, products[0].box, settings) if products and not detection.persons else None
+
+
+async def extract(folder: Path, stack: Stack) -> dict[str, np.ndarray]:
+    photos = labelled_photos(folder)
+    settings = Settings()
+    detector = DetectorClient("detector", stack.url("detector-service"), 60.0)
+    embedding = EmbeddingClient("embedding", stack.url("embedding-service"), 120.0)
+    crops: list[bytes | None] = [None] * len(photos)
+    slots = asyncio.Semaphore(4)
+
+    async def cut(index: int) -> None:
+        async with slots:
+            crops[index] = await product_crop((folder / photos[index].image).read_bytes(), detector, settings)
+
+    try:
+        await asyncio.gather(*(cut(i) for i in range(len(photos))))
+        kept = [i for i, crop in enumerate(crops) if crop is not None]
+        vectors: list[list[float]] = []
+        for start in range(0, len(kept), 32):
+            batch = [crops[i] for i in kept[start : start + 32]]
+            answer = await embedding.embed([c for c in batch if c is not None], colours=False)
+            vectors += [
+                item.backbone or item.vector for item in answer.items
+            ]  # heads learn backbone features
+            sys.stderr.write(f"\rembedding photos {min(start + 32, len(kept))}/{len(kept)}")
+        sys.stderr.write("\n")
+    finally:
+        await detector.aclose()
+        await embedding.aclose()
+    if len(kept) < len(photos):
+        logger.info("photos showing a person left out", extra={"count": len(photos) - len(kept)})
+    return {
+        "vectors": np.asarray(vectors, dtype=np.float32),
+        "images": np.array([photos[i].image for i in kept]),
+        "categories": np.array([photos[i].category.value for i in kept]),
+        "contributors": np.array([photos[i].contributor for i in kept]),
+    }
+
+
+def main() -> int:
+    from shared.logs import configure_logging
+
+    configure_logging("stack")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--photos", type=Path, required=True, help="folder with labels.csv")
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args()
+    services = ("embedding-service", "detector-service")
+    stack = Stack(services=services, ports={name: free_port() for name in services})
+    with running(stack):
+        data = asyncio.run(extract(args.photos.resolve(), stack))
+        data["backbone"] = np.array(httpx.get(f"{stack.url('embedding-service')}/readyz").json()["backbone"])
+    data["folder"] = np.array(args.photos.resolve().name)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.output, **data)  # type: ignore[arg-type]
+    logger.info("saved photo features", extra={"path": str(args.output), "photos": len(data["vectors"])})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
