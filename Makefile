@@ -248,7 +248,8 @@ train-embedding: install models $(FEATURES) $(VIEWS)
 
 # The embedded index at store scale: build time, RAM, disk, filtered p50/p99 and recall (SIZES=100000,1000000)
 SIZES ?= 100000
-INDEX_DIM ?= 768
+# INDEX_DIM: the served vectors' (the raw features; 768 for the learned whitening)
+INDEX_DIM ?= 1280
 STORAGES ?= float32,int8
 EFS ?=  # HNSW search breadths, e.g. 128,256 (default: the service's INDEX_HNSW_EF)
 RESCORES ?=  # int8 rescoring oversamplings, e.g. 2,0 (0: none; default: the service's INDEX_INT8_RESCORE)

@@ -23,11 +23,12 @@ class Settings(ServiceSettings):
         "(the repository root when run with make). Created on first start.",
     )
     vector_dim: int = Field(
-        default=768,
+        default=1280,
         ge=1,
         le=65536,
-        description="Dimension of the product embeddings (the embedding service's `dim`: 768 with its "
-        "packaged projection, 1280 without one); must match the store once it exists",
+        description="Dimension of the product embeddings (the embedding service's `dim`: 1280, the "
+        "backbone's features, or the projection's when one is packaged, 768 for make train-embedding's); "
+        "must match the store once it exists",
     )
     qdrant_url: str | None = Field(
         default=None,

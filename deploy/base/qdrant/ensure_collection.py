@@ -96,7 +96,7 @@ def main() -> int:
         created = ensure(
             base,
             name,
-            dim=int(env.get("INDEX_VECTOR_DIM", "768")),
+            dim=int(env.get("INDEX_VECTOR_DIM", "1280")),
             shards=int(env.get("QDRANT_SHARDS", "1")),
             replication=int(env.get("QDRANT_REPLICATION_FACTOR", "1")),
         )
