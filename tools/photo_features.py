@@ -8,7 +8,7 @@ studio shots; a head that learnt only from the catalog names many of them wrongl
 eval). Which photos the head may learn from is decided by contributor (``shared.splits``), so that
 make eval measures it on people whose photos it never saw.
 
-    python -m tools.photo_features --photos ../shared/queries/consumer --output data/cache/photo-features.npz
+    python -m tools.photo_features --photos ../shared/queries/consumer --output data/cache/photo-features-consumer.npz
 """
 
 from __future__ import annotations

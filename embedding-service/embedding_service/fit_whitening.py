@@ -1,7 +1,8 @@
 """Fit the learned whitening: a linear Siamese projection of the backbone's descriptor (multi-stage
 GeM pooling, embedding_service.export), solved in closed form from matching pairs instead of by
 gradient descent (Radenović, Tolias and Chum, "Fine-tuning CNN image retrieval with no human
-annotation", 2018), served beside the average-pooled features.
+annotation", 2018), beside the average-pooled features; served when make train-embedding adopts it
+(it wins most of make eval's deciding measures against the raw features).
 
 A matching pair is a catalog crop and a distorted view of it (shared/distortions.py: what a
 shopper's photo does to a product). The whitening first divides out what differs between the two

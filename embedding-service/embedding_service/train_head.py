@@ -8,7 +8,7 @@ crops a photo counts as is chosen by cross-validation among them (PHOTO_COPIES);
 the photos learnt from, so that make eval measures on the others only.
 
     python -m embedding_service.train_head --features data/cache/myntra.npz \
-        --photos data/cache/photo-features.npz --output embedding_service/assets/classifier.npz
+        --photos data/cache/photo-features-consumer.npz --output embedding_service/assets/classifier.npz
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def fit(
 ) -> tuple[LinearHead, dict[str, object]]:
     names = sorted(set(crops.labels[crops.train]))
     index = {name: i for i, name in enumerate(names)}
-    copies, validation = choose_copies(crops, views, photos, index) if photos else (0, {})
+    copies, validation = choose_copies(crops, views, photos, index) if photos is not None else (0, {})
     head = _fitted(crops, views, photos, copies, index)
     metrics: dict[str, object] = _held_out_metrics(head, crops, index)
     metrics["per_class_accuracy"] = _held_out_metrics(head, crops, index, per_class=True)
@@ -110,7 +110,9 @@ def _fitted(
     crops: Examples, views: Examples | None, photos: Examples | None, copies: int, index: dict[str, int]
 ) -> LinearHead:
     """The softmax on every learnable row, each photo ``copies`` times."""
-    sets = [crops] + ([views] if views is not None else []) + ([photos] * copies if photos else [])
+    sets = (
+        [crops] + ([views] if views is not None else []) + ([photos] * copies if photos is not None else [])
+    )
     learn = [(e.x[e.train], e.labels[e.train]) for e in sets]
     x = np.concatenate([x for x, _ in learn])
     y = np.array([index.get(label, -1) for _, labels in learn for label in labels])
