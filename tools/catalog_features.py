@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -66,6 +68,22 @@ async def extract(catalog: Path, stack: Stack, limit: int | None) -> dict[str, n
     }
 
 
+def save_features(
+    extract: Callable[[Stack], Coroutine[Any, Any, dict[str, np.ndarray]]], output: Path
+) -> dict[str, np.ndarray]:
+    """``extract``'s arrays, made with a detector and an embedding service started for it, saved to
+    ``output`` with the name of the network the vectors come from (which heads trained on them must
+    name)."""
+    services = ("embedding-service", "detector-service")
+    stack = Stack(services=services, ports={name: free_port() for name in services})
+    with running(stack):
+        data = asyncio.run(extract(stack))
+        data["backbone"] = np.array(httpx.get(f"{stack.url('embedding-service')}/readyz").json()["backbone"])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(output, **data)  # type: ignore[arg-type]
+    return data
+
+
 def main() -> int:
     from shared.logs import configure_logging
 
@@ -77,14 +95,8 @@ def main() -> int:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
-    services = ("embedding-service", "detector-service")
-    stack = Stack(services=services, ports={name: free_port() for name in services})
-    with running(stack):
-        data = asyncio.run(extract(args.catalog.resolve(), stack, args.limit))
-        # the network the vectors come from, which the heads trained on them must name
-        data["backbone"] = np.array(httpx.get(f"{stack.url('embedding-service')}/readyz").json()["backbone"])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.output, **data)  # type: ignore[arg-type]
+    catalog = args.catalog.resolve()
+    data = save_features(lambda stack: extract(catalog, stack, args.limit), args.output)
     logger.info("saved catalog features", extra={"path": str(args.output), "products": len(data["vectors"])})
     return 0
 

@@ -21,7 +21,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from gateway.config import Settings
@@ -29,7 +28,8 @@ from gateway.pipeline import crop_jpeg, for_detector
 from shared.clients import DetectorClient, EmbeddingClient
 from shared.contracts import Category, Region
 from shared.images import decode_image
-from tools.stack import Stack, free_port, running
+from tools.catalog_features import save_features
+from tools.stack import Stack
 
 logger = logging.getLogger("stack")
 CATEGORY_ALIASES = {"outwear": "outerwear"}  # the consumer set's spelling
@@ -100,6 +100,7 @@ async def extract(folder: Path, stack: Stack) -> dict[str, np.ndarray]:
         "images": np.array([photos[i].image for i in kept]),
         "categories": np.array([photos[i].category.value for i in kept]),
         "contributors": np.array([photos[i].contributor for i in kept]),
+        "folder": np.array(folder.name),
     }
 
 
@@ -113,14 +114,8 @@ def main() -> int:
     parser.add_argument("--photos", type=Path, required=True, help="folder with labels.csv")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
-    services = ("embedding-service", "detector-service")
-    stack = Stack(services=services, ports={name: free_port() for name in services})
-    with running(stack):
-        data = asyncio.run(extract(args.photos.resolve(), stack))
-        data["backbone"] = np.array(httpx.get(f"{stack.url('embedding-service')}/readyz").json()["backbone"])
-    data["folder"] = np.array(args.photos.resolve().name)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.output, **data)  # type: ignore[arg-type]
+    folder = args.photos.resolve()
+    data = save_features(lambda stack: extract(folder, stack), args.output)
     logger.info("saved photo features", extra={"path": str(args.output), "photos": len(data["vectors"])})
     return 0
 

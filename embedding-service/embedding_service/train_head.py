@@ -163,7 +163,7 @@ def _held_out_metrics(
     }
 
 
-def labelled_photos(path: Path, backbone: str) -> tuple[Examples, dict[str, object]]:
+def photo_examples(path: Path, backbone: str) -> tuple[Examples, dict[str, object]]:
     """Shoppers' photos (tools/photo_features.py) as category examples, half of the contributors
     held out, and what the card says of them (the images learnt from are named)."""
     data = np.load(path, allow_pickle=False)
@@ -200,7 +200,7 @@ def train(
     article_counts = {a: int(((articles == a) & ~test).sum()) for a in set(articles) if a}
     frequent = {a for a, n in article_counts.items() if n >= MIN_ARTICLE_EXAMPLES}
     article_labels = np.where(np.isin(articles, list(frequent)), articles, "")
-    photos, photo_facts = labelled_photos(photos_path, backbone) if photos_path else (None, None)
+    photos, photo_facts = photo_examples(photos_path, backbone) if photos_path else (None, None)
     heads = {}
     metrics = {}
     for name, labels in (("category", categories), ("article_type", article_labels)):
