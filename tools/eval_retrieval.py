@@ -42,10 +42,10 @@ from gateway.config import Settings
 from gateway.ingest import CROP_VERSION, CatalogEmbedder
 from gateway.items import gender_filter
 from gateway.main import make_clients
-from gateway.pipeline import VOTE_K, Analysis, Clients, Query, Recommender, Timings, rerank_pool
+from gateway.pipeline import Analysis, Clients, Query, Recommender, Timings, rerank_pool
 from shared.boxes import box_iou
 from shared.clients import DetectorClient, EmbeddingClient
-from shared.contracts import CATEGORIES, Category, GenderLabel
+from shared.contracts import CATEGORIES, CATEGORY_VOTE_K, Category, GenderLabel
 from shared.distortions import distort
 from shared.service import InferencePool
 from shared.splits import retrieval_held_out
@@ -157,7 +157,7 @@ class CatalogRecommender(Recommender):
     async def neighbour_categories(
         self, vector: list[float], genders: list[str] | None
     ) -> list[Category | None]:
-        return self.catalog.neighbour_categories(vector, genders, VOTE_K)
+        return self.catalog.neighbour_categories(vector, genders, CATEGORY_VOTE_K)
 
 
 # --- catalog crops: the detector pass is made once and cached --------------------------------

@@ -4,8 +4,10 @@ for the category, on labelled shoppers' photos too (tools/photo_features.py).
 Two softmax regressions on the L2-normalised backbone vectors, class-balanced, trained with Adam
 on a deterministic 85/15 split by product id; the held-out figures go into a model card. The
 photos learnt from are half of their contributors (shared.splits.photo_held_out); how many catalog
-crops a photo counts as is chosen by cross-validation among them (PHOTO_COPIES); the card names
-the photos learnt from, so that make eval measures on the others only.
+crops a photo counts as is chosen by cross-validation among them (PHOTO_COPIES), on the same folds
+as how much the catalog's nearest products should count when they vote with the head on a product
+photo's category (VOTE_WEIGHTS, the gateway's GATEWAY_VOTE_WEIGHT); the card names the photos
+learnt from, so that make eval measures on the others only.
 
     python -m embedding_service.train_head --features data/cache/myntra.npz \
         --photos data/cache/photo-features-consumer.npz --output embedding_service/assets/classifier.npz
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from embedding_service.head import ClassifierHead, LinearHead
-from shared.contracts import Category
+from shared.contracts import CATEGORY_VOTE_K, Category
 from shared.features import network_of
 from shared.splits import photo_held_out
 
@@ -34,6 +36,9 @@ FEATURE_SCALE = 30.0  # unit vectors have tiny components; scaling keeps the opt
 # to each photo learnt from): the one that names best the photos of contributors left out of its
 # training, two folds by contributor among those learnt from (choose_copies)
 PHOTO_COPIES = (1, 3, 10, 30)
+# how much the catalog's nearest products count against the head when they vote on a product
+# photo's category (the gateway's GATEWAY_VOTE_WEIGHT): each is cross-validated on the same folds
+VOTE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 def held_out(product_ids: np.ndarray, fraction: float = 0.15) -> np.ndarray:
@@ -90,7 +95,9 @@ def fit(
 ) -> tuple[LinearHead, dict[str, object]]:
     names = sorted(set(crops.labels[crops.train]))
     index = {name: i for i, name in enumerate(names)}
-    copies, validation = choose_copies(crops, views, photos, index) if photos is not None else (0, {})
+    copies, validation, fold_heads = (
+        choose_copies(crops, views, photos, index) if photos is not None else (0, {}, [])
+    )
     head = _fitted(crops, views, photos, copies, index)
     metrics: dict[str, object] = _held_out_metrics(head, crops, index)
     metrics["per_class_accuracy"] = _held_out_metrics(head, crops, index, per_class=True)
@@ -102,6 +109,7 @@ def fit(
             "per_class_accuracy": _held_out_metrics(head, photos, index, per_class=True),
             "copies": copies,
             "copies_cross_validated": validation,
+            "vote_weights_cross_validated": vote_weights(fold_heads, photos, crops, index),
         }
     return head, metrics
 
@@ -123,24 +131,69 @@ def _fitted(
 
 def choose_copies(
     crops: Examples, views: Examples | None, photos: Examples, index: dict[str, int]
-) -> tuple[int, dict[int, float]]:
+) -> tuple[int, dict[int, float], list[LinearHead]]:
     """The weight of a photo (PHOTO_COPIES) whose head names best the learnt photos of the
     contributors it did not learn from: two folds by contributor, the held-out photos untouched.
-    Returns it and each weight's mean accuracy."""
-    groups = photos.groups if photos.groups is not None else np.arange(len(photos.labels)).astype(str)
-    fold = np.array([int(hashlib.sha1(f"fold:{g}".encode()).hexdigest()[:8], 16) % 2 for g in groups])
+    Returns it, each weight's mean accuracy and its two heads (each fold's kept out)."""
+    fold = contributor_folds(photos)
     accuracy: dict[int, float] = {}
+    heads: dict[int, list[LinearHead]] = {}
     for copies in PHOTO_COPIES:
         scores = []
+        heads[copies] = []
         for kept_out in (0, 1):
             learnt = Examples(photos.x, photos.labels, photos.train & (fold != kept_out))
             head = _fitted(crops, views, learnt, copies, index)
             checked = photos.select(photos.train & (fold == kept_out))
             truth = np.array([index.get(label, -1) for label in checked.labels])
             scores.append(float((head.probabilities(checked.x).argmax(axis=1) == truth).mean()))
+            heads[copies].append(head)
         accuracy[copies] = round(float(np.mean(scores)), 4)
         logger.info("photos counted %d times: cross-validated accuracy %.4f", copies, accuracy[copies])
-    return max(accuracy, key=lambda copies: accuracy[copies]), accuracy
+    best = max(accuracy, key=lambda copies: accuracy[copies])
+    return best, accuracy, heads[best]
+
+
+def contributor_folds(photos: Examples) -> np.ndarray:
+    """0 or 1 for each photo, by the hash of its contributor (all of theirs on one side)."""
+    groups = photos.groups if photos.groups is not None else np.arange(len(photos.labels)).astype(str)
+    return np.array([int(hashlib.sha1(f"fold:{g}".encode()).hexdigest()[:8], 16) % 2 for g in groups])
+
+
+def vote_weights(
+    fold_heads: list[LinearHead], photos: Examples, catalog: Examples, index: dict[str, int]
+) -> dict[str, float]:
+    """For each of VOTE_WEIGHTS, how many learnt photos the head of the other fold names right once
+    the catalog's CATEGORY_VOTE_K nearest crops vote with it at that weight, as the gateway's vote
+    does (an argmax of the head's distribution plus the weight times the neighbours' shares)."""
+    fold = contributor_folds(photos)
+    shares = neighbour_shares(photos.x, catalog, index)
+    truth = np.array([index.get(label, -1) for label in photos.labels])
+    accuracy: dict[str, float] = {}
+    for weight in VOTE_WEIGHTS:
+        scores = []
+        for kept_out, head in enumerate(fold_heads):
+            rows = photos.train & (fold == kept_out)
+            voted = head.probabilities(photos.x[rows]) + weight * shares[rows]
+            scores.append(float((voted.argmax(axis=1) == truth[rows]).mean()))
+        accuracy[str(weight)] = round(float(np.mean(scores)), 4)
+    logger.info("catalog's vote weighed: cross-validated accuracy %s", accuracy)
+    return accuracy
+
+
+def neighbour_shares(x: np.ndarray, catalog: Examples, index: dict[str, int]) -> np.ndarray:
+    """Each row's share of each category among its CATEGORY_VOTE_K nearest catalog crops by cosine
+    (every labelled crop, held out or not: the index holds them all)."""
+    catalog_unit = catalog.x / np.linalg.norm(catalog.x, axis=1, keepdims=True)
+    labels = np.array([index.get(label, -1) for label in catalog.labels])
+    shares = np.zeros((len(x), len(index)))
+    for start in range(0, len(x), 256):
+        part = x[start : start + 256]
+        similarity = (part / np.linalg.norm(part, axis=1, keepdims=True)) @ catalog_unit.T
+        nearest = labels[np.argsort(-similarity, axis=1)[:, :CATEGORY_VOTE_K]]
+        for row, categories in enumerate(nearest, start):
+            np.add.at(shares[row], categories[categories >= 0], 1.0 / CATEGORY_VOTE_K)
+    return shares
 
 
 def _held_out_metrics(

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedding_service.train_head import train
+from embedding_service.train_head import VOTE_WEIGHTS, Examples, neighbour_shares, train
+from shared.contracts import CATEGORY_VOTE_K
 from shared.splits import photo_held_out
 
 DIM = 16
@@ -103,3 +104,27 @@ def test_photos_of_another_network_are_refused(tmp_path: Path, centres: np.ndarr
     photo_features(tmp_path / "photos.npz", rng, centres, backbone="net-b")
     with pytest.raises(SystemExit, match="another network"):
         train(tmp_path / "catalog.npz", None, tmp_path / "photos.npz")
+
+
+def test_the_catalogs_vote_is_weighed_on_the_learnt_photos(tmp_path: Path, centres: np.ndarray) -> None:
+    rng = np.random.default_rng(3)
+    catalog_features(tmp_path / "catalog.npz", rng, centres)
+    photo_features(tmp_path / "photos.npz", rng, centres)
+    _, card = train(tmp_path / "catalog.npz", None, tmp_path / "photos.npz")
+    weighed = card["category"]["shoppers_photos"]["vote_weights_cross_validated"]  # type: ignore[index]
+    assert set(weighed) == {str(w) for w in VOTE_WEIGHTS}
+    # the flat dresses' nearest catalog products are tops: once they count as much as the head,
+    # the dresses (a third of the photos) are named tops
+    assert weighed["0.0"] > 0.95 and weighed["2.0"] < 0.7
+
+
+def test_neighbour_shares_count_the_nearest_catalog_crops_categories() -> None:
+    catalog = Examples(
+        x=np.array([[1.0, 0.0]] * 7 + [[0.9, 0.1]] * 3 + [[0.0, 1.0]] * 10),
+        labels=np.array(["topwear"] * 7 + ["dress"] * 3 + ["bottomwear"] * 10),
+        train=np.ones(20, dtype=bool),
+    )
+    index = {"bottomwear": 0, "dress": 1, "topwear": 2}
+    shares = neighbour_shares(np.array([[2.0, 0.0], [0.0, 3.0]]), catalog, index)
+    assert CATEGORY_VOTE_K == 10
+    np.testing.assert_allclose(shares, [[0.0, 0.3, 0.7], [1.0, 0.0, 0.0]])

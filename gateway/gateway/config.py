@@ -56,6 +56,12 @@ class Settings(ServiceSettings):
         description="Also search a 3×3 grid of windows of a product photo (no person), each product "
         "scored by its best match: finds a product on a cluttered photo (9 more crops to embed)",
     )
+    vote_weight: float = Field(
+        default=0.5,
+        ge=0,
+        description="Weight of the catalog's nearest products against the classifier's when they "
+        "vote on a product photo's category (0: the classifier alone; 1: equal)",
+    )
     default_k: int = Field(default=6, ge=1, le=50, description="Recommendations per item when k is not given")
     api_key: SecretStr | None = Field(
         default=None, description="Key of the catalog API (X-API-Key header); unset: the catalog API is off"

@@ -58,17 +58,23 @@ def restricted(scores: dict[Category, float], allowed: tuple[Category, ...]) -> 
 
 
 def choose(
-    candidate: Candidate, allowed: tuple[Category, ...], neighbours: Sequence[Category | None] = ()
+    candidate: Candidate,
+    allowed: tuple[Category, ...],
+    neighbours: Sequence[Category | None] = (),
+    vote_weight: float = 1.0,
 ) -> tuple[Category, float]:
     """The most likely allowed category, with its probability. ``neighbours``: the categories of
-    the catalog's nearest products to the crop; their shares and the classifier's distribution count
-    equally (the catalog knows the store's own products, the classifier only its training set)."""
+    the catalog's nearest products to the crop; their shares count ``vote_weight`` times the
+    classifier's distribution (the catalog knows the store's own products, the classifier has also
+    learnt from shoppers' photos)."""
     distribution = restricted(candidate.embedding.category_scores, allowed)
     votes = [c for c in neighbours if c in allowed]
-    if votes:
+    if votes and (vote_weight > 0 or not distribution):
         shares = {c: votes.count(c) / len(neighbours) for c in allowed}
-        weight = 2.0 if distribution else 1.0
-        distribution = {c: (distribution.get(c, 0.0) + shares[c]) / weight for c in allowed}
+        head, vote = (1.0, vote_weight) if distribution else (0.0, 1.0)
+        distribution = {
+            c: (head * distribution.get(c, 0.0) + vote * shares[c]) / (head + vote) for c in allowed
+        }
     if not distribution:
         return DEFAULT_CATEGORY[candidate.region], 1.0
     category = max(distribution, key=lambda c: distribution[c])
@@ -97,10 +103,11 @@ def resolve(
     candidates: list[Candidate],
     genders: list[GenderLabel],
     neighbours: Mapping[int, Sequence[Category | None]] | None = None,
+    vote_weight: float = 1.0,
 ) -> list[ResolvedItem]:
     """Items in a stable order: persons in order, then product regions; top to toe within a person.
     ``neighbours``: for product regions (by their index in ``candidates``), the categories of the
-    catalog's nearest products, which vote with the classifier on the category."""
+    catalog's nearest products, which vote with the classifier on the category (``choose``)."""
     votes = neighbours or {}
     by_person: dict[int, dict[Region, Candidate]] = defaultdict(dict)
     known: dict[int | None, list[Candidate]] = defaultdict(list)
@@ -118,7 +125,9 @@ def resolve(
         items.extend(_person_items(by_person.get(person, {}), gender))
         items.extend(_item(c, c.category, 1.0) for c in known[person] if c.category is not None)
     for index, candidate in products:
-        category, probability = choose(candidate, REGION_CATEGORIES[Region.product], votes.get(index, ()))
+        category, probability = choose(
+            candidate, REGION_CATEGORIES[Region.product], votes.get(index, ()), vote_weight
+        )
         items.append(_item(candidate, category, probability))
     items.extend(_item(c, c.category, 1.0) for c in known[None] if c.category is not None)
     return items

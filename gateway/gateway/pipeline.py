@@ -19,6 +19,7 @@ from gateway.config import Settings
 from gateway.items import Candidate, ResolvedItem, gender_filter, resolve
 from shared.clients import DetectorClient, DownstreamError, GenderClient, IndexClient
 from shared.contracts import (
+    CATEGORY_VOTE_K,
     REGION_CATEGORIES,
     Category,
     CropEmbedding,
@@ -49,7 +50,6 @@ from shared.vocabulary import colour_family, colours_of_family
 T = TypeVar("T")
 logger = logging.getLogger("gateway")
 INDEX_MODEL = "index-model"  # degraded: products found were embedded by another model than the query
-VOTE_K = 10  # nearest catalog products that vote on a product photo's category
 # The head crop's side in face boxes: the detector's face box comes from pose keypoints, so the
 # crop leaves room for the real face around it, and the face still fills much of the crop
 HEAD_CROP = 2.5
@@ -176,7 +176,11 @@ class Recommender:
         )
         neighbours = await self._product_neighbours(candidates, query, timings, degraded)
         labels = [g.label for g in genders]
-        items = [i for i in resolve(candidates, labels, neighbours) if i.category in query.categories]
+        items = [
+            i
+            for i in resolve(candidates, labels, neighbours, self.settings.vote_weight)
+            if i.category in query.categories
+        ]
         height, width = image.shape[:2]
         return Analysis(
             width=width,
@@ -305,8 +309,8 @@ class Recommender:
     async def neighbour_categories(
         self, vector: list[float], genders: list[str] | None
     ) -> list[Category | None]:
-        """Categories of the catalog's VOTE_K products nearest to a crop (of these genders)."""
-        request = SearchRequest(vector=vector, k=VOTE_K, filter=SearchFilter(genders=genders))
+        """Categories of the catalog's CATEGORY_VOTE_K products nearest to a crop (of these genders)."""
+        request = SearchRequest(vector=vector, k=CATEGORY_VOTE_K, filter=SearchFilter(genders=genders))
         return [hit.product.category for hit in (await self.clients.index.search(request)).hits]
 
     def _windows(self, region: RegionDetection) -> list[list[float]]:

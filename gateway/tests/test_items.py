@@ -3,6 +3,8 @@ products voting with it; the items of a person's regions."""
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.items import Candidate, choose, resolve
 from shared.contracts import REGION_CATEGORIES, Category, CropEmbedding, Region
 
@@ -42,6 +44,20 @@ def test_a_sure_classifier_outweighs_a_split_neighbourhood() -> None:
     assert choose(dress, PRODUCT, neighbours)[0] == Category.dress
 
 
+def test_the_vote_weight_sets_how_much_the_neighbours_count() -> None:
+    jacket = product({Category.outerwear: 0.75, Category.topwear: 0.25})
+    neighbours = [Category.topwear] * 9 + [Category.outerwear]
+    assert choose(jacket, PRODUCT, neighbours, vote_weight=1.0)[0] == Category.topwear
+    category, probability = choose(jacket, PRODUCT, neighbours, vote_weight=0.5)
+    assert category == Category.outerwear and probability == pytest.approx((0.75 + 0.5 * 0.1) / 1.5)
+    assert choose(jacket, PRODUCT, neighbours, vote_weight=0.0) == (Category.outerwear, 0.75)
+
+
+def test_neighbours_decide_alone_whatever_their_weight_when_the_classifier_says_nothing() -> None:
+    votes = [Category.footwear] * 6 + [Category.bottomwear] * 4
+    assert choose(product({}), PRODUCT, votes, vote_weight=0.0) == (Category.footwear, 0.6)
+
+
 def test_neighbours_decide_when_the_classifier_says_nothing() -> None:
     assert choose(product({}), PRODUCT, [Category.footwear] * 6 + [Category.bottomwear] * 4) == (
         Category.footwear,
@@ -54,6 +70,8 @@ def test_resolve_hands_each_product_region_its_own_neighbours() -> None:
     second = product({Category.outerwear: 0.55, Category.topwear: 0.45})
     items = resolve([first, second], [], {1: [Category.topwear] * 10})
     assert [item.category for item in items] == [Category.outerwear, Category.topwear]
+    heeded_less = resolve([first, second], [], {1: [Category.topwear] * 10}, vote_weight=0.05)
+    assert [item.category for item in heeded_less] == [Category.outerwear, Category.outerwear]
 
 
 def _layered(upper: Category) -> list[Candidate]:

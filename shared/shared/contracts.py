@@ -50,6 +50,9 @@ REGION_CATEGORIES: dict[Region, tuple[Category, ...]] = {
     Region.product: CATEGORIES,
 }
 
+# how many of the catalog's nearest products vote with the classifier on a product photo's category
+# (the gateway asks the index for them; make train-classifier weighs their vote)
+CATEGORY_VOTE_K = 10
 
 # Where on a worn body a category is found (accessories: anywhere, as a product).
 CATEGORY_REGION: dict[Category, Region] = {
