@@ -69,7 +69,7 @@ def choose(
     learnt from shoppers' photos)."""
     distribution = restricted(candidate.embedding.category_scores, allowed)
     votes = [c for c in neighbours if c in allowed]
-    if votes and (vote_weight > 0 or not distribution):
+    if votes:
         shares = {c: votes.count(c) / len(neighbours) for c in allowed}
         head, vote = (1.0, vote_weight) if distribution else (0.0, 1.0)
         distribution = {
