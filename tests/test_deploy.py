@@ -316,7 +316,7 @@ def fake_qdrant() -> Iterator[tuple[str, FakeQdrant]]:
         server.server_close()
 
 
-def run_script(url: str, peers: int) -> subprocess.CompletedProcess[str]:
+def run_script(url: str, peers: int, instance_dim: int = 256) -> subprocess.CompletedProcess[str]:
     env = {
         "QDRANT_URL": url,
         "QDRANT_COLLECTION": "products",
@@ -325,6 +325,7 @@ def run_script(url: str, peers: int) -> subprocess.CompletedProcess[str]:
         "QDRANT_PEERS": str(peers),
         "QDRANT_WAIT_S": "30",
         "INDEX_VECTOR_DIM": "768",
+        "INDEX_INSTANCE_DIM": str(instance_dim),
     }
     script = ROOT / "deploy" / "base" / "qdrant" / "ensure_collection.py"
     return subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
@@ -336,7 +337,7 @@ def test_the_collection_is_created_once_sharded_and_replicated(fake_qdrant: tupl
     assert first.returncode == 0, first.stderr
     assert state.peers >= 3, "waited for the peers"
     assert state.collections["products"] == {
-        "vectors": {"size": 768, "distance": "Cosine"},
+        "vectors": {"": {"size": 768, "distance": "Cosine"}, "instance": {"size": 256, "distance": "Cosine"}},
         "shard_number": 6,
         "replication_factor": 2,
         "write_consistency_factor": 1,
@@ -353,3 +354,11 @@ def test_the_collection_is_created_once_sharded_and_replicated(fake_qdrant: tupl
     again = run_script(url, peers=3)
     assert again.returncode == 0 and state.creations == 1
     assert "already there" in again.stderr
+
+
+def test_without_instance_vectors_the_collection_has_its_look_vector_alone(
+    fake_qdrant: tuple[str, FakeQdrant],
+) -> None:
+    url, state = fake_qdrant
+    assert run_script(url, peers=1, instance_dim=0).returncode == 0
+    assert state.collections["products"]["vectors"] == {"size": 768, "distance": "Cosine"}

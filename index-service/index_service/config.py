@@ -30,6 +30,14 @@ class Settings(ServiceSettings):
         "backbone's features, or the projection's when one is packaged, 768 for make train-embedding's); "
         "must match the store once it exists",
     )
+    instance_dim: int = Field(
+        default=768,
+        ge=0,
+        le=65536,
+        description="Dimension of the products' instance vectors, a second vector per product that finds "
+        "the very product (the embedding service's `instance_dim`: 768 for its packaged instance "
+        "projection); 0: the store keeps none. Must match the store once it exists",
+    )
     qdrant_url: str | None = Field(
         default=None,
         description="Qdrant server or cluster URL (http://qdrant:6333); unset: the embedded Qdrant Edge store "

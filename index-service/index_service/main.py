@@ -44,6 +44,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             extra={
                 "store": settings.qdrant_url or str(settings.path.resolve()),
                 "dim": settings.vector_dim,
+                "instance_dim": settings.instance_dim,
                 "points": index.count(),
             },
         )
@@ -61,8 +62,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     _add_index_error_handlers(app)
 
     async def store_facts() -> tuple[bool, str, dict[str, Any]]:
-        """/readyz tells the dimension of the stored vectors (the gateway checks the embeddings')."""
-        return True, "ready", {"dim": settings.vector_dim}
+        """/readyz tells the dimensions of the stored vectors and instance vectors (0: none stored); the
+        gateway checks the embeddings' against them."""
+        return True, "ready", {"dim": settings.vector_dim, "instance_dim": settings.instance_dim}
 
     app.state.readiness_check = store_facts
 
@@ -128,7 +130,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         "/points/{product_id:path}",
         response_model=ProductPayload,
         dependencies=[Depends(require_ready)],
-        summary="Change some attributes of a product, keeping its vector (404 when it is not indexed)",
+        summary="Change some attributes of a product, keeping its vectors (404 when it is not indexed)",
     )
     async def update(request: Request, product_id: str, body: ProductUpdate) -> ProductPayload:
         pool: InferencePool = request.app.state.pool
@@ -174,7 +176,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         "/optimize",
         response_model=OptimizeResponse,
         dependencies=[Depends(require_ready)],
-        summary="Build the HNSW graph for what was written since (after an ingestion); blocks meanwhile",
+        summary="Build the HNSW graphs for what was written since (after an ingestion); blocks meanwhile. "
+        "Answers the vectors in them, look and instance vectors together",
     )
     async def optimize(request: Request) -> OptimizeResponse:
         pool: InferencePool = request.app.state.pool

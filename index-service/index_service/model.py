@@ -14,6 +14,10 @@ appendable segment answers a filtered query in a few milliseconds with perfect r
 per 10k vectors. With INDEX_HNSW the graph (and, with INDEX_QUANTIZATION=int8, the int8 copy of the
 vectors) is built at start-up before the service is ready, and again on POST /optimize after an
 ingestion: for stores of 100k products and more (make bench-index).
+
+Each product has two vectors: its look vector (the unnamed vector "": kind, shape and colour, what
+recommendations compare) and, with INDEX_INSTANCE_DIM > 0, optionally its instance vector (the named
+vector "instance", which finds the very product: ``SearchRequest.space``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +74,7 @@ from shared.contracts import (
     SearchFilter,
     SearchRequest,
     SnapshotInfo,
+    VectorSpace,
 )
 
 if TYPE_CHECKING:
@@ -91,6 +96,8 @@ KEYWORD_FIELDS = (
 )
 FACET_LIMIT = 1000  # distinct values reported per attribute
 ENGINE_CONFIG_FILE = "edge_config.json"  # written by the engine into every store it creates
+LOOK_VECTOR = ""  # Qdrant's unnamed (default) vector
+INSTANCE_VECTOR = "instance"
 
 
 # A filter matching fewer products than full_scan_threshold (kilobytes of vectors: ~3,300 products
@@ -103,16 +110,13 @@ HNSW = HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000)
 INT8_QUANTILE = 0.99  # int8's range covers this share of the values: the rare extremes are clipped
 
 
-def engine_config(dim: int, int8: bool, hnsw: bool) -> EdgeConfig:
+def engine_config(dim: int, int8: bool, hnsw: bool, instance_dim: int = 0) -> EdgeConfig:
     """The store's vectors (cosine; with int8, the quantised copy in RAM and the originals on disk)
-    and, with ``hnsw``, the graph (make bench-index measures this very configuration)."""
-    vectors = EdgeVectorParams(
-        size=dim,
-        distance=Distance.Cosine,
-        on_disk=True if int8 else None,
-        quantization_config=ScalarQuantizationConfig(ScalarType.Int8, quantile=INT8_QUANTILE, always_ram=True)
-        if int8
-        else None,
+    and, with ``hnsw``, the graph (make bench-index measures this very configuration). With an
+    ``instance_dim``, the instance vectors beside the look vectors, configured alike."""
+    look = vector_params(dim, int8)
+    vectors = (
+        {LOOK_VECTOR: look, INSTANCE_VECTOR: vector_params(instance_dim, int8)} if instance_dim else look
     )
     if not hnsw:
         return EdgeConfig(vectors=vectors)
@@ -120,6 +124,18 @@ def engine_config(dim: int, int8: bool, hnsw: bool) -> EdgeConfig:
         vectors=vectors,
         hnsw_config=HNSW,
         optimizers=EdgeOptimizersConfig(indexing_threshold=100),  # kilobytes: index all but tiny segments
+    )
+
+
+def vector_params(dim: int, int8: bool) -> EdgeVectorParams:
+    """One vector's storage: cosine; with int8, the quantised copy in RAM and the originals on disk."""
+    return EdgeVectorParams(
+        size=dim,
+        distance=Distance.Cosine,
+        on_disk=True if int8 else None,
+        quantization_config=ScalarQuantizationConfig(ScalarType.Int8, quantile=INT8_QUANTILE, always_ram=True)
+        if int8
+        else None,
     )
 
 
@@ -165,9 +181,9 @@ def point_id(product_id: str) -> uuid.UUID:
     return uuid.uuid5(PRODUCT_NAMESPACE, product_id)
 
 
-def check_vector(vector: Sequence[float], dim: int, where: str) -> None:
+def check_vector(vector: Sequence[float], dim: int, where: str, kind: str = "vectors") -> None:
     if len(vector) != dim:
-        raise InvalidInput(f"{where} has {len(vector)} values; this index stores {dim}-dimensional vectors")
+        raise InvalidInput(f"{where} has {len(vector)} values; this index stores {dim}-dimensional {kind}")
     with np.errstate(over="ignore"):
         values = np.asarray(vector, dtype=np.float32)
     if not np.isfinite(values).all():
@@ -179,6 +195,32 @@ def check_vector(vector: Sequence[float], dim: int, where: str) -> None:
 def check_product_id(product_id: str, where: str) -> None:
     if not product_id.strip():
         raise InvalidInput(f"{where} is empty")
+
+
+def refuse_without_instances(instance_dim: int, what: str) -> None:
+    if instance_dim == 0:
+        raise InvalidInput(f"{what}: this index stores no instance vectors (INDEX_INSTANCE_DIM=0)")
+
+
+def check_points(points: Sequence[IndexPoint], dim: int, instance_dim: int) -> None:
+    """Each point's product id, vector and instance vector (InvalidInput names the bad one)."""
+    for position, point in enumerate(points):
+        check_product_id(point.product.product_id, f"points[{position}].product.product_id")
+        check_vector(point.vector, dim, f"points[{position}].vector")
+        if point.instance is not None:
+            where = f"points[{position}].instance"
+            refuse_without_instances(instance_dim, f"{where} is given")
+            check_vector(point.instance, instance_dim, where, "instance vectors")
+
+
+def point_vectors(point: IndexPoint, instance_dim: int) -> list[float] | dict[str, Any]:
+    """What a point stores: its look vector alone in a store of one vector, else its vectors by name
+    (a product without an instance vector has only its look vector)."""
+    if instance_dim == 0:
+        return point.vector
+    if point.instance is None:
+        return {LOOK_VECTOR: point.vector}
+    return {LOOK_VECTOR: point.vector, INSTANCE_VECTOR: point.instance}
 
 
 def shelf_of(gender: str, category: str) -> str:
@@ -226,12 +268,22 @@ def check_writable(settings: Settings) -> None:
         raise ReadOnly("this index-service serves a read-only copy (INDEX_READ_ONLY); write to the primary")
 
 
-def checked_vectors(request: SearchRequest, dim: int) -> list[list[float]]:
-    """The request's vector and views, each checked (InvalidInput names the bad one)."""
-    check_vector(request.vector, dim, "vector")
+def checked_vectors(request: SearchRequest, dim: int, instance_dim: int) -> list[list[float]]:
+    """The request's vector and views, each checked against the space it searches (InvalidInput
+    names the bad one)."""
+    kind = "vectors"
+    if request.space is VectorSpace.instance:
+        refuse_without_instances(instance_dim, "an instance search (space=instance)")
+        dim, kind = instance_dim, "instance vectors"
+    check_vector(request.vector, dim, "vector", kind)
     for position, view in enumerate(request.views):
-        check_vector(view, dim, f"views[{position}]")
+        check_vector(view, dim, f"views[{position}]", kind)
     return [request.vector, *request.views]
+
+
+def vector_using(space: VectorSpace) -> str | None:
+    """The stored vector a search in ``space`` compares with (None: the unnamed look vector)."""
+    return INSTANCE_VECTOR if space is VectorSpace.instance else None
 
 
 def to_hit(point: Any) -> Hit:
@@ -272,16 +324,38 @@ def decode_offset(offset: str | None) -> uuid.UUID | None:
         raise InvalidInput(f"offset {offset!r} is not one this index handed out (use next_offset)") from exc
 
 
-def stored_dimension(path: Path) -> int | None:
-    """The vector size recorded in an existing store, or None when there is none to read."""
+def stored_vector_sizes(path: Path) -> dict[str, int] | None:
+    """The size of each vector (by name) recorded in an existing store, or None when there is none
+    to read."""
     try:
         config = json.loads((path / ENGINE_CONFIG_FILE).read_text())
-        return int(config["vectors"][""]["size"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return {str(name): int(params["size"]) for name, params in config["vectors"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def explain_open_failure(path: Path, dim: int, error: Exception) -> str:
+def vectors_mismatch(
+    stored: Mapping[str, int], settings: Settings, store: str, fresh_start: str
+) -> str | None:
+    """Why a store holding ``stored`` (vector name -> size) cannot be opened with these settings, or
+    None when they agree; ``store`` names it, ``fresh_start`` says how to start it afresh."""
+    look = stored.get(LOOK_VECTOR)
+    if look is not None and look != settings.vector_dim:
+        return (
+            f"vector dimension mismatch: {store} holds {look}-dimensional vectors but INDEX_VECTOR_DIM "
+            f"is {settings.vector_dim}; set INDEX_VECTOR_DIM={look}, or {fresh_start}"
+        )
+    instance = stored.get(INSTANCE_VECTOR, 0)
+    if instance != settings.instance_dim:
+        held = f"{instance}-dimensional instance vectors" if instance else "no instance vectors"
+        return (
+            f"instance vector mismatch: {store} holds {held} but INDEX_INSTANCE_DIM is "
+            f"{settings.instance_dim}; set INDEX_INSTANCE_DIM={instance}, or {fresh_start}"
+        )
+    return None
+
+
+def explain_open_failure(path: Path, settings: Settings, error: Exception) -> str:
     message = str(error)
     if "WouldBlock" in message:
         return (
@@ -291,19 +365,22 @@ def explain_open_failure(path: Path, dim: int, error: Exception) -> str:
         )
     if "incompatible" in message.lower():
         return (
-            f"the store at {path} does not match INDEX_VECTOR_DIM={dim} with cosine distance "
-            f"(vector dimension or distance differ; engine: {message})"
+            f"the store at {path} does not match INDEX_VECTOR_DIM={settings.vector_dim} and "
+            f"INDEX_INSTANCE_DIM={settings.instance_dim} with cosine distance (vector dimensions or "
+            f"distance differ; engine: {message})"
         )
     return f"cannot open the store at {path}: {message}"
 
 
 class VectorIndex:
-    """Products as points (cosine, ``vector_dim``) with keyword payload indexes, in ``settings.path``."""
+    """Products as points (cosine, ``vector_dim``, and ``instance_dim`` instance vectors) with keyword
+    payload indexes, in ``settings.path``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.path = settings.path
         self.dim = settings.vector_dim
+        self.instance_dim = settings.instance_dim
         self._lock = threading.Lock()
         self._shard: EdgeShard | None = None
         self._closed = False
@@ -341,7 +418,7 @@ class VectorIndex:
                 shard.close()
 
     def _open_store(self) -> EdgeShard:
-        self._refuse_other_dimension()
+        self._refuse_other_vectors()
         config = self._engine_config()
         try:
             if (self.path / ENGINE_CONFIG_FILE).exists():
@@ -349,10 +426,11 @@ class VectorIndex:
             self.path.mkdir(parents=True, exist_ok=True)
             return EdgeShard.create(str(self.path), config)
         except Exception as exc:  # the engine raises plain Exception with a descriptive message
-            raise IndexLoadError(explain_open_failure(self.path, self.dim, exc)) from exc
+            raise IndexLoadError(explain_open_failure(self.path, self.settings, exc)) from exc
 
     def _engine_config(self) -> EdgeConfig:
-        return engine_config(self.dim, self.settings.quantization == "int8", self.settings.hnsw)
+        int8 = self.settings.quantization == "int8"
+        return engine_config(self.dim, int8, self.settings.hnsw, self.instance_dim)
 
     def _search_params(self) -> SearchParams | None:
         settings = self.settings
@@ -373,14 +451,14 @@ class VectorIndex:
             archive.extractall(partial, filter="data")
         partial.replace(self.path)
 
-    def _refuse_other_dimension(self) -> None:
-        stored = stored_dimension(self.path)
-        if stored is not None and stored != self.dim:
-            raise IndexLoadError(
-                f"vector dimension mismatch: the store at {self.path} holds {stored}-dimensional vectors "
-                f"but INDEX_VECTOR_DIM is {self.dim}; set INDEX_VECTOR_DIM={stored}, or delete the store "
-                "(make clean-index) and index the catalog again"
-            )
+    def _refuse_other_vectors(self) -> None:
+        stored = stored_vector_sizes(self.path)
+        if stored is None:
+            return
+        fresh_start = "delete the store (make clean-index) and index the catalog again"
+        mismatch = vectors_mismatch(stored, self.settings, f"the store at {self.path}", fresh_start)
+        if mismatch:
+            raise IndexLoadError(mismatch)
 
     @contextmanager
     def _store(self) -> Iterator[EdgeShard]:
@@ -395,7 +473,8 @@ class VectorIndex:
 
     def optimize(self) -> int:
         """Build the HNSW graph (and int8 copy) for what was written since; blocks every call meanwhile.
-        Answers the number of vectors in the graph."""
+        Answers the number of vectors in the graphs: the look vectors' and the instance vectors'
+        together (the engine counts no other way)."""
         with self._store() as shard:
             shard.optimize()
             return int(shard.info().indexed_vectors_count)
@@ -419,12 +498,12 @@ class VectorIndex:
     def upsert(self, points: Sequence[IndexPoint]) -> int:
         """Insert or replace one point per product (the last one wins); durable when it returns."""
         check_writable(self.settings)
-        for position, point in enumerate(points):
-            check_product_id(point.product.product_id, f"points[{position}].product.product_id")
-            check_vector(point.vector, self.dim, f"points[{position}].vector")
+        check_points(points, self.dim, self.instance_dim)
         latest = {point.product.product_id: point for point in points}
         batch = [
-            Point(point_id(product_id), point.vector, product_payload(point.product))
+            Point(
+                point_id(product_id), point_vectors(point, self.instance_dim), product_payload(point.product)
+            )
             for product_id, point in latest.items()
         ]
         with self._store() as shard:
@@ -434,15 +513,16 @@ class VectorIndex:
 
     def search(self, request: SearchRequest) -> list[Hit]:
         """The ``k`` products nearest to the vector (or to its nearest view) among those the filter
-        allows, best first."""
-        vectors = checked_vectors(request, self.dim)
+        allows, best first, by their vectors of the request's space."""
+        vectors = checked_vectors(request, self.dim, self.instance_dim)
         wanted, params = engine_filter(request.filter), self._search_params()
+        using = vector_using(request.space)
         found = []
         with self._store() as shard:
             for vector in vectors:
                 query = QueryRequest(
                     limit=request.k,
-                    query=Query.Nearest(vector),
+                    query=Query.Nearest(vector, using=using),
                     filter=wanted,
                     params=params,
                     with_payload=True,
@@ -474,7 +554,7 @@ class VectorIndex:
         return len(unique) - len(missing), missing
 
     def update(self, product_id: str, changes: ProductUpdate) -> ProductPayload:
-        """Change some attributes of a stored product, keeping its vector; durable when it returns."""
+        """Change some attributes of a stored product, keeping its vectors; durable when it returns."""
         check_writable(self.settings)
         fields = changes.model_dump(mode="json", exclude_unset=True)
         with self._store() as shard:
@@ -504,11 +584,14 @@ class VectorIndex:
         )
 
     def recommend(self, request: RecommendRequest) -> list[Hit]:
-        """Nearest to the positive examples and away from the negative ones, examples excluded."""
+        """Nearest to the positive examples and away from the negative ones, examples excluded (by the
+        look vectors)."""
         examples = list(dict.fromkeys([*request.positive, *request.negative]))
         ids = [point_id(p) for p in examples]
         with self._store() as shard:
-            records = shard.retrieve(list[int | uuid.UUID | str](ids), with_payload=False, with_vector=True)
+            records = shard.retrieve(
+                list[int | uuid.UUID | str](ids), with_payload=False, with_vector=[LOOK_VECTOR]
+            )
             vectors = {str(r.id): _dense(r.vector) for r in records}
             missing = absent(examples, set(vectors))
             if missing:

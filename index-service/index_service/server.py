@@ -2,7 +2,9 @@
 operations and answers as the embedded store (``model.VectorIndex``), for stores that outgrow one
 disk. The collection is created on first use with the configured shards and replication factor and
 keyword payload indexes; every write waits for the server to apply it. ``:memory:`` or a folder
-path instead of a URL runs qdrant-client's local mode (used by the congruence tests)."""
+path instead of a URL runs qdrant-client's local mode (used by the congruence tests). As there, a
+product's look vector is the unnamed vector "" and, with INDEX_INSTANCE_DIM > 0, its instance vector
+(when it has one) the named vector "instance"."""
 
 from __future__ import annotations
 
@@ -18,24 +20,28 @@ from qdrant_client import QdrantClient, models
 from index_service.config import Settings
 from index_service.model import (
     FACET_LIMIT,
+    INSTANCE_VECTOR,
     INT8_QUANTILE,
     KEYWORD_FIELDS,
+    LOOK_VECTOR,
     SHELF,
     IndexLoadError,
     IndexUnavailable,
     UnknownProducts,
     absent,
     best_per_product,
-    check_product_id,
-    check_vector,
+    check_points,
     check_writable,
     checked_vectors,
     decode_offset,
     filter_values,
     point_id,
+    point_vectors,
     product_payload,
     shelf_of,
     to_hit,
+    vector_using,
+    vectors_mismatch,
 )
 from shared.contracts import (
     FACET_FIELDS,
@@ -87,6 +93,7 @@ class ServerIndex:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.dim = settings.vector_dim
+        self.instance_dim = settings.instance_dim
         self.collection = settings.qdrant_collection
         self._client: QdrantClient | None = None
         self._local = not (settings.qdrant_url or "").startswith(("http://", "https://"))
@@ -100,7 +107,7 @@ class ServerIndex:
         try:
             if not client.collection_exists(self.collection):
                 self._create(client)
-            self._refuse_other_dimension(client)
+            self._refuse_other_vectors(client)
             existing = set(client.get_collection(self.collection).payload_schema)
             for field in () if self._local else KEYWORD_FIELDS:  # local mode has no payload indexes
                 if field not in existing:
@@ -162,22 +169,29 @@ class ServerIndex:
             if self.settings.quantization == "int8"
             else None
         )
+        look = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
+        vectors: models.VectorParams | dict[str, models.VectorParams] = look
+        if self.instance_dim:
+            instance = models.VectorParams(size=self.instance_dim, distance=models.Distance.COSINE)
+            vectors = {LOOK_VECTOR: look, INSTANCE_VECTOR: instance}
         client.create_collection(
             self.collection,
-            vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
+            vectors_config=vectors,
             shard_number=self.settings.qdrant_shards,
             replication_factor=self.settings.qdrant_replication_factor,
             quantization_config=quantization,
         )
 
-    def _refuse_other_dimension(self, client: QdrantClient) -> None:
+    def _refuse_other_vectors(self, client: QdrantClient) -> None:
         vectors = client.get_collection(self.collection).config.params.vectors
-        size = vectors.size if isinstance(vectors, models.VectorParams) else None
-        if size is not None and size != self.dim:
-            raise IndexLoadError(
-                f"vector dimension mismatch: collection {self.collection!r} holds {size}-dimensional vectors "
-                f"but INDEX_VECTOR_DIM is {self.dim}"
-            )
+        if isinstance(vectors, models.VectorParams):  # a collection of the unnamed vector alone
+            stored = {LOOK_VECTOR: vectors.size}
+        else:
+            stored = {name: params.size for name, params in (vectors or {}).items()}
+        fresh_start = f"delete the collection {self.collection!r} and index the catalog again"
+        mismatch = vectors_mismatch(stored, self.settings, f"collection {self.collection!r}", fresh_start)
+        if mismatch:
+            raise IndexLoadError(mismatch)
 
     @property
     def client(self) -> QdrantClient:
@@ -187,7 +201,8 @@ class ServerIndex:
 
     @serialised_when_local
     def optimize(self) -> int:
-        """The server builds its graphs itself; this answers how far it has got."""
+        """The server builds its graphs itself; this answers how far it has got (the look vectors and
+        the instance vectors together, as the edge store counts)."""
         return int(self.client.get_collection(self.collection).indexed_vectors_count or 0)
 
     @serialised_when_local
@@ -200,13 +215,15 @@ class ServerIndex:
 
     @serialised_when_local
     def upsert(self, points: Sequence[IndexPoint]) -> int:
-        for position, point in enumerate(points):
-            check_product_id(point.product.product_id, f"points[{position}].product.product_id")
-            check_vector(point.vector, self.dim, f"points[{position}].vector")
+        check_points(points, self.dim, self.instance_dim)
         check_writable(self.settings)
         latest = {point.product.product_id: point for point in points}
         batch = [
-            models.PointStruct(id=str(point_id(pid)), vector=p.vector, payload=product_payload(p.product))
+            models.PointStruct(
+                id=str(point_id(pid)),
+                vector=point_vectors(p, self.instance_dim),
+                payload=product_payload(p.product),
+            )
             for pid, p in latest.items()
         ]
         self.client.upsert(self.collection, batch, wait=True)
@@ -227,17 +244,19 @@ class ServerIndex:
     @serialised_when_local
     def search(self, request: SearchRequest) -> list[Hit]:
         wanted, params = server_filter(request.filter), self._search_params()
+        using = vector_using(request.space)
         found = self.client.query_batch_points(
             self.collection,
             [
                 models.QueryRequest(
                     query=vector,
+                    using=using,
                     filter=wanted,
                     params=params,
                     limit=request.k,
                     with_payload=True,
                 )
-                for vector in checked_vectors(request, self.dim)
+                for vector in checked_vectors(request, self.dim, self.instance_dim)
             ],
         )
         return best_per_product([[to_hit(p) for p in response.points] for response in found], request.k)
@@ -309,6 +328,7 @@ class ServerIndex:
         found = self.client.query_points(
             self.collection,
             query=query,
+            using=None,  # the examples' look vectors (the unnamed vector)
             query_filter=server_filter(request.filter, excluded=ids),
             search_params=self._search_params(),
             limit=request.k,

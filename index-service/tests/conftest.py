@@ -13,10 +13,11 @@ from index_service.main import build_app
 from shared.testing import running_app
 
 DIM = 16
+INSTANCE_DIM = 8
 
 
-def make_settings(path: Path, vector_dim: int = DIM) -> Settings:
-    return Settings(path=path, vector_dim=vector_dim, inference_threads=2)
+def make_settings(path: Path, vector_dim: int = DIM, instance_dim: int = INSTANCE_DIM) -> Settings:
+    return Settings(path=path, vector_dim=vector_dim, instance_dim=instance_dim, inference_threads=2)
 
 
 @pytest.fixture
@@ -28,11 +29,16 @@ def store_path(tmp_path: Path) -> Path:
 async def client(request: pytest.FixtureRequest, store_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """Every API test runs on both backends: the embedded Qdrant Edge store, and qdrant-client (its
     local mode standing in for a Qdrant server)."""
-    settings = make_settings(store_path)
-    if request.param == "server":
-        settings = settings.model_copy(update={"qdrant_url": ":memory:"})
-    async with running_app(build_app(settings)) as c:
+    async with running_app(build_app(backend_settings(request.param, store_path))) as c:
         yield c
+
+
+def backend_settings(backend: str, path: Path, **changes: Any) -> Settings:
+    """make_settings for the edge store in ``path``, or for the server backend's local mode."""
+    settings = make_settings(path, **changes)
+    if backend == "server":
+        settings = settings.model_copy(update={"qdrant_url": ":memory:"})
+    return settings
 
 
 def axis(i: int, dim: int = DIM) -> list[float]:
@@ -42,7 +48,9 @@ def axis(i: int, dim: int = DIM) -> list[float]:
     return vector.tolist()
 
 
-def point(product_id: str, vector: list[float], **attributes: Any) -> dict[str, Any]:
+def point(
+    product_id: str, vector: list[float], instance: list[float] | None = None, **attributes: Any
+) -> dict[str, Any]:
     product = {
         "product_id": product_id,
         "gender": "Men",
@@ -50,4 +58,4 @@ def point(product_id: str, vector: list[float], **attributes: Any) -> dict[str, 
         "embedding_model": "test-model@1",
         **attributes,
     }
-    return {"vector": vector, "product": product}
+    return {"vector": vector, "instance": instance, "product": product}

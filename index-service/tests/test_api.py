@@ -9,7 +9,7 @@ import numpy as np
 
 from index_service.main import build_app
 from shared.testing import load_outcome, running_app, started_app
-from tests.conftest import DIM, axis, make_settings, point
+from tests.conftest import DIM, INSTANCE_DIM, axis, make_settings, point
 
 CATALOG = [
     point("10000", axis(0), gender="Men", category="topwear", article_type="Tshirts", colour="Blue"),
@@ -38,6 +38,7 @@ async def test_health_ready_and_metrics(client: httpx.AsyncClient) -> None:
     assert ready.status_code == 200 and ready.json()["dim"] == DIM, (
         "the gateway compares it with the embeddings'"
     )
+    assert ready.json()["instance_dim"] == INSTANCE_DIM, "and this with the instance vectors'"
     await client.post("/points", json={"points": CATALOG})
     await client.post("/search", json={"vector": near(0)})
     metrics = (await client.get("/metrics")).text

@@ -60,7 +60,7 @@ def test_a_store_made_before_shelves_gets_them_when_opened(tmp_path: Path) -> No
     earlier version, without one, are given theirs when the store is opened."""
     from qdrant_edge import EdgeShard, PayloadSchemaType, Point, UpdateOperation
 
-    settings = make_settings(tmp_path / "index")
+    settings = make_settings(tmp_path / "index", instance_dim=0)  # made before instance vectors too
     shard = EdgeShard.create(str(settings.path), engine_config(DIM, int8=False, hnsw=False))
     for field in ("product_id", "gender", "category"):
         shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))

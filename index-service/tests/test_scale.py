@@ -10,7 +10,7 @@ import pytest
 from index_service.config import Settings
 from index_service.main import build_app
 from index_service.model import VectorIndex
-from shared.contracts import IndexPoint, ProductPayload, SearchFilter, SearchRequest
+from shared.contracts import IndexPoint, ProductPayload, SearchFilter, SearchRequest, VectorSpace
 from shared.testing import running_app
 
 DIM = 32
@@ -109,3 +109,21 @@ async def test_optimize_answers_on_both_backends(client: object) -> None:
     assert isinstance(client, httpx.AsyncClient)
     response = await client.post("/optimize")
     assert response.status_code == 200 and response.json()["indexed_vectors"] >= 0
+
+
+def test_optimize_counts_look_and_instance_vectors_together(tmp_path: Path) -> None:
+    """The engine counts the vectors of both graphs as one number (what /optimize answers); an
+    instance search through the graph finds the very product."""
+    _, points = clustered(3000)
+    rng = np.random.default_rng(2)
+    instances = rng.normal(size=(1500, DIM))
+    for point, instance in zip(points[::2], instances, strict=True):
+        point.instance = instance.tolist()
+    index = VectorIndex(Settings(path=tmp_path, vector_dim=DIM, instance_dim=DIM, hnsw=True))
+    index.load()
+    index.upsert(points)
+    assert index.optimize() == 3000 + 1500
+    for row in range(0, 1500, 150):
+        request = SearchRequest(vector=instances[row].tolist(), k=1, space=VectorSpace.instance)
+        assert [hit.product.product_id for hit in index.search(request)] == [f"p{2 * row}"]
+    index.close()

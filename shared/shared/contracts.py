@@ -30,6 +30,13 @@ View = Literal["front", "back", "left", "right"]
 GenderSource = Literal["face", "appearance", "face+appearance", "request", "none"]
 
 
+class VectorSpace(StrEnum):
+    """Which of a product's two vectors a search compares."""
+
+    look = "look"  # the embedding service's `vector`: kind, shape and colour (recommendations)
+    instance = "instance"  # its `instance` vector: the very product (a product photo's search)
+
+
 class Region(StrEnum):
     """Where on the body a detector box was taken from; the classifier turns it into a category."""
 
@@ -169,6 +176,12 @@ class CropEmbedding(BaseModel):
         description="The backbone features the vector was projected from; only when a projection is "
         "served (the gender appearance head reads backbone features)",
     )
+    instance: list[float] | None = Field(
+        default=None,
+        description="The vector that finds the very product (a learned whitening of the backbone's "
+        "descriptor, robust to a photo's background, framing and light); only when the service has an "
+        "instance projection",
+    )
     category_scores: dict[Category, float] = Field(description="Empty when no classifier head is loaded")
     article_types: list[ArticleTypeScore] = Field(description="Most likely article types, best first")
     colour: str | None = Field(description="Dominant colour; null when the caller asked for none")
@@ -178,14 +191,17 @@ class CropEmbedding(BaseModel):
 class EmbedResponse(BaseModel):
     model: str
     vector_model: str = Field(
-        description="What made the vectors, with digests of the weights: vectors of different "
-        "vector_model are not comparable (the index keeps it per product as embedding_model)"
+        description="What made the vectors and instance vectors, with digests of the weights: vectors "
+        "of different vector_model are not comparable (the index keeps it per product as embedding_model)"
     )
     backbone: str = Field(
         default="",
         description="The network whose features `backbone` holds, e.g. efficientnet-lite0-imagenet",
     )
     dim: int
+    instance_dim: int | None = Field(
+        default=None, description="Dimension of the items' `instance` vectors; null when there are none"
+    )
     items: list[CropEmbedding]
 
 
@@ -208,6 +224,9 @@ class ProductPayload(BaseModel):
 
 class IndexPoint(BaseModel):
     vector: list[float]
+    instance: list[float] | None = Field(
+        default=None, description="The product's instance vector (CropEmbedding.instance), if made"
+    )
     product: ProductPayload
 
 
@@ -239,6 +258,11 @@ class SearchRequest(BaseModel):
     )
     k: int = Field(default=6, ge=1, le=100)
     filter: SearchFilter = Field(default_factory=SearchFilter)
+    space: VectorSpace = Field(
+        default=VectorSpace.look,
+        description="Which of the products' vectors `vector` and `views` are compared with: their look "
+        "vectors, or their instance vectors (products stored without one are not found)",
+    )
 
 
 class Hit(BaseModel):
@@ -299,7 +323,7 @@ class SnapshotInfo(BaseModel):
 
 
 class OptimizeResponse(BaseModel):
-    indexed_vectors: int = Field(description="Vectors in the HNSW graph")
+    indexed_vectors: int = Field(description="Vectors in the HNSW graphs, look and instance vectors together")
 
 
 FACET_FIELDS = ("gender", "category", "article_type", "usage", "colour", "embedding_model")

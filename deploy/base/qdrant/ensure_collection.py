@@ -6,7 +6,7 @@ waits until the cluster has QDRANT_PEERS peers, so that the shards and their rep
 over all of them. Idempotent: several pods may run it at once.
 
 Environment: QDRANT_URL, QDRANT_COLLECTION, QDRANT_SHARDS, QDRANT_REPLICATION_FACTOR, QDRANT_PEERS,
-INDEX_VECTOR_DIM, QDRANT_WAIT_S.
+INDEX_VECTOR_DIM, INDEX_INSTANCE_DIM (0: no instance vectors), QDRANT_WAIT_S.
 """
 
 from __future__ import annotations
@@ -58,13 +58,22 @@ def wait_for_peers(base: str, peers: int, deadline: float) -> None:
         time.sleep(2)
 
 
-def ensure(base: str, name: str, dim: int, shards: int, replication: int) -> bool:
+def vectors_config(dim: int, instance_dim: int) -> dict[str, Any]:
+    """The look vector (unnamed, "") and, with an ``instance_dim``, the instance vector beside it:
+    the layout the index service expects (index_service.server)."""
+    look = {"size": dim, "distance": "Cosine"}
+    if not instance_dim:
+        return look
+    return {"": look, "instance": {"size": instance_dim, "distance": "Cosine"}}
+
+
+def ensure(base: str, name: str, dim: int, instance_dim: int, shards: int, replication: int) -> bool:
     """Create the collection if missing (True when this call created it), then its payload indexes."""
     status, _ = call(base, "GET", f"/collections/{name}")
     created = False
     if status == 404:
         spec = {
-            "vectors": {"size": dim, "distance": "Cosine"},
+            "vectors": vectors_config(dim, instance_dim),
             "shard_number": shards,
             "replication_factor": replication,
             "write_consistency_factor": 1,
@@ -97,6 +106,7 @@ def main() -> int:
             base,
             name,
             dim=int(env.get("INDEX_VECTOR_DIM", "1280")),
+            instance_dim=int(env.get("INDEX_INSTANCE_DIM", "768")),
             shards=int(env.get("QDRANT_SHARDS", "1")),
             replication=int(env.get("QDRANT_REPLICATION_FACTOR", "1")),
         )
