@@ -11,6 +11,7 @@ from shared.settings import ServiceSettings
 
 PACKAGED_HEAD = Path(__file__).parent / "assets" / "classifier.npz"
 PACKAGED_PROJECTION = Path(__file__).parent / "assets" / "projection.npz"
+PACKAGED_INSTANCE = Path(__file__).parent / "assets" / "instance.npz"
 
 
 class Settings(ServiceSettings):
@@ -27,6 +28,12 @@ class Settings(ServiceSettings):
         description='Retrieval projection: "packaged" (the trained one shipped with the service, if any), '
         '"none" (the raw backbone vector), or the path of a projection .npz',
     )
+    instance_projection: str = Field(
+        default="packaged",
+        description="Projection that makes the instance vectors (finding the very product in a photo of "
+        'it): "packaged" (the one shipped with the service, if any), "none" (no instance vectors), or '
+        "the path of a projection .npz",
+    )
     onnx_threads: int = Field(default=2, ge=1, description="Threads onnxruntime uses inside one batch")
     max_batch: int = Field(default=32, ge=1, description="Crops run through the network at once")
     max_crops: int = Field(default=64, ge=1, description="Most crops accepted in one request")
@@ -34,8 +41,16 @@ class Settings(ServiceSettings):
     max_crop_pixels: int = Field(default=16_000_000, description="Largest accepted crop area")
 
     def projection_path(self) -> Path | None:
-        if self.projection == "none":
-            return None
-        if self.projection == "packaged":
-            return PACKAGED_PROJECTION if PACKAGED_PROJECTION.exists() else None
-        return Path(self.projection)
+        return _chosen(self.projection, PACKAGED_PROJECTION)
+
+    def instance_path(self) -> Path | None:
+        return _chosen(self.instance_projection, PACKAGED_INSTANCE)
+
+
+def _chosen(setting: str, packaged: Path) -> Path | None:
+    """The projection file a setting names: "none", "packaged" (if shipped) or a path."""
+    if setting == "none":
+        return None
+    if setting == "packaged":
+        return packaged if packaged.exists() else None
+    return Path(setting)

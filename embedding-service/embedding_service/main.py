@@ -29,11 +29,16 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     )
 
     async def model_facts() -> tuple[bool, str, dict[str, Any]]:
-        """/readyz tells, once loaded, what the vectors are (the gateway checks the index's dim)."""
+        """/readyz tells, once loaded, what the vectors are (the gateway checks the index's dims)."""
         return (
             True,
             "ready",
-            {"dim": model.dim, "vector_model": model.vector_model, "backbone": model.backbone},
+            {
+                "dim": model.dim,
+                "instance_dim": model.instance_dim,
+                "vector_model": model.vector_model,
+                "backbone": model.backbone,
+            },
         )
 
     app.state.readiness_check = model_facts
@@ -64,6 +69,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             vector_model=model.vector_model,
             backbone=model.backbone,
             dim=model.dim,
+            instance_dim=model.instance_dim,
             items=items,
         )
 

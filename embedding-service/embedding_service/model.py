@@ -39,11 +39,33 @@ def file_digest(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()[:10]
 
 
-def vector_model_name(backbone: Path, projection: Path | None) -> str:
-    """What makes the retrieval vector, down to the weights: vectors are comparable only between
-    equal names (a re-exported backbone or a refitted projection gets a new one)."""
+def vector_model_name(backbone: Path, projection: Path | None, instance: Path | None = None) -> str:
+    """What makes the retrieval and instance vectors, down to the weights: vectors are comparable
+    only between equal names (a re-exported backbone or a refitted projection gets a new one)."""
     name = f"{backbone.stem}@{file_digest(backbone)}"
-    return f"{name}+projection@{file_digest(projection)}" if projection else name
+    if projection:
+        name += f"+projection@{file_digest(projection)}"
+    if instance:
+        name += f"+instance@{file_digest(instance)}"
+    return name
+
+
+def checked_projection(path: Path, outputs: dict[str, np.ndarray], backbone: Path) -> Projection:
+    """The projection at ``path``, refused unless the backbone gives what it reads."""
+    projection = Projection.load(path)
+    missing = [name for name in projection.sources if name not in outputs]
+    if missing:
+        raise ValueError(
+            f"projection {path} reads the backbone's {missing[0]!r}, which "
+            f"{backbone} does not give: run `make models` to export it again"
+        )
+    given = projection.input_of(outputs).shape[1]
+    if projection.input_dim != given:
+        raise ValueError(
+            f"projection {path} takes {projection.input_dim} values, "
+            f"the backbone's {projection.source!r} has {given}"
+        )
+    return projection
 
 
 class EmbeddingModel:
@@ -53,6 +75,7 @@ class EmbeddingModel:
         self._output_names: list[str] = []
         self.head: ClassifierHead | None = None
         self.projection: Projection | None = None
+        self.instance: Projection | None = None  # makes the instance vectors, when served
         self.dim = 0
         self.vector_model = ""
         self.backbone = LEGACY_BACKBONE_NAME
@@ -62,10 +85,16 @@ class EmbeddingModel:
         self._colourist = ThreadPoolExecutor(1, thread_name_prefix="colours")
 
     @property
+    def instance_dim(self) -> int | None:
+        return self.instance.dim if self.instance else None
+
+    @property
     def name(self) -> str:
         parts = [self.settings.backbone_path.stem]
         if self.projection:
             parts.append(f"projection-{self.projection.dim}")
+        if self.instance:
+            parts.append(f"instance-{self.instance.dim}")
         if self.head:
             parts.append("classifier")
         return "+".join(parts)
@@ -89,23 +118,13 @@ class EmbeddingModel:
         outputs = self._run(np.zeros((1, 3, self.input_size, self.input_size), np.float32))
         backbone_dim = int(outputs["features"].shape[1])
         self.dim = backbone_dim
-        projection = self.settings.projection_path()
+        projection, instance = self.settings.projection_path(), self.settings.instance_path()
         if projection is not None:
-            self.projection = Projection.load(projection)
-            missing = [name for name in self.projection.sources if name not in outputs]
-            if missing:
-                raise ValueError(
-                    f"projection {projection} reads the backbone's {missing[0]!r}, which "
-                    f"{path} does not give: run `make models` to export it again"
-                )
-            given = self.projection.input_of(outputs).shape[1]
-            if self.projection.input_dim != given:
-                raise ValueError(
-                    f"projection {projection} takes {self.projection.input_dim} values, "
-                    f"the backbone's {self.projection.source!r} has {given}"
-                )
+            self.projection = checked_projection(projection, outputs, path)
             self.dim = self.projection.dim
-        self.vector_model = vector_model_name(path, projection if self.projection else None)
+        if instance is not None:
+            self.instance = checked_projection(instance, outputs, path)
+        self.vector_model = vector_model_name(path, projection, instance)
         if self.settings.head_path.exists():
             self.head = ClassifierHead.load(self.settings.head_path)
             if self.head.category.weights.shape[0] != backbone_dim or self.head.backbone != self.backbone:
@@ -143,22 +162,27 @@ class EmbeddingModel:
         return self.embed_outputs(crops)["features"]
 
     def predict(self, crops: list[np.ndarray], colours: bool = True) -> list[CropEmbedding]:
-        """Vector, classes and (with ``colours``) the dominant colour of each crop."""
+        """Vector, instance vector (when served), classes and (with ``colours``) the dominant colour
+        of each crop."""
         named = self._colourist.submit(lambda: [crop_colour(crop) for crop in crops]) if colours else None
         outputs = self.embed_outputs(crops)
         features = outputs["features"]
         classes = self.head.classify(features) if self.head else [({}, [])] * len(crops)
         vectors = self.projection.apply(self.projection.input_of(outputs)) if self.projection else features
+        instances = (
+            self.instance.apply(self.instance.input_of(outputs)) if self.instance else [None] * len(crops)
+        )
         results = []
         names: list[tuple[str | None, float | None]] = (
             named.result() if named else [(None, None)] * len(crops)
         )
-        for vector, feature, (categories, articles), (colour, share) in zip(
-            vectors, features, classes, names, strict=True
+        for vector, instance, feature, (categories, articles), (colour, share) in zip(
+            vectors, instances, features, classes, names, strict=True
         ):
             results.append(
                 CropEmbedding(
                     vector=json_floats(vector),
+                    instance=json_floats(instance) if instance is not None else None,
                     backbone=json_floats(feature) if self.projection else None,
                     category_scores=categories,
                     article_types=articles,

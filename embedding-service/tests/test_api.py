@@ -10,9 +10,11 @@ from PIL import Image
 
 from embedding_service.config import Settings
 from embedding_service.export import network_name
+from embedding_service.head import Projection
 from embedding_service.main import build_app
 from embedding_service.model import EmbeddingModel, file_digest
 from shared.colours import crop_colour, name_colour
+from shared.images import decode_image
 from shared.testing import load_outcome, running_app, started_app
 from shared.vocabulary import colour_family
 from tests.conftest import BACKBONE, CATALOG, TAIL
@@ -100,7 +102,8 @@ async def test_a_projection_reads_the_backbone_outputs_it_names(tmp_path: Path) 
     np.savez(
         projection, weights=weights, bias=np.zeros(8, np.float32), source=np.array("features+descriptor")
     )
-    async with running_app(build_app(Settings(backbone_path=BACKBONE, projection=str(projection)))) as client:
+    settings = Settings(backbone_path=BACKBONE, projection=str(projection), instance_projection="none")
+    async with running_app(build_app(settings)) as client:
         files = [("images", ("c.jpg", _jpeg(_solid((20, 30, 120))), "image/jpeg"))]
         body = (await client.post("/embed", files=files)).json()
         ready = (await client.get("/readyz")).json()
@@ -112,13 +115,43 @@ async def test_a_projection_reads_the_backbone_outputs_it_names(tmp_path: Path) 
     assert body["dim"] == 8 and len(body["items"][0]["backbone"]) == 1280
     backbone_digest = file_digest(BACKBONE)
     assert body["vector_model"] == f"{BACKBONE.stem}@{backbone_digest}+projection@{file_digest(projection)}"
-    raw = EmbeddingModel(Settings(backbone_path=BACKBONE, projection="none"))
+    raw = EmbeddingModel(Settings(backbone_path=BACKBONE, projection="none", instance_projection="none"))
     raw.load()
     assert raw.vector_model == f"{BACKBONE.stem}@{backbone_digest}", "no projection, no projection's name"
     np.savez(projection, weights=weights, bias=np.zeros(8, np.float32), source=np.array("pixels"))
     model = EmbeddingModel(Settings(backbone_path=BACKBONE, projection=str(projection)))
     with pytest.raises(ValueError, match="reads the backbone's 'pixels'"):
         model.load()
+
+
+async def test_the_instance_vector_is_the_instance_projection_of_the_same_pass(tmp_path: Path) -> None:
+    """Beside the look vector, each crop gets its instance vector: the instance projection of the
+    backbone outputs of the same crop; /readyz and the answer tell its size and the model name
+    carries its digest. Without one, no instance vectors."""
+    rng = np.random.default_rng(1)
+    instance = tmp_path / "instance.npz"
+    weights = rng.normal(size=(1280 + 1712, 12)).astype(np.float32)
+    np.savez(instance, weights=weights, bias=np.zeros(12, np.float32), source=np.array("features+descriptor"))
+    crops = [_solid((20, 30, 120)), _solid((200, 180, 40))]
+    settings = Settings(backbone_path=BACKBONE, projection="none", instance_projection=str(instance))
+    async with running_app(build_app(settings)) as client:
+        files = [("images", (f"{i}.jpg", _jpeg(crop), "image/jpeg")) for i, crop in enumerate(crops)]
+        body = (await client.post("/embed", files=files)).json()
+        ready = (await client.get("/readyz")).json()
+    assert body["instance_dim"] == ready["instance_dim"] == 12 and body["dim"] == 1280
+    assert body["vector_model"].endswith(f"+instance@{file_digest(instance)}")
+    model = EmbeddingModel(settings)
+    model.load()
+    decoded = [decode_image(_jpeg(crop)) for crop in crops]
+    expected = Projection.load(instance).apply(
+        np.concatenate([model.embed_outputs(decoded)[n] for n in ("features", "descriptor")], axis=1)
+    )
+    got = np.array([item["instance"] for item in body["items"]])
+    assert np.allclose(got, expected, atol=1e-4), "each crop's own instance vector, in order"
+    assert not np.allclose(got[0], got[1], atol=1e-2)
+    plain = EmbeddingModel(Settings(backbone_path=BACKBONE, projection="none", instance_projection="none"))
+    plain.load()
+    assert plain.instance_dim is None and plain.predict(decoded[:1])[0].instance is None
 
 
 async def test_a_served_projection_keeps_the_backbone_features_beside_it(tmp_path: Path) -> None:
