@@ -295,6 +295,7 @@ class CachedEmbeddings:
             vector_model=self.vector_model,
             backbone=self.backbone,
             dim=len(found[0].vector) if found else 0,
+            instance_dim=len(found[0].instance) if found and found[0].instance is not None else None,
             items=found,
         )
 

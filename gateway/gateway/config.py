@@ -62,6 +62,12 @@ class Settings(ServiceSettings):
         description="Weight of the catalog's nearest products against the classifier's when they "
         "vote on a product photo's category (0: the classifier alone; 1: equal)",
     )
+    instance_search: bool = Field(
+        default=True,
+        description="Search a product photo's item (worn by no one) by its instance vector, which finds "
+        "the very product through background, framing and light (make eval: distorted products), when "
+        "the embedding service makes them; off: by its look vector, as worn garments are",
+    )
     default_k: int = Field(default=6, ge=1, le=50, description="Recommendations per item when k is not given")
     api_key: SecretStr | None = Field(
         default=None, description="Key of the catalog API (X-API-Key header); unset: the catalog API is off"

@@ -248,7 +248,7 @@ def to_point(product: EmbeddedProduct) -> IndexPoint:
     if payload.colour is None:
         payload.colour = embedding.colour
     payload.embedding_model = product.vector_model
-    return IndexPoint(vector=embedding.vector, product=payload)
+    return IndexPoint(vector=embedding.vector, instance=embedding.instance, product=payload)
 
 
 async def ingest(

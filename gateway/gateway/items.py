@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from shared.contracts import REGION_CATEGORIES, Category, CropEmbedding, GenderLabel, Region
+from shared.contracts import REGION_CATEGORIES, Category, CropEmbedding, GenderLabel, Region, VectorSpace
 
 DEFAULT_CATEGORY = {
     Region.upper_body: Category.topwear,
@@ -36,6 +36,7 @@ class Candidate:
     category: Category | None = None  # known from the detector itself (a YOLO detection)
     colour: str | None = None  # from the garment's own pixels, when the detector had a person mask
     views: list[list[float]] = field(default_factory=list)  # vectors of a product photo's windows
+    instance_views: list[list[float]] = field(default_factory=list)  # the windows' instance vectors
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,17 @@ class ResolvedItem:
     score: float
     vector: list[float]
     views: list[list[float]] = field(default_factory=list)
+    instance: list[float] | None = None  # the crop's instance vector, when the service makes them
+    instance_views: list[list[float]] = field(default_factory=list)
+
+    def query_vectors(self, by_instance: bool = True) -> tuple[VectorSpace, list[float], list[list[float]]]:
+        """What the item is searched by. An item worn by no one (a product photo) is looked for as
+        the very product, by its instance vector and windows, when it has them and ``by_instance``:
+        a shopper posting a product mostly wants that product. A worn garment is searched by its
+        look, which finds products of its kind and colour."""
+        if by_instance and self.person is None and self.instance is not None:
+            return VectorSpace.instance, self.instance, self.instance_views
+        return VectorSpace.look, self.vector, self.views
 
 
 def restricted(scores: dict[Category, float], allowed: tuple[Category, ...]) -> dict[Category, float]:
@@ -170,6 +182,8 @@ def _item(candidate: Candidate, category: Category, probability: float) -> Resol
         score=round(candidate.score * probability, 4),
         vector=candidate.embedding.vector,
         views=candidate.views,
+        instance=candidate.embedding.instance,
+        instance_views=candidate.instance_views,
     )
 
 

@@ -191,14 +191,31 @@ async def _downstream_readiness(clients: Clients) -> tuple[bool, str, dict[str, 
     facts = {n: details for n, (_, _, details) in zip(names, checks, strict=True)}
     if not (services["embedding"]["ready"] and services["index"]["ready"]):
         return False, "embedding or index service not ready", {"services": services}
-    made, stored = facts["embedding"].get("dim"), facts["index"].get("dim")
+    reason = mismatched_vectors(facts["embedding"], facts["index"])
+    if reason:
+        return False, reason, {"services": services}
+    return True, "ready", {"services": services}
+
+
+def mismatched_vectors(embedding: dict[str, Any], index: dict[str, Any]) -> str | None:
+    """Why the index cannot hold what the embedding service makes (look vectors of another size,
+    instance vectors it has no room for or of another size), or None."""
+    made, stored = embedding.get("dim"), index.get("dim")
     if made is not None and stored is not None and made != stored:
-        reason = (
+        return (
             f"the embedding service makes {made}-dimensional vectors but the index stores {stored}: "
             f"set INDEX_VECTOR_DIM={made} on a new store and ingest the catalog again"
         )
-        return False, reason, {"services": services}
-    return True, "ready", {"services": services}
+    if "instance_dim" not in embedding or "instance_dim" not in index:
+        return None  # a service from before instance vectors
+    made, stored = embedding["instance_dim"] or 0, index["instance_dim"] or 0
+    if made and made != stored:
+        return (
+            f"the embedding service makes {made}-dimensional instance vectors but the index stores "
+            f"{stored or 'none'}: set INDEX_INSTANCE_DIM={made} on a new store and ingest the catalog "
+            "again (or EMBEDDING_INSTANCE_PROJECTION=none)"
+        )
+    return None
 
 
 app = build_app()

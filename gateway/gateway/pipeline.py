@@ -155,7 +155,8 @@ class Recommender:
         # the embedding service is asked only where it did not
         colours = any(r.colour is None for r in regions)
         embedded, vector_model, backbone = await timings.measure("embed", self._embed(crops, colours))
-        views = iter(e.vector for e in embedded[len(regions) + len(people) :])
+        window_crops = iter(embedded[len(regions) + len(people) :])
+        embedded_windows = [[next(window_crops) for _ in ws] for ws in windows]
         candidates = [
             Candidate(
                 person=r.person,
@@ -165,9 +166,10 @@ class Recommender:
                 embedding=e,
                 category=r.category,
                 colour=r.colour,
-                views=[next(views) for _ in ws],
+                views=[w.vector for w in ws],
+                instance_views=[w.instance for w in ws if w.instance is not None],
             )
-            for r, e, ws in zip(regions, embedded[: len(regions)], windows, strict=True)
+            for r, e, ws in zip(regions, embedded[: len(regions)], embedded_windows, strict=True)
         ]
         person_vectors = [e.backbone or e.vector for e in embedded[len(regions) : len(regions) + len(people)]]
         genders = await timings.measure(
@@ -353,9 +355,10 @@ class Recommender:
             wanted.colours = colours_of_family(item.colour)
         rerank = self.settings.colour_rerank if query.colour == "any" else 0.0
         pool = rerank_pool(query.k, self.settings) if rerank else query.k
+        space, vector, views = item.query_vectors(self.settings.instance_search)
         hits = (
             await self.clients.index.search(
-                SearchRequest(vector=item.vector, views=item.views, k=pool, filter=wanted)
+                SearchRequest(vector=vector, views=views, k=pool, filter=wanted, space=space)
             )
         ).hits
         if rerank:

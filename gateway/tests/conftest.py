@@ -78,6 +78,8 @@ class Downstream:
     heads: list[int] = field(default_factory=list)  # head crops per /heads call
     vector_model: str = "stand-in@0"  # what the embedding stand-in says made its vectors
     index_dim: int = 8  # what the index stand-in says it stores (the embedding stand-in makes 8)
+    instance_dim: int | None = None  # the embedding stand-in makes instance vectors of this size
+    index_instance_dim: int = 0  # what the index stand-in says it stores of them
 
     def check(self, name: str) -> None:
         if name in self.failing:
@@ -168,7 +170,7 @@ def gender_app(state: Downstream) -> FastAPI:
 
 
 def embedding_app(state: Downstream) -> FastAPI:
-    app = ready_app(dim=8)
+    app = ready_app(dim=8, instance_dim=state.instance_dim)
 
     @app.post("/embed")
     async def embed(images: Annotated[list[UploadFile], File()], colours: bool = True) -> EmbedResponse:
@@ -184,6 +186,7 @@ def embedding_app(state: Downstream) -> FastAPI:
             items.append(
                 CropEmbedding(
                     vector=vector.tolist(),
+                    instance=instance_vector(index, state.instance_dim),
                     category_scores=scores,
                     article_types=[ArticleTypeScore(name="Tops", category=Category.topwear, score=0.8)],
                     colour="Red" if colours else None,
@@ -191,14 +194,28 @@ def embedding_app(state: Downstream) -> FastAPI:
                 )
             )
         return EmbedResponse(
-            model="stand-in", vector_model=state.vector_model, backbone="stand-in-net", dim=8, items=items
+            model="stand-in",
+            vector_model=state.vector_model,
+            backbone="stand-in-net",
+            dim=8,
+            instance_dim=state.instance_dim,
+            items=items,
         )
 
     return app
 
 
+def instance_vector(index: int, dim: int | None) -> list[float] | None:
+    """The stand-in's instance vector of the index-th crop of a batch (none without a size)."""
+    if dim is None:
+        return None
+    vector = np.full(dim, -0.5)
+    vector[index % dim] = 1.0
+    return vector.tolist()
+
+
 def index_app(state: Downstream) -> FastAPI:
-    app = ready_app(dim=state.index_dim)
+    app = ready_app(dim=state.index_dim, instance_dim=state.index_instance_dim)
 
     @app.post("/search")
     async def search(request: SearchRequest) -> SearchResponse:

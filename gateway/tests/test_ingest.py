@@ -10,8 +10,8 @@ from PIL import Image
 
 from gateway.catalog import CatalogRow
 from gateway.config import Settings
-from gateway.ingest import DETECT_BATCH, CatalogEmbedder
-from shared.contracts import Category
+from gateway.ingest import DETECT_BATCH, CatalogEmbedder, EmbeddedProduct, to_point
+from shared.contracts import Category, CropEmbedding
 from tests.conftest import Downstream, jpeg, stand_in_clients
 
 
@@ -103,3 +103,21 @@ async def test_a_product_without_a_body_region_is_cut_to_its_foreground_without_
     assert (await gender_training.crop(bag)).person is not None  # persons are looked for in every photo
     await clients.aclose()
     assert downstream.detected == [1]
+
+
+def test_a_products_point_carries_its_instance_vector(tmp_path: Path) -> None:
+    row = _catalog(tmp_path, 1, set())[0]
+    embedding = CropEmbedding(
+        vector=[1.0, 0.0],
+        instance=[0.0, 1.0, 0.0],
+        category_scores={},
+        article_types=[],
+        colour="Red",
+        colour_score=0.7,
+    )
+    point = to_point(EmbeddedProduct(row=row, embedding=embedding, vector_model="m@1", on_model=False))
+    assert point.vector == [1.0, 0.0] and point.instance == [0.0, 1.0, 0.0]
+    assert point.product.embedding_model == "m@1" and point.product.colour == "Red"
+    embedding.instance = None
+    point = to_point(EmbeddedProduct(row=row, embedding=embedding, vector_model="m@1", on_model=False))
+    assert point.instance is None, "a service without instance vectors stores look vectors alone"

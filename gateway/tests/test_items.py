@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.items import Candidate, choose, resolve
-from shared.contracts import REGION_CATEGORIES, Category, CropEmbedding, Region
+from shared.contracts import REGION_CATEGORIES, Category, CropEmbedding, Region, VectorSpace
 
 PRODUCT = REGION_CATEGORIES[Region.product]
 
@@ -92,3 +92,27 @@ def test_the_middle_of_the_chest_under_outerwear_is_a_top_of_its_own() -> None:
 def test_the_middle_of_the_chest_of_a_top_is_part_of_that_top() -> None:
     items = resolve(_layered(Category.topwear), ["Men"])
     assert [i.category for i in items] == [Category.topwear]
+
+
+def test_only_items_worn_by_no_one_are_searched_by_their_instance_vectors() -> None:
+    with_instance = CropEmbedding(
+        vector=[1.0, 0.0],
+        instance=[0.0, 0.0, 1.0],
+        category_scores={Category.topwear: 1.0},
+        article_types=[],
+        colour="Blue",
+        colour_score=0.5,
+    )
+    box = [0.0, 0.0, 1.0, 1.0]
+    loose = Candidate(
+        None, Region.product, box, 1.0, with_instance, views=[[0.0, 1.0]], instance_views=[[1.0, 0, 0]]
+    )
+    worn_top = Candidate(0, Region.upper_body, box, 1.0, with_instance)
+    product_item, worn_item = resolve([loose, worn_top], ["Women"])[::-1]
+    assert product_item.person is None and worn_item.person == 0
+    assert product_item.query_vectors() == (VectorSpace.instance, [0.0, 0.0, 1.0], [[1.0, 0, 0]])
+    assert product_item.query_vectors(by_instance=False) == (VectorSpace.look, [1.0, 0.0], [[0.0, 1.0]])
+    assert worn_item.query_vectors() == (VectorSpace.look, [1.0, 0.0], [])
+    assert resolve([product({Category.topwear: 1.0})], [])[0].query_vectors()[0] == VectorSpace.look, (
+        "without an instance vector, by its look"
+    )

@@ -10,7 +10,7 @@ from gateway.config import Settings
 from gateway.main import build_app
 from gateway.paths import inside_folder
 from gateway.pipeline import head_box, product_windows
-from shared.contracts import Category, RecommendResponse, Region, RegionDetection
+from shared.contracts import Category, RecommendResponse, Region, RegionDetection, VectorSpace
 from shared.testing import load_outcome, started_app
 from tests.conftest import PRODUCTS, Downstream, jpeg, stand_in_clients
 
@@ -170,6 +170,50 @@ async def test_not_ready_while_the_index_stores_vectors_of_another_dimension(
     assert ready.status_code == 503
     assert "makes 8-dimensional vectors but the index stores 1280" in ready.json()["reason"]
     assert "INDEX_VECTOR_DIM=8" in ready.json()["reason"]
+
+
+async def test_not_ready_while_the_index_has_no_room_for_instance_vectors(
+    downstream: Downstream, tmp_path: Path
+) -> None:
+    downstream.instance_dim = 4
+    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
+    async with started_app(app) as client:
+        ready = await load_outcome(client)
+    assert ready.status_code == 503
+    assert "makes 4-dimensional instance vectors but the index stores none" in ready.json()["reason"]
+    assert "INDEX_INSTANCE_DIM=4" in ready.json()["reason"]
+    downstream.index_instance_dim = 4
+    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
+    async with started_app(app) as client:
+        assert (await load_outcome(client)).status_code == 200
+
+
+async def test_a_product_photo_is_searched_by_its_instance_vectors(
+    downstream: Downstream, tmp_path: Path
+) -> None:
+    """An item worn by no one is looked for as the very product: its instance vector and its
+    windows' search the products' instance vectors. Worn garments, and the catalog's vote on the
+    product's category, keep to the look vectors."""
+    downstream.instance_dim = downstream.index_instance_dim = 4
+    downstream.extra_regions = [
+        RegionDetection(person=None, region=Region.product, box=[0.5, 0.0, 1.0, 0.5], score=0.7)
+    ]
+    for by_instance in (True, False):
+        downstream.searches.clear()
+        settings = Settings(catalog_dir=tmp_path, instance_search=by_instance)
+        async with started_app(build_app(settings, clients=stand_in_clients(downstream))) as client:
+            await load_outcome(client)
+            assert (await _recommend(client, "?gender=Men")).status_code == 200
+        item_searches = [s for s in downstream.searches if s.filter.categories]
+        product = [s for s in item_searches if s.views]
+        assert len(product) == 1 and len(item_searches) > 1
+        if by_instance:
+            assert product[0].space == VectorSpace.instance
+            assert len(product[0].vector) == 4 and len(product[0].views) == 9
+            assert len({tuple(v) for v in product[0].views}) > 1, "each window's own instance vector"
+        else:
+            assert product[0].space == VectorSpace.look and len(product[0].vector) == 8
+        assert all(s.space == VectorSpace.look for s in downstream.searches if s not in product)
 
 
 def test_catalog_image_paths_cannot_escape_the_folder(tmp_path: Path) -> None:
