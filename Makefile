@@ -33,7 +33,7 @@ help:
 	@echo "make deploy-check        validate docker-compose.yml and the Kubernetes manifests of deploy/ offline"
 	@echo "make eval                retrieval quality (person photos, product photos, distorted products) per variant"
 	@echo "make train-backbone      fine-tune the backbone's last blocks on the catalog (then remake what reads it)"
-	@echo "make train-embedding     fit the triplet projection and the learned whitening; serve the one that beats the raw backbone"
+	@echo "make train-embedding     fit the triplet projection and the learned whitening; serve those that beat the raw backbone"
 	@echo "make eval-detector       detection recall/precision/mAP on QUERIES (YOLO=weights.pt to add a YOLO model)"
 	@echo "make train-detector      pseudo-label photos, train a YOLO garment detector, export ONNX, evaluate"
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
@@ -236,7 +236,8 @@ train-backbone: install models
 
 # The retrieval projections, fitted on catalog crops and their distorted views: the Siamese/triplet
 # network (candidate) and the learned whitening of the descriptor (whitened). The one that beats the
-# raw backbone on most measures is served; neither if none does.
+# raw backbone on most look-alike measures makes the look vector, the one that beats it on most
+# product-photo measures the instance vector; neither if none does.
 train-embedding: install models $(FEATURES) $(VIEWS)
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-train.txt
 	$(VENV)/embedding-service/bin/python -m embedding_service.train_projection --features $(FEATURES) \

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
+import random
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ from PIL import Image
 from gateway.ingest import ingest
 from shared.boxes import box_iou
 from shared.contracts import Category, RecommendResponse
+from shared.distortions import distort
 from tests.conftest import API_KEY, CONSUMER, DEV, E2E
 
 FULLY_VISIBLE = 0.9
@@ -132,6 +135,40 @@ def test_product_photo_without_person_is_one_item(e2e: E2E) -> None:
         item = body["items"][0]
         assert item["person"] is None and item["recommendations"]
         assert {r["category"] for r in item["recommendations"]} == {item["category"]}
+
+
+def _distorted_photos(e2e: E2E, count: int) -> list[tuple[str, bytes]]:
+    """Photos of indexed products as a shopper takes them (shared.distortions: clutter, crop,
+    rotation, perspective, light, JPEG), with their product ids."""
+    with (e2e.catalog / "catalog.csv").open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["category"] in ("topwear", "bottomwear", "footwear")]
+    photos = []
+    for row in random.Random(5).sample(rows, count):
+        view = distort(Image.open(e2e.catalog / row["image"]), random.Random(row["id"]))
+        buffer = io.BytesIO()
+        view.save(buffer, format="JPEG", quality=90)
+        photos.append((row["id"], buffer.getvalue()))
+    return photos
+
+
+def test_a_photo_of_an_indexed_product_finds_that_product(e2e: E2E) -> None:
+    """A product photo is searched by its instance vectors (the gateway's item.query_vectors), so
+    the product itself mostly comes back, and first. Measured on these 40 photos: 30 among the first
+    ten and 20 first; searched by their look instead (GATEWAY_INSTANCE_SEARCH=false), 26 and 15.
+    The ten missed: five shots of a model wearing the product (searched by their look) and five
+    children's products, small in their frame, lost among the clutter and named accessories."""
+    ranks = []
+    for product_id, data in _distorted_photos(e2e, 40):
+        body = e2e.recommend(data, "?k=10").json()
+        found = [
+            rank
+            for item in body["items"]
+            for rank, product in enumerate(item["recommendations"])
+            if product["product_id"] == product_id
+        ]
+        ranks.append(min(found, default=None))
+    assert sum(rank is not None for rank in ranks) >= 28, ranks
+    assert sum(rank == 0 for rank in ranks) >= 18, ranks
 
 
 def test_gender_override_filters_the_catalog(e2e: E2E) -> None:

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gateway.catalog import CatalogRow
-from shared.contracts import Category
+from shared.contracts import Category, VectorSpace
+from tools import eval_retrieval
 from tools.eval_retrieval import Catalog, confusion_table, photos_learnt, unseen_products
 
 
@@ -39,6 +41,21 @@ def test_views_score_by_the_best_match_and_a_query_can_leave_itself_out() -> Non
     assert catalog().search([1.0, 0.0], Category.topwear, "Men", k=3, excluded=0) == [1, 3]
     found = catalog().search([0.0, 1.0], Category.topwear, "Men", k=3, views=[[1.0, 0.0]])
     assert found == [0, 1, 3], "the view on product 0 outranks the vector's own nearest (3)"
+
+
+def test_an_instance_search_compares_the_instance_vectors() -> None:
+    searched = catalog()
+    searched.instances = np.array([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8], [0.8, 0.6]], np.float32)
+    look = searched.search([1.0, 0.0], Category.topwear, "Men", k=3)
+    instance = searched.search([1.0, 0.0], Category.topwear, "Men", k=3, space=VectorSpace.instance)
+    assert look == [0, 1, 3] and instance == [1, 3, 0]
+    assert searched.search_mode(
+        "plain", [1.0, 0.0], Category.topwear, "Men", "Red", space=VectorSpace.instance
+    ) == [
+        1,
+        3,
+        0,
+    ]
 
 
 def test_colour_rerank_lifts_the_items_colour_family() -> None:
@@ -113,3 +130,36 @@ def test_photos_the_head_learnt_from_are_left_out_of_its_folder_only(tmp_path: P
     card.write_text(json.dumps({"photos": None}))
     assert photos_learnt(consumer, card) == set()
     assert photos_learnt(consumer, tmp_path / "missing.json") == set()
+
+
+def test_the_instance_projection_is_the_one_that_wins_the_product_photo_measures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained = {}
+    for name in ("candidate", "whitened"):
+        trained[name] = tmp_path / f"{name}.npz"
+        trained[name].write_text(name)
+        trained[name].with_suffix(".json").write_text("{}")
+    monkeypatch.setattr(eval_retrieval, "TRAINED", trained)
+
+    def variant(recall10: float, recall1: float, family: float) -> dict[str, object]:
+        return {
+            "distorted": {"recall@10": recall10, "recall@1": recall1},
+            "product_photos": {"family_p@10": family},
+        }
+
+    report = {
+        "variants": {
+            "raw": variant(0.72, 0.52, 0.61),
+            "candidate": variant(0.80, 0.58, 0.56),  # wins 2 of 3
+            "whitened": variant(0.86, 0.67, 0.60),  # wins 2 of 3, more distorted products found
+        }
+    }
+    target = tmp_path / "instance.npz"
+    decision = eval_retrieval.adopt(report, eval_retrieval.INSTANCE_DECIDING, target)
+    assert target.read_text() == "whitened" and target.with_suffix(".json").exists()
+    assert decision.startswith("adopted whitened")
+    report["variants"]["whitened"] = variant(0.70, 0.67, 0.60)
+    report["variants"]["candidate"] = variant(0.70, 0.50, 0.62)
+    assert eval_retrieval.adopt(report, eval_retrieval.INSTANCE_DECIDING, target).startswith("none adopted")
+    assert not target.exists() and not target.with_suffix(".json").exists()

@@ -45,7 +45,7 @@ from gateway.main import make_clients
 from gateway.pipeline import Analysis, Clients, Query, Recommender, Timings, rerank_pool
 from shared.boxes import box_iou
 from shared.clients import DetectorClient, EmbeddingClient
-from shared.contracts import CATEGORIES, CATEGORY_VOTE_K, Category, GenderLabel
+from shared.contracts import CATEGORIES, CATEGORY_VOTE_K, Category, CropEmbedding, GenderLabel, VectorSpace
 from shared.distortions import distort
 from shared.service import InferencePool
 from shared.splits import retrieval_held_out
@@ -76,6 +76,7 @@ class Catalog:
     categories: np.ndarray
     families: list[str | None]
     colour_families: list[str | None]
+    instances: np.ndarray | None = None  # (N, D_instance), unit length, when the variant makes them
 
     def search(
         self,
@@ -88,10 +89,12 @@ class Catalog:
         k: int = K,
         views: list[list[float]] | None = None,
         excluded: int | None = None,
+        space: VectorSpace = VectorSpace.look,
     ) -> list[int]:
         """Row indices of the best k, with the gateway's filters (gender or Unisex, the category),
         only of ``match_colour``'s family if given, reranked towards ``colour``'s if asked; with
-        ``views``, each product scored by its best match to the vector or a view (as the index)."""
+        ``views``, each product scored by its best match to the vector or a view (as the index);
+        compared with the products' vectors of ``space``."""
         allowed = self.categories == category.value
         if excluded is not None:
             allowed[excluded] = False
@@ -102,7 +105,9 @@ class Catalog:
             wanted = colour_family(match_colour)
             allowed &= np.array([f == wanted for f in self.colour_families])
         queries = np.asarray([vector, *(views or [])], dtype=np.float32)
-        scores = np.where(allowed, (self.vectors @ queries.T).max(axis=1), -np.inf)
+        stored = self.instances if space == VectorSpace.instance else self.vectors
+        assert stored is not None, "an instance search of a catalog embedded without instance vectors"
+        scores = np.where(allowed, (stored @ queries.T).max(axis=1), -np.inf)
         top = [int(i) for i in np.argsort(-scores)[: rerank_pool(k, GATEWAY) if rerank_colour else k]]
         top = [i for i in top if np.isfinite(scores[i])]
         if rerank_colour:  # as the gateway does: a bonus for the colour family among the pool
@@ -119,6 +124,7 @@ class Catalog:
         colour: str | None,
         views: list[list[float]] | None = None,
         excluded: int | None = None,
+        space: VectorSpace = VectorSpace.look,
     ) -> list[int]:
         """``search`` as SEARCH_MODES[mode] asks, towards ``colour``; when nothing is of that
         colour, as plain."""
@@ -132,8 +138,9 @@ class Catalog:
             colour=colour,
             views=views,
             excluded=excluded,
+            space=space,
         )
-        return hits or self.search(vector, category, gender, views=views, excluded=excluded)
+        return hits or self.search(vector, category, gender, views=views, excluded=excluded, space=space)
 
     def neighbour_categories(
         self, vector: list[float], genders: list[str] | None, k: int
@@ -197,17 +204,21 @@ async def build_crops(catalog: Path, rows: list[CatalogRow], stack: Stack, folde
 
 async def embed_catalog(rows: list[CatalogRow], folder: Path, stack: Stack) -> Catalog:
     client = EmbeddingClient("embedding", stack.url("embedding-service"), 120)
-    vectors: list[list[float]] = []
+    embedded: list[CropEmbedding] = []
     try:
         for start in range(0, len(rows), 64):
             crops = [(folder / f"{i}.jpg").read_bytes() for i in range(start, min(start + 64, len(rows)))]
             colours = any(row.colour is None for row in rows[start : start + 64])  # as ingestion asks
-            vectors += [item.vector for item in (await client.embed(crops, colours)).items]
+            embedded += (await client.embed(crops, colours)).items
     finally:
         await client.aclose()
+    with_instances = all(item.instance is not None for item in embedded)
     return Catalog(
         rows=rows,
-        vectors=np.asarray(vectors, dtype=np.float32),
+        vectors=np.asarray([item.vector for item in embedded], dtype=np.float32),
+        instances=np.asarray([item.instance for item in embedded], dtype=np.float32)
+        if with_instances
+        else None,
         genders=np.array([r.gender or "" for r in rows]),
         categories=np.array([r.category.value if r.category else "" for r in rows]),
         families=[article_family(r.article_type) for r in rows],
@@ -262,9 +273,10 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
                     "colour": [f == colour_label for f in catalog.colour_families],
                     "gender": [g in (person["gender"], "Unisex") for g in catalog.genders],
                 }
+                space, vector, views = item.query_vectors(recommender.settings.instance_search)
                 for mode, row in scores.items():
                     hits = catalog.search_mode(
-                        mode, item.vector, item.category, gender, item.colour, views=item.views
+                        mode, vector, item.category, gender, item.colour, views=views, space=space
                     )
                     for measure, right in good.items():
                         row[measure].append(precision(hits, right))
@@ -319,7 +331,8 @@ async def product_photos(
             continue
         item = max(found.items, key=lambda i: (i.box[2] - i.box[0]) * (i.box[3] - i.box[1]))
         confusion[truth][item.category.value] += 1
-        hits = catalog.search(item.vector, item.category, "unknown", views=item.views)
+        space, vector, views = item.query_vectors(recommender.settings.instance_search)
+        hits = catalog.search(vector, item.category, "unknown", views=views, space=space)
         category_p.append(precision(hits, [c == truth for c in catalog.categories]))
         family = article_family(photo.label)
         family_p.append(precision(hits, [f == family for f in catalog.families]))
@@ -353,7 +366,8 @@ async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, co
         best = None
         for item in found.items:
             gender = found.genders[item.person].label if item.person is not None else "unknown"
-            hits = catalog.search(item.vector, item.category, gender, views=item.views)
+            space, vector, views = item.query_vectors(recommender.settings.instance_search)
+            hits = catalog.search(vector, item.category, gender, views=views, space=space)
             if index in hits:
                 rank = hits.index(index)
                 best = rank if best is None else min(best, rank)
@@ -454,6 +468,7 @@ async def evaluate_variant(
     try:
         result = {
             "dim": int(catalog.vectors.shape[1]),
+            "instance_dim": int(catalog.instances.shape[1]) if catalog.instances is not None else None,
             "catalog_embed_per_second": round(len(rows) / embed_seconds, 1),
             "person_photos": await person_photos(recommender, catalog, args.queries),
             "distorted": await distorted(recommender, catalog, args.catalog, args.distorted),
@@ -473,14 +488,17 @@ MODELS = ROOT / "models" / "embedding"
 CANDIDATE = MODELS / "projection-candidate.npz"
 WHITENED = MODELS / "projection-whitened.npz"
 TRAINED = {"candidate": CANDIDATE, "whitened": WHITENED}  # what --adopt chooses from
-PACKAGED = ROOT / "embedding-service" / "embedding_service" / "assets" / "projection.npz"
+ASSETS = ROOT / "embedding-service" / "embedding_service" / "assets"
+PACKAGED = ASSETS / "projection.npz"
+PACKAGED_INSTANCE = ASSETS / "instance.npz"
 BACKBONE = MODELS / "efficientnet_lite0.onnx"  # the embedding service's default (make models)
+NO_INSTANCE = {"EMBEDDING_INSTANCE_PROJECTION": "none"}  # every item searched by the variant's vector
 VARIANTS: dict[str, dict[str, str]] = {
-    "raw": {"EMBEDDING_PROJECTION": "none"},
-    "served": {},  # the service's defaults: the packaged projection if there is one
-    "candidate": {"EMBEDDING_PROJECTION": str(CANDIDATE)},
-    "whitened": {"EMBEDDING_PROJECTION": str(WHITENED)},
-    "pca": {"EMBEDDING_PROJECTION": str(MODELS / "projection-pca.npz")},
+    "raw": {"EMBEDDING_PROJECTION": "none", **NO_INSTANCE},
+    "served": {},  # the service's defaults: the packaged projection and instance projection, if any
+    "candidate": {"EMBEDDING_PROJECTION": str(CANDIDATE), **NO_INSTANCE},
+    "whitened": {"EMBEDDING_PROJECTION": str(WHITENED), **NO_INSTANCE},
+    "pca": {"EMBEDDING_PROJECTION": str(MODELS / "projection-pca.npz"), **NO_INSTANCE},
     "fp16": {"EMBEDDING_BACKBONE_PATH": str(BACKBONE.with_suffix(".fp16.onnx"))},  # make quantise
     "int8": {"EMBEDDING_BACKBONE_PATH": str(BACKBONE.with_suffix(".int8.onnx"))},
 }
@@ -496,6 +514,13 @@ DECIDING = (
     ("unseen_products", None, "family_p@10"),
     ("distorted", None, "recall@10"),
 )
+# what decides which trained projection makes the instance vectors, by which product photos (items
+# worn by no one) are searched: finding the very product, and look-alikes of a shopper's photo
+INSTANCE_DECIDING = (
+    ("distorted", None, "recall@10"),
+    ("distorted", None, "recall@1"),
+    ("product_photos", None, "family_p@10"),
+)
 
 
 def measure(result: dict[str, Any], path: tuple[str, str | None, str]) -> float:
@@ -506,22 +531,34 @@ def measure(result: dict[str, Any], path: tuple[str, str | None, str]) -> float:
 
 
 def adopt_projection(report: dict[str, Any]) -> str:
-    """Install the trained projection (of TRAINED, among the variants measured) that beats the raw
-    backbone on the most deciding measures, if that is most of them; else serve the raw backbone."""
+    """Install, as the look vector's projection, the trained projection (of TRAINED, among the
+    variants measured) that beats the raw backbone on the most DECIDING measures, and as the
+    instance projection the one that beats it on the most INSTANCE_DECIDING; each only if that is
+    most of them, else none (the look vector is then the raw backbone's; product photos are
+    searched by it too)."""
+    look = adopt(report, DECIDING, PACKAGED)
+    instance = adopt(report, INSTANCE_DECIDING, PACKAGED_INSTANCE)
+    return f"look vector: {look}; instance vector: {instance}"
+
+
+def adopt(report: dict[str, Any], deciding: tuple[tuple[str, str | None, str], ...], target: Path) -> str:
+    """Install at ``target`` the trained projection that beats the raw backbone on most of
+    ``deciding`` (of two that win as many, the better on its first), or remove what is there."""
     raw = report["variants"]["raw"]
     wins = {
-        name: sum(measure(report["variants"][name], p) > measure(raw, p) for p in DECIDING)
+        name: sum(measure(report["variants"][name], p) > measure(raw, p) for p in deciding)
         for name in TRAINED
         if name in report["variants"]
     }
-    best = max(wins, key=lambda name: wins[name], default=None)
-    if best is not None and wins[best] * 2 > len(DECIDING):
-        shutil.copy(TRAINED[best], PACKAGED)
-        shutil.copy(TRAINED[best].with_suffix(".json"), PACKAGED.with_suffix(".json"))
-        return f"adopted {best}: it wins {wins[best]} of {len(DECIDING)} measures against the raw backbone"
-    PACKAGED.unlink(missing_ok=True)
-    PACKAGED.with_suffix(".json").unlink(missing_ok=True)
-    return f"none adopted: the trained projections win {wins} of {len(DECIDING)} measures"
+    # equal wins: the better on the first measure
+    best = max(wins, key=lambda n: (wins[n], measure(report["variants"][n], deciding[0])), default=None)
+    if best is not None and wins[best] * 2 > len(deciding):
+        shutil.copy(TRAINED[best], target)
+        shutil.copy(TRAINED[best].with_suffix(".json"), target.with_suffix(".json"))
+        return f"adopted {best}, which wins {wins[best]} of {len(deciding)} measures against the raw backbone"
+    target.unlink(missing_ok=True)
+    target.with_suffix(".json").unlink(missing_ok=True)
+    return f"none adopted: the trained projections win {wins} of {len(deciding)} measures"
 
 
 def confusion_table(report: dict[str, Any]) -> list[str]:
@@ -680,7 +717,7 @@ def main() -> int:
         save_json(args.output, report)  # each variant as soon as it is measured
     if args.adopt:
         report["decision"] = adopt_projection(report)
-    table = markdown(report) + (f"\nProjection: {report['decision']}.\n" if "decision" in report else "")
+    table = markdown(report) + (f"\nProjections: {report['decision']}.\n" if "decision" in report else "")
     write_report(args.output, report, table)
     return 0
 
