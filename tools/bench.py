@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -209,20 +210,34 @@ async def measure_services(
     }
 
 
-async def photo_crops(detector: DetectorClient, blob: bytes, settings: Settings) -> list[tuple[bytes, bool]]:
+@dataclass(frozen=True)
+class SentCrop:
+    """A crop as /recommend sends it, with what the embedding service is asked to make of it."""
+
+    data: bytes
+    colour: bool  # a garment region the detector gave no colour: the service names it
+    instance: bool  # a region worn by no one: searched by its instance vector
+
+
+async def photo_crops(detector: DetectorClient, blob: bytes, settings: Settings) -> list[SentCrop]:
     """The crops /recommend embeds for a photo: each garment region and each person, cut from the
-    photo and sized as the gateway cuts them; each with whether its colour must be named by the
-    embedding service (a garment region the detector gave no colour)."""
+    photo and sized as the gateway cuts them, with what the gateway asks of each."""
     image = decode_image(blob)
     found = await detector.detect(for_detector(image, settings)[1])
-    regions = [(r.box, r.colour is None) for r in found.regions]
-    persons = [(p.box, False) for p in found.persons]
-    return [(crop_jpeg(image, box, settings), needed) for box, needed in regions + persons]
+    regions = [
+        SentCrop(crop_jpeg(image, r.box, settings), r.colour is None, r.person is None) for r in found.regions
+    ]
+    return regions + [SentCrop(crop_jpeg(image, p.box, settings), False, False) for p in found.persons]
 
 
-async def embed_as_sent(embedding: EmbeddingClient, crops: list[tuple[bytes, bool]]) -> None:
-    """One request, naming colours when any of its crops needs one (as the gateway asks)."""
-    await embedding.embed([crop for crop, _ in crops], colours=any(needed for _, needed in crops))
+async def embed_as_sent(embedding: EmbeddingClient, crops: list[SentCrop]) -> None:
+    """One request, naming colours when any of its crops needs one and making instance vectors when
+    any is worn by no one (as the gateway asks)."""
+    await embedding.embed(
+        [crop.data for crop in crops],
+        colours=any(crop.colour for crop in crops),
+        instances=any(crop.instance for crop in crops),
+    )
 
 
 @asynccontextmanager
@@ -389,7 +404,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Embedding service alone, with the {embedded['crops']} crops /recommend embeds for these photos "
         "(garments and persons; colours named only where a request holds a garment whose colour the "
-        "detector did not name, as the gateway asks): one crop per request p50 "
+        "detector did not name, instance vectors only where one holds a product worn by no one, as the "
+        "gateway asks): one crop per request p50 "
         f"{embedded['one_crop_per_request']['p50_ms']} ms (p95 {embedded['one_crop_per_request']['p95_ms']}); "
         "each photo's crops in one request, as /recommend sends them: p50 "
         f"{embedded['per_crop_in_photo_request']['p50_ms']} ms per crop; in batches of {embedded['batch']}: "

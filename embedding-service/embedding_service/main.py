@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 
 from embedding_service.config import Settings
 from embedding_service.model import EmbeddingModel
@@ -15,6 +15,13 @@ from shared.logs import configure_logging
 from shared.service import ColoursQuery, analyse_uploads, create_pooled_app, require_ready
 
 SERVICE = "embedding-service"
+InstancesQuery = Annotated[
+    bool,
+    Query(
+        description="Make each crop's instance vector (when the service has an instance projection); "
+        "false skips it (a photo of persons: its worn garments are searched by their look)"
+    ),
+]
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -53,11 +60,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         request: Request,
         images: Annotated[list[UploadFile], File()],
         colours: ColoursQuery = True,
+        instances: InstancesQuery = True,
     ) -> EmbedResponse:
         items = await analyse_uploads(
             request,
             images,
-            functools.partial(model.predict, colours=colours),
+            functools.partial(model.predict, colours=colours, instances=instances),
             decode=decode_image,
             operation="embed",
             max_count=settings.max_crops,

@@ -161,23 +161,27 @@ class EmbeddingModel:
         """(N, 1280) L2-normalised average-pooled features."""
         return self.embed_outputs(crops)["features"]
 
-    def predict(self, crops: list[np.ndarray], colours: bool = True) -> list[CropEmbedding]:
-        """Vector, instance vector (when served), classes and (with ``colours``) the dominant colour
-        of each crop."""
+    def predict(
+        self, crops: list[np.ndarray], colours: bool = True, instances: bool = True
+    ) -> list[CropEmbedding]:
+        """Vector, instance vector (with ``instances``, when served), classes and (with ``colours``)
+        the dominant colour of each crop."""
         named = self._colourist.submit(lambda: [crop_colour(crop) for crop in crops]) if colours else None
         outputs = self.embed_outputs(crops)
         features = outputs["features"]
         classes = self.head.classify(features) if self.head else [({}, [])] * len(crops)
         vectors = self.projection.apply(self.projection.input_of(outputs)) if self.projection else features
-        instances = (
-            self.instance.apply(self.instance.input_of(outputs)) if self.instance else [None] * len(crops)
+        made = (
+            self.instance.apply(self.instance.input_of(outputs))
+            if self.instance and instances
+            else [None] * len(crops)
         )
         results = []
         names: list[tuple[str | None, float | None]] = (
             named.result() if named else [(None, None)] * len(crops)
         )
         for vector, instance, feature, (categories, articles), (colour, share) in zip(
-            vectors, instances, features, classes, names, strict=True
+            vectors, made, features, classes, names, strict=True
         ):
             results.append(
                 CropEmbedding(

@@ -138,7 +138,10 @@ async def test_the_instance_vector_is_the_instance_projection_of_the_same_pass(t
         files = [("images", (f"{i}.jpg", _jpeg(crop), "image/jpeg")) for i, crop in enumerate(crops)]
         body = (await client.post("/embed", files=files)).json()
         ready = (await client.get("/readyz")).json()
+        skipped = (await client.post("/embed", files=files, params={"instances": "false"})).json()
     assert body["instance_dim"] == ready["instance_dim"] == 12 and body["dim"] == 1280
+    assert [item["instance"] for item in skipped["items"]] == [None, None], "not asked, not made"
+    assert skipped["instance_dim"] == 12, "what the service makes when asked"
     assert body["vector_model"].endswith(f"+instance@{file_digest(instance)}")
     model = EmbeddingModel(settings)
     model.load()
@@ -149,6 +152,7 @@ async def test_the_instance_vector_is_the_instance_projection_of_the_same_pass(t
     got = np.array([item["instance"] for item in body["items"]])
     assert np.allclose(got, expected, atol=1e-4), "each crop's own instance vector, in order"
     assert not np.allclose(got[0], got[1], atol=1e-2)
+    assert all(item.instance is None for item in model.predict(decoded, colours=False, instances=False))
     plain = EmbeddingModel(Settings(backbone_path=BACKBONE, projection="none", instance_projection="none"))
     plain.load()
     assert plain.instance_dim is None and plain.predict(decoded[:1])[0].instance is None

@@ -261,27 +261,33 @@ class CachedEmbeddings:
         self.ttl_s = ttl_s
         self.vector_model = ""  # learnt from the service's answers
         self.backbone = ""  # likewise (the cached items do not hold it)
+        self.instance_dim: int | None = None  # likewise, once an answer told it
+        self.instance_dim_known = False
 
-    async def embed(self, crops: Sequence[bytes], colours: bool = True) -> EmbedResponse:
-        """``colours``: as the service's; an entry cached without its colour is fetched again."""
+    async def embed(
+        self, crops: Sequence[bytes], colours: bool = True, instances: bool = True
+    ) -> EmbedResponse:
+        """``colours``, ``instances``: as the service's; an entry cached without its colour, or
+        without its instance vector while the service makes them, is fetched again."""
         if not self.vector_model:  # a replica starting: the name its peers learnt, if any
             known = (await self.cache.get_many("embedding", [MODEL_KEY]))[0]
             self.vector_model = known.decode() if known else ""
         model = self.vector_model
         keys = [_crop_key(model, crop) for crop in crops]
         items = [_parse(CropEmbedding, v) for v in await self.cache.get_many("embedding", keys)]
-        missing = [i for i, item in enumerate(items) if item is None or (colours and item.colour is None)]
+        missing = [i for i, item in enumerate(items) if item is None or self._lacks(item, colours, instances)]
         served_by = "cache"
         if missing:
-            fetched = await self.inner.embed([crops[i] for i in missing], colours)
+            fetched = await self.inner.embed([crops[i] for i in missing], colours, instances)
             if fetched.vector_model != model:
                 self.vector_model = fetched.vector_model
                 await self.cache.set_many({MODEL_KEY: fetched.vector_model.encode()}, GENERATION_TTL_S)
                 if len(missing) < len(crops):  # the cached ones are of the model before
-                    return await self.embed(crops, colours)
+                    return await self.embed(crops, colours, instances)
                 keys = [_crop_key(fetched.vector_model, crop) for crop in crops]
             served_by = fetched.model
             self.backbone = fetched.backbone
+            self.instance_dim, self.instance_dim_known = fetched.instance_dim, True
             for i, item in zip(missing, fetched.items, strict=True):
                 items[i] = item
             stored = {
@@ -295,9 +301,17 @@ class CachedEmbeddings:
             vector_model=self.vector_model,
             backbone=self.backbone,
             dim=len(found[0].vector) if found else 0,
-            instance_dim=len(found[0].instance) if found and found[0].instance is not None else None,
+            instance_dim=self.instance_dim,
             items=found,
         )
+
+    def _lacks(self, item: CropEmbedding, colours: bool, instances: bool) -> bool:
+        """Whether a cached item lacks what is asked: its colour, or its instance vector (unless the
+        service is known to make none)."""
+        if colours and item.colour is None:
+            return True
+        makes_instances = self.instance_dim is not None or not self.instance_dim_known
+        return instances and item.instance is None and makes_instances
 
     async def ready(self) -> tuple[bool, str]:
         return await self.inner.ready()

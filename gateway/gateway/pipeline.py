@@ -69,7 +69,9 @@ class Unavailable(Exception):
 class Embedder(Protocol):
     """What the pipeline needs of the embedding service: its client, or the client behind a cache."""
 
-    async def embed(self, crops: Sequence[bytes], colours: bool = True) -> EmbedResponse: ...
+    async def embed(
+        self, crops: Sequence[bytes], colours: bool = True, instances: bool = True
+    ) -> EmbedResponse: ...
 
     async def ready(self) -> tuple[bool, str]: ...
 
@@ -154,7 +156,11 @@ class Recommender:
         # the detector names a garment's colour from its mask pixels (preferred, see items._colour);
         # the embedding service is asked only where it did not
         colours = any(r.colour is None for r in regions)
-        embedded, vector_model, backbone = await timings.measure("embed", self._embed(crops, colours))
+        # only items worn by no one are searched by their instance vectors (ResolvedItem.query_vectors)
+        instances = self.settings.instance_search and any(r.person is None for r in regions)
+        embedded, vector_model, backbone = await timings.measure(
+            "embed", self._embed(crops, colours, instances)
+        )
         window_crops = iter(embedded[len(regions) + len(people) :])
         embedded_windows = [[next(window_crops) for _ in ws] for ws in windows]
         candidates = [
@@ -324,13 +330,16 @@ class Recommender:
     def _crops(self, image: np.ndarray, boxes: list[list[float]]) -> list[bytes]:
         return [crop_jpeg(image, box, self.settings) for box in boxes]
 
-    async def _embed(self, crops: list[bytes], colours: bool) -> tuple[list[CropEmbedding], str, str]:
-        """The crops' embeddings (with ``colours``, their colours named), the name of the model
-        that made their vectors and the network whose features they hold."""
+    async def _embed(
+        self, crops: list[bytes], colours: bool, instances: bool
+    ) -> tuple[list[CropEmbedding], str, str]:
+        """The crops' embeddings (with ``colours``, their colours named; with ``instances``, their
+        instance vectors made), the name of the model that made their vectors and the network
+        whose features they hold."""
         if not crops:
             return [], "", ""
         try:
-            answer = await self.clients.embedding.embed(crops, colours)
+            answer = await self.clients.embedding.embed(crops, colours, instances)
             return answer.items, answer.vector_model, answer.backbone
         except DownstreamError as exc:
             raise Unavailable("embedding", exc.detail) from exc

@@ -74,6 +74,7 @@ class Downstream:
     detected: list[int] = field(default_factory=list)  # images per /detect or /detect/batch call
     embedded: list[int] = field(default_factory=list)  # crops per /embed call
     embed_colours: list[bool] = field(default_factory=list)  # whether each /embed call asked colours
+    embed_instances: list[bool] = field(default_factory=list)  # whether it asked instance vectors
     region_colour: str | None = None  # what the detector stand-in names its person regions' colour
     heads: list[int] = field(default_factory=list)  # head crops per /heads call
     vector_model: str = "stand-in@0"  # what the embedding stand-in says made its vectors
@@ -173,10 +174,13 @@ def embedding_app(state: Downstream) -> FastAPI:
     app = ready_app(dim=8, instance_dim=state.instance_dim)
 
     @app.post("/embed")
-    async def embed(images: Annotated[list[UploadFile], File()], colours: bool = True) -> EmbedResponse:
+    async def embed(
+        images: Annotated[list[UploadFile], File()], colours: bool = True, instances: bool = True
+    ) -> EmbedResponse:
         state.check("embedding")
         state.embedded.append(len(images))
         state.embed_colours.append(colours)
+        state.embed_instances.append(instances)
         items = []
         for index, _ in enumerate(images):
             vector = np.zeros(8)
@@ -186,7 +190,7 @@ def embedding_app(state: Downstream) -> FastAPI:
             items.append(
                 CropEmbedding(
                     vector=vector.tolist(),
-                    instance=instance_vector(index, state.instance_dim),
+                    instance=instance_vector(index, state.instance_dim) if instances else None,
                     category_scores=scores,
                     article_types=[ArticleTypeScore(name="Tops", category=Category.topwear, score=0.8)],
                     colour="Red" if colours else None,

@@ -315,7 +315,9 @@ async def test_a_crop_cached_without_its_colour_is_embedded_again_when_the_colou
     calls: list[tuple[int, bool]] = []
 
     class Service:
-        async def embed(self, crops: list[bytes], colours: bool = True) -> EmbedResponse:
+        async def embed(
+            self, crops: list[bytes], colours: bool = True, instances: bool = True
+        ) -> EmbedResponse:
             calls.append((len(crops), colours))
             item = CropEmbedding(
                 vector=[1.0, 0.0],
@@ -333,3 +335,38 @@ async def test_a_crop_cached_without_its_colour_is_embedded_again_when_the_colou
     assert (await embeddings.embed([b"crop"])).items[0].colour == "Red"
     assert (await embeddings.embed([b"crop"], colours=False)).items[0].colour == "Red"
     assert calls == [(1, False), (1, True)]
+
+
+@pytest.mark.parametrize("instance_dim", [3, None], ids=["makes instance vectors", "makes none"])
+async def test_a_crop_cached_without_its_instance_vector_is_embedded_again_when_it_is_wanted(
+    instance_dim: int | None,
+) -> None:
+    calls: list[bool] = []
+
+    class Service:
+        async def embed(
+            self, crops: list[bytes], colours: bool = True, instances: bool = True
+        ) -> EmbedResponse:
+            calls.append(instances)
+            item = CropEmbedding(
+                vector=[1.0, 0.0],
+                instance=[0.0, 0.0, 1.0] if instances and instance_dim else None,
+                category_scores={},
+                article_types=[],
+                colour="Red",
+                colour_score=0.9,
+            )
+            return EmbedResponse(
+                model="m", vector_model="vm", dim=2, instance_dim=instance_dim, items=[item] * len(crops)
+            )
+
+    cache = Cache(LruStore(16), CacheMetrics(CollectorRegistry()), logging.getLogger("test"), retry_s=1.0)
+    embeddings = CachedEmbeddings(Service(), cache, ttl_s=60)  # type: ignore[arg-type]
+    assert (await embeddings.embed([b"crop"], instances=False)).items[0].instance is None
+    answer = await embeddings.embed([b"crop"])
+    assert answer.instance_dim == instance_dim
+    await embeddings.embed([b"crop"], instances=False)
+    if instance_dim:
+        assert answer.items[0].instance == [0.0, 0.0, 1.0] and calls == [False, True]
+    else:
+        assert answer.items[0].instance is None and calls == [False], "nothing more to ask for"

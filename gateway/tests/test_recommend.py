@@ -214,6 +214,13 @@ async def test_a_product_photo_is_searched_by_its_instance_vectors(
         else:
             assert product[0].space == VectorSpace.look and len(product[0].vector) == 8
         assert all(s.space == VectorSpace.look for s in downstream.searches if s not in product)
+    downstream.extra_regions, downstream.embed_instances = [], []
+    async with started_app(
+        build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
+    ) as client:
+        await load_outcome(client)
+        await _recommend(client, "?gender=Men")
+    assert downstream.embed_instances == [False], "a photo of persons alone needs no instance vectors"
 
 
 def test_catalog_image_paths_cannot_escape_the_folder(tmp_path: Path) -> None:

@@ -165,12 +165,14 @@ class GenderClient(ServiceClient):
 
 
 class EmbeddingClient(ServiceClient):
-    async def embed(self, crops: Sequence[bytes], colours: bool = True) -> EmbedResponse:
-        """``colours=False``: the items come without their colour names (cheaper)."""
+    async def embed(
+        self, crops: Sequence[bytes], colours: bool = True, instances: bool = True
+    ) -> EmbedResponse:
+        """``colours=False``: the items come without their colour names (cheaper);
+        ``instances=False``: without their instance vectors (cheaper)."""
         files = [("images", (f"crop{i}.jpg", crop, "image/jpeg")) for i, crop in enumerate(crops)]
-        return await self._parse(
-            EmbedResponse, "POST", "/embed", files=files, params=_colours_params(colours)
-        )
+        params = {**_colours_params(colours), **({} if instances else {"instances": "false"})}
+        return await self._parse(EmbedResponse, "POST", "/embed", files=files, params=params)
 
 
 class IndexClient(ServiceClient):

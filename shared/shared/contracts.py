@@ -200,7 +200,9 @@ class EmbedResponse(BaseModel):
     )
     dim: int
     instance_dim: int | None = Field(
-        default=None, description="Dimension of the items' `instance` vectors; null when there are none"
+        default=None,
+        description="Dimension of the instance vectors the service makes (the items carry them unless "
+        "the request said instances=false); null when it makes none",
     )
     items: list[CropEmbedding]
 
