@@ -12,6 +12,9 @@ search, done here in NumPy so that variants are compared on the same footing):
 - distorted instances: catalog shots under realistic distortions (shared/distortions.py) must find
   their own product: recall@1 and recall@10.
 
+Single-garment photos and distorted instances are answered as the gateway answers by default
+(``served_search``: the colour rerank where it reranks).
+
     python -m tools.eval_retrieval --catalog ../shared/catalog/myntra --queries ../shared/queries/dev \
         --products ../shared/queries/consumer
 """
@@ -40,9 +43,9 @@ from PIL import Image
 from gateway.catalog import CatalogRow, read_catalog
 from gateway.config import Settings
 from gateway.ingest import CROP_VERSION, CatalogEmbedder
-from gateway.items import gender_filter
+from gateway.items import ResolvedItem, gender_filter
 from gateway.main import make_clients
-from gateway.pipeline import Analysis, Clients, Query, Recommender, Timings, rerank_pool
+from gateway.pipeline import Analysis, Clients, Query, Recommender, Timings, colour_rerank_of, rerank_pool
 from shared.boxes import box_iou
 from shared.clients import DetectorClient, EmbeddingClient
 from shared.contracts import CATEGORIES, CATEGORY_VOTE_K, Category, CropEmbedding, GenderLabel, VectorSpace
@@ -293,6 +296,16 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
     }
 
 
+def served_search(catalog: Catalog, settings: Settings, item: ResolvedItem, gender: GenderLabel) -> list[int]:
+    """An item's recommendations as the gateway answers by default (colour=any): searched by the
+    vectors it is searched by, reranked towards its colour where the gateway reranks."""
+    space, vector, views = item.query_vectors(settings.instance_search)
+    rerank = colour_rerank_of(space, "any", settings)
+    return catalog.search(
+        vector, item.category, gender, rerank_colour=rerank, colour=item.colour, views=views, space=space
+    )
+
+
 def best_item(found: Analysis, box: list[float]) -> Any:
     overlaps = [(box_iou(box, item.box), item) for item in found.items]
     best = max(overlaps, key=lambda pair: pair[0], default=(0.0, None))
@@ -331,8 +344,7 @@ async def product_photos(
             continue
         item = max(found.items, key=lambda i: (i.box[2] - i.box[0]) * (i.box[3] - i.box[1]))
         confusion[truth][item.category.value] += 1
-        space, vector, views = item.query_vectors(recommender.settings.instance_search)
-        hits = catalog.search(vector, item.category, "unknown", views=views, space=space)
+        hits = served_search(catalog, recommender.settings, item, "unknown")
         category_p.append(precision(hits, [c == truth for c in catalog.categories]))
         family = article_family(photo.label)
         family_p.append(precision(hits, [f == family for f in catalog.families]))
@@ -366,8 +378,7 @@ async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, co
         best = None
         for item in found.items:
             gender = found.genders[item.person].label if item.person is not None else "unknown"
-            space, vector, views = item.query_vectors(recommender.settings.instance_search)
-            hits = catalog.search(vector, item.category, gender, views=views, space=space)
+            hits = served_search(catalog, recommender.settings, item, gender)
             if index in hits:
                 rank = hits.index(index)
                 best = rank if best is None else min(best, rank)
@@ -492,12 +503,20 @@ ASSETS = ROOT / "embedding-service" / "embedding_service" / "assets"
 PACKAGED = ASSETS / "projection.npz"
 PACKAGED_INSTANCE = ASSETS / "instance.npz"
 BACKBONE = MODELS / "efficientnet_lite0.onnx"  # the embedding service's default (make models)
-NO_INSTANCE = {"EMBEDDING_INSTANCE_PROJECTION": "none"}  # every item searched by the variant's vector
+NO_INSTANCE = {"EMBEDDING_INSTANCE_PROJECTION": "none"}  # every item searched by the look vector
+
+
+def both_vectors(projection: Path) -> dict[str, str]:
+    """A trained projection as the look and the instance vector: its person-photo figures say what
+    it is worth as the look vector, its product-photo figures as the instance vector."""
+    return {"EMBEDDING_PROJECTION": str(projection), "EMBEDDING_INSTANCE_PROJECTION": str(projection)}
+
+
 VARIANTS: dict[str, dict[str, str]] = {
     "raw": {"EMBEDDING_PROJECTION": "none", **NO_INSTANCE},
     "served": {},  # the service's defaults: the packaged projection and instance projection, if any
-    "candidate": {"EMBEDDING_PROJECTION": str(CANDIDATE), **NO_INSTANCE},
-    "whitened": {"EMBEDDING_PROJECTION": str(WHITENED), **NO_INSTANCE},
+    "candidate": both_vectors(CANDIDATE),
+    "whitened": both_vectors(WHITENED),
     "pca": {"EMBEDDING_PROJECTION": str(MODELS / "projection-pca.npz"), **NO_INSTANCE},
     "fp16": {"EMBEDDING_BACKBONE_PATH": str(BACKBONE.with_suffix(".fp16.onnx"))},  # make quantise
     "int8": {"EMBEDDING_BACKBONE_PATH": str(BACKBONE.with_suffix(".int8.onnx"))},
@@ -505,14 +524,13 @@ VARIANTS: dict[str, dict[str, str]] = {
 # the person-photo answers as served: with the gateway's default colour reranking
 SERVED_RERANK = GATEWAY.colour_rerank
 SERVED_MODE = f"colour rerank {SERVED_RERANK:g}" if SERVED_RERANK in RERANK_WEIGHTS else "plain"
-# what decides whether a trained projection is kept: look-alike measures, person and product photos,
-# and catalog products no training saw
+# what decides which trained projection makes the look vector, by which worn garments are searched
+# (and more-like-this): look-alikes of person photos' garments and of catalog products no training saw
+# (product photos are searched by the instance vector: INSTANCE_DECIDING)
 DECIDING = (
     ("person_photos", SERVED_MODE, "family_p@10"),
     ("person_photos", SERVED_MODE, "colour_p@10"),
-    ("product_photos", None, "family_p@10"),
     ("unseen_products", None, "family_p@10"),
-    ("distorted", None, "recall@10"),
 )
 # what decides which trained projection makes the instance vectors, by which product photos (items
 # worn by no one) are searched: finding the very product, and look-alikes of a shopper's photo

@@ -41,6 +41,7 @@ from shared.contracts import (
     RegionDetection,
     SearchFilter,
     SearchRequest,
+    VectorSpace,
 )
 from shared.images import crop_normalised, decode_image, encode_jpeg, resize_max_side, to_pixel_box
 from shared.logs import request_id_var
@@ -362,9 +363,9 @@ class Recommender:
         wanted = SearchFilter(genders=gender_filter(label), categories=[item.category])
         if query.colour == "match":
             wanted.colours = colours_of_family(item.colour)
-        rerank = self.settings.colour_rerank if query.colour == "any" else 0.0
-        pool = rerank_pool(query.k, self.settings) if rerank else query.k
         space, vector, views = item.query_vectors(self.settings.instance_search)
+        rerank = colour_rerank_of(space, query.colour, self.settings)
+        pool = rerank_pool(query.k, self.settings) if rerank else query.k
         hits = (
             await self.clients.index.search(
                 SearchRequest(vector=vector, views=views, k=pool, filter=wanted, space=space)
@@ -393,6 +394,17 @@ def product_windows(box: list[float]) -> list[list[float]]:
         top = min(max(y1 + cy * (y2 - y1) - height / 2, y1), y2 - height)
         windows.append([left, top, left + width, top + height])
     return windows
+
+
+def colour_rerank_of(space: VectorSpace, colour: ColourChoice, settings: Settings) -> float:
+    """The colour rerank's weight for a search: the configured one for a look search that no
+    colour filter narrows; none for an instance search, which looks for the very product: its
+    colour is in its instance vector already, and a colour named from pixels under a photo's light
+    only pushes it down (make eval, distorted products reranked at 0.2: recall@10 0.707 -> 0.627,
+    recall@1 0.52 -> 0.343; consumer family P@10 0.613 -> 0.594)."""
+    if space == VectorSpace.instance or colour != "any":
+        return 0.0
+    return settings.colour_rerank
 
 
 def rerank_pool(k: int, settings: Settings) -> int:

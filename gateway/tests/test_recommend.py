@@ -211,8 +211,10 @@ async def test_a_product_photo_is_searched_by_its_instance_vectors(
             assert product[0].space == VectorSpace.instance
             assert len(product[0].vector) == 4 and len(product[0].views) == 9
             assert len({tuple(v) for v in product[0].views}) > 1, "each window's own instance vector"
+            assert product[0].k == 6, "the very product is not reordered by a colour guess"
         else:
             assert product[0].space == VectorSpace.look and len(product[0].vector) == 8
+            assert product[0].k == 100, "the colour rerank's pool"
         assert all(s.space == VectorSpace.look for s in downstream.searches if s not in product)
     downstream.extra_regions, downstream.embed_instances = [], []
     async with started_app(
