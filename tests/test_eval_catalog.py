@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from gateway.catalog import CatalogRow
+from gateway.config import Settings
+from gateway.items import ResolvedItem
 from shared.contracts import Category, VectorSpace
 from tools import eval_retrieval
 from tools.eval_retrieval import Catalog, confusion_table, photos_learnt, unseen_products
@@ -163,3 +165,31 @@ def test_the_instance_projection_is_the_one_that_wins_the_product_photo_measures
     report["variants"]["candidate"] = variant(0.70, 0.50, 0.62)
     assert eval_retrieval.adopt(report, eval_retrieval.INSTANCE_DECIDING, target).startswith("none adopted")
     assert not target.exists() and not target.with_suffix(".json").exists()
+
+
+def test_a_worn_items_very_product_goes_first_when_close_enough() -> None:
+    searched = catalog()
+    searched.instances = np.array([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8], [0.8, 0.6]], np.float32)
+    worn = ResolvedItem(
+        person=0,
+        category=Category.topwear,
+        article_type="Tshirts",
+        colour="Blue",
+        box=[0.0, 0.0, 1.0, 1.0],
+        score=1.0,
+        vector=[1.0, 0.0],
+        instance=[0.0, 1.0],
+    )
+    settings = Settings(exact_match=0.9)
+    look = searched.search(worn.vector, Category.topwear, "Men", k=3)
+    assert look == [0, 1, 3]
+    # instance [0, 1] is nearest to product 0 (cosine 1.0, men's): already first
+    assert eval_retrieval.with_exact_match(searched, settings, worn, "Men", look) == [0, 1, 3]
+    moved = ResolvedItem(**{**worn.__dict__, "instance": [0.8, 0.6]})  # product 3, cosine 1.0
+    assert eval_retrieval.with_exact_match(searched, settings, moved, "Men", look) == [3, 0, 1]
+    far = ResolvedItem(**{**worn.__dict__, "instance": [0.7, 0.7]})  # best cosine 0.99 > 0.9: product 3
+    assert eval_retrieval.with_exact_match(searched, Settings(exact_match=1.0), far, "Men", look) == look
+    loose = ResolvedItem(**{**moved.__dict__, "person": None})
+    assert eval_retrieval.with_exact_match(searched, settings, loose, "Men", look) == look, (
+        "a product photo's item is searched by its instance vector already"
+    )

@@ -281,6 +281,8 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
                     hits = catalog.search_mode(
                         mode, vector, item.category, gender, item.colour, views=views, space=space
                     )
+                    matching = item.colour if SEARCH_MODES[mode].get("match_colour") else None
+                    hits = with_exact_match(catalog, recommender.settings, item, gender, hits, matching)
                     for measure, right in good.items():
                         row[measure].append(precision(hits, right))
     return {
@@ -301,9 +303,34 @@ def served_search(catalog: Catalog, settings: Settings, item: ResolvedItem, gend
     vectors it is searched by, reranked towards its colour where the gateway reranks."""
     space, vector, views = item.query_vectors(settings.instance_search)
     rerank = colour_rerank_of(space, "any", settings)
-    return catalog.search(
+    hits = catalog.search(
         vector, item.category, gender, rerank_colour=rerank, colour=item.colour, views=views, space=space
     )
+    return with_exact_match(catalog, settings, item, gender, hits)
+
+
+def with_exact_match(
+    catalog: Catalog,
+    settings: Settings,
+    item: ResolvedItem,
+    gender: GenderLabel,
+    hits: list[int],
+    match_colour: str | None = None,
+) -> list[int]:
+    """``hits`` of an item searched by its look, with its very product first as the gateway puts it
+    (pipeline.exact_first): the nearest product by instance vector, when its cosine reaches
+    GATEWAY_EXACT_MATCH, within the same filters."""
+    space, _, _ = item.query_vectors(settings.instance_search)
+    if space != VectorSpace.look or item.instance is None or catalog.instances is None:
+        return hits
+    if settings.exact_match >= 1:
+        return hits
+    best = catalog.search(
+        item.instance, item.category, gender, match_colour=match_colour, k=1, space=VectorSpace.instance
+    )
+    if not best or float(catalog.instances[best[0]] @ np.asarray(item.instance)) < settings.exact_match:
+        return hits
+    return [best[0], *[h for h in hits if h != best[0]]][: len(hits)]
 
 
 def best_item(found: Analysis, box: list[float]) -> Any:

@@ -31,6 +31,7 @@ from shared.logs import request_id_var
 M = TypeVar("M", bound=BaseModel)
 KEY_PREFIX = "stl:v1"
 MODEL_KEY = f"{KEY_PREFIX}:embedding-model"  # the name of the model the cached crops are of
+INSTANCE_KEY = f"{KEY_PREFIX}:embedding-instance-dim"  # the size of its instance vectors (0: none)
 # Set while a request asked for a fresh answer (Cache-Control: no-cache): no cache is read, both are written.
 _fresh: ContextVar[bool] = ContextVar("cache_fresh", default=False)
 
@@ -269,9 +270,11 @@ class CachedEmbeddings:
     ) -> EmbedResponse:
         """``colours``, ``instances``: as the service's; an entry cached without its colour, or
         without its instance vector while the service makes them, is fetched again."""
-        if not self.vector_model:  # a replica starting: the name its peers learnt, if any
-            known = (await self.cache.get_many("embedding", [MODEL_KEY]))[0]
+        if not self.vector_model:  # a replica starting: what its peers learnt, if anything
+            known, instance_dim = await self.cache.get_many("embedding", [MODEL_KEY, INSTANCE_KEY])
             self.vector_model = known.decode() if known else ""
+            if instance_dim is not None and instance_dim.isdigit():
+                self.instance_dim, self.instance_dim_known = int(instance_dim) or None, True
         model = self.vector_model
         keys = [_crop_key(model, crop) for crop in crops]
         items = [_parse(CropEmbedding, v) for v in await self.cache.get_many("embedding", keys)]
@@ -281,7 +284,8 @@ class CachedEmbeddings:
             fetched = await self.inner.embed([crops[i] for i in missing], colours, instances)
             if fetched.vector_model != model:
                 self.vector_model = fetched.vector_model
-                await self.cache.set_many({MODEL_KEY: fetched.vector_model.encode()}, GENERATION_TTL_S)
+                facts = {MODEL_KEY: fetched.vector_model, INSTANCE_KEY: str(fetched.instance_dim or 0)}
+                await self.cache.set_many({k: v.encode() for k, v in facts.items()}, GENERATION_TTL_S)
                 if len(missing) < len(crops):  # the cached ones are of the model before
                     return await self.embed(crops, colours, instances)
                 keys = [_crop_key(fetched.vector_model, crop) for crop in crops]

@@ -9,8 +9,16 @@ import pytest
 from gateway.config import Settings
 from gateway.main import build_app
 from gateway.paths import inside_folder
-from gateway.pipeline import head_box, product_windows
-from shared.contracts import Category, RecommendResponse, Region, RegionDetection, VectorSpace
+from gateway.pipeline import exact_first, head_box, product_windows
+from shared.contracts import (
+    Category,
+    Hit,
+    ProductPayload,
+    RecommendResponse,
+    Region,
+    RegionDetection,
+    VectorSpace,
+)
 from shared.testing import load_outcome, started_app
 from tests.conftest import PRODUCTS, Downstream, jpeg, stand_in_clients
 
@@ -215,14 +223,39 @@ async def test_a_product_photo_is_searched_by_its_instance_vectors(
         else:
             assert product[0].space == VectorSpace.look and len(product[0].vector) == 8
             assert product[0].k == 100, "the colour rerank's pool"
-        assert all(s.space == VectorSpace.look for s in downstream.searches if s not in product)
+        others = [s for s in downstream.searches if s not in product]
+        assert all(s.space == VectorSpace.look or s.k == 1 for s in others), "worn: by look, and exact"
     downstream.extra_regions, downstream.embed_instances = [], []
-    async with started_app(
-        build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
-    ) as client:
+    settings = Settings(catalog_dir=tmp_path, exact_match=1.0)
+    async with started_app(build_app(settings, clients=stand_in_clients(downstream))) as client:
         await load_outcome(client)
         await _recommend(client, "?gender=Men")
-    assert downstream.embed_instances == [False], "a photo of persons alone needs no instance vectors"
+    assert downstream.embed_instances == [False], "without exact matches, persons need no instance vectors"
+
+
+async def test_a_worn_garment_also_looks_for_its_very_product(downstream: Downstream, tmp_path: Path) -> None:
+    downstream.instance_dim = downstream.index_instance_dim = 4
+    settings = Settings(catalog_dir=tmp_path)
+    async with started_app(build_app(settings, clients=stand_in_clients(downstream))) as client:
+        await load_outcome(client)
+        await _recommend(client, "?gender=Women&colour=match")
+    assert downstream.embed_instances == [True]
+    exact = [s for s in downstream.searches if s.space == VectorSpace.instance]
+    looks = [s for s in downstream.searches if s.space == VectorSpace.look]
+    assert exact and len(exact) == len(looks), "one exact search per worn item"
+    assert all(s.k == 1 and len(s.vector) == 4 and not s.views for s in exact)
+    assert [s.filter for s in exact] == [s.filter for s in looks], "within the item's own filters"
+
+
+def test_the_very_product_goes_first_only_when_it_is_close_enough() -> None:
+    def hit(product_id: str, score: float) -> Hit:
+        return Hit(score=score, product=ProductPayload(product_id=product_id))
+
+    look = [hit("a", 0.9), hit("b", 0.8), hit("c", 0.7)]
+    assert [h.product.product_id for h in exact_first(look, [hit("c", 0.85)], 0.78)] == ["c", "a", "b"]
+    assert [h.product.product_id for h in exact_first(look, [hit("z", 0.79)], 0.78)] == ["z", "a", "b", "c"]
+    assert exact_first(look, [hit("c", 0.7)], 0.78) == look, "not close enough: the look's order"
+    assert exact_first(look, [], 0.78) == look
 
 
 def test_catalog_image_paths_cannot_escape_the_folder(tmp_path: Path) -> None:
