@@ -34,7 +34,7 @@ import uvloop
 from gateway.catalog import read_catalog
 from gateway.config import Settings
 from gateway.ingest import CatalogEmbedder
-from gateway.pipeline import crop_jpeg, for_detector
+from gateway.pipeline import crop_jpeg, for_detector, instances_wanted
 from shared.clients import DetectorClient, EmbeddingClient, GenderClient
 from shared.images import decode_image
 from tools.eval_gender import sent_heads, timed_gender
@@ -216,7 +216,7 @@ class SentCrop:
 
     data: bytes
     colour: bool  # a garment region the detector gave no colour: the service names it
-    instance: bool  # a region worn by no one: searched by its instance vector
+    instance: bool  # the photo's crops get instance vectors (pipeline.instances_wanted)
 
 
 async def photo_crops(detector: DetectorClient, blob: bytes, settings: Settings) -> list[SentCrop]:
@@ -224,15 +224,16 @@ async def photo_crops(detector: DetectorClient, blob: bytes, settings: Settings)
     photo and sized as the gateway cuts them, with what the gateway asks of each."""
     image = decode_image(blob)
     found = await detector.detect(for_detector(image, settings)[1])
+    instances = instances_wanted(found.regions, settings)
     regions = [
-        SentCrop(crop_jpeg(image, r.box, settings), r.colour is None, r.person is None) for r in found.regions
+        SentCrop(crop_jpeg(image, r.box, settings), r.colour is None, instances) for r in found.regions
     ]
-    return regions + [SentCrop(crop_jpeg(image, p.box, settings), False, False) for p in found.persons]
+    return regions + [SentCrop(crop_jpeg(image, p.box, settings), False, instances) for p in found.persons]
 
 
 async def embed_as_sent(embedding: EmbeddingClient, crops: list[SentCrop]) -> None:
     """One request, naming colours when any of its crops needs one and making instance vectors when
-    any is worn by no one (as the gateway asks)."""
+    the photo's crops need them (as the gateway asks)."""
     await embedding.embed(
         [crop.data for crop in crops],
         colours=any(crop.colour for crop in crops),
@@ -404,7 +405,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Embedding service alone, with the {embedded['crops']} crops /recommend embeds for these photos "
         "(garments and persons; colours named only where a request holds a garment whose colour the "
-        "detector did not name, instance vectors only where one holds a product worn by no one, as the "
+        "detector did not name, instance vectors as pipeline.instances_wanted asks, as the "
         "gateway asks): one crop per request p50 "
         f"{embedded['one_crop_per_request']['p50_ms']} ms (p95 {embedded['one_crop_per_request']['p95_ms']}); "
         "each photo's crops in one request, as /recommend sends them: p50 "

@@ -157,11 +157,7 @@ class Recommender:
         # the detector names a garment's colour from its mask pixels (preferred, see items._colour);
         # the embedding service is asked only where it did not
         colours = any(r.colour is None for r in regions)
-        # items worn by no one are searched by their instance vectors (ResolvedItem.query_vectors),
-        # worn ones look for their very product by them (exact_first)
-        instances = self.settings.instance_search and (
-            self.settings.exact_match < 1 or any(r.person is None for r in regions)
-        )
+        instances = instances_wanted(regions, self.settings)
         embedded, vector_model, backbone = await timings.measure(
             "embed", self._embed(crops, colours, instances)
         )
@@ -407,6 +403,13 @@ def product_windows(box: list[float]) -> list[list[float]]:
         top = min(max(y1 + cy * (y2 - y1) - height / 2, y1), y2 - height)
         windows.append([left, top, left + width, top + height])
     return windows
+
+
+def instances_wanted(regions: Sequence[RegionDetection], settings: Settings) -> bool:
+    """Whether a photo's crops need their instance vectors: items worn by no one are searched by
+    them (ResolvedItem.query_vectors), worn ones look for their very product by them
+    (exact_first)."""
+    return settings.instance_search and (settings.exact_match < 1 or any(r.person is None for r in regions))
 
 
 def exact_first(hits: list[Hit], instance_hits: list[Hit], threshold: float) -> list[Hit]:
