@@ -154,7 +154,7 @@ def _distorted_photos(e2e: E2E, count: int) -> list[tuple[str, bytes]]:
 def test_a_photo_of_an_indexed_product_finds_that_product(e2e: E2E) -> None:
     """A product photo is searched by its instance vectors (the gateway's item.query_vectors), so
     the product itself mostly comes back, and first. Measured on these 40 photos: 30 among the first
-    ten and 26 first; searched by their look instead (GATEWAY_INSTANCE_SEARCH=false), 26 and 15.
+    ten and 27 first; searched by their look alone (GATEWAY_INSTANCE_SEARCH=false), 26 and 15.
     The ten missed: five shots of a model wearing the product (searched by their look) and five
     children's products, small in their frame, lost among the clutter and named accessories."""
     ranks = []
