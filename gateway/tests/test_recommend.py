@@ -19,7 +19,7 @@ from shared.contracts import (
     RegionDetection,
     VectorSpace,
 )
-from shared.testing import load_outcome, started_app
+from shared.testing import load_outcome, running_app, started_app
 from tests.conftest import PRODUCTS, Downstream, jpeg, stand_in_clients
 
 
@@ -168,13 +168,18 @@ async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
     assert "/recommend" in docs.json()["paths"]
 
 
+async def readiness(downstream: Downstream, tmp_path: Path) -> httpx.Response:
+    """The gateway's /readyz, once loaded, in front of these stand-in services."""
+    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
+    async with started_app(app) as client:
+        return await load_outcome(client)
+
+
 async def test_not_ready_while_the_index_stores_vectors_of_another_dimension(
     downstream: Downstream, tmp_path: Path
 ) -> None:
     downstream.index_dim = 1280
-    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
-    async with started_app(app) as client:
-        ready = await load_outcome(client)
+    ready = await readiness(downstream, tmp_path)
     assert ready.status_code == 503
     assert "makes 8-dimensional vectors but the index stores 1280" in ready.json()["reason"]
     assert "INDEX_VECTOR_DIM=8" in ready.json()["reason"]
@@ -184,16 +189,12 @@ async def test_not_ready_while_the_index_has_no_room_for_instance_vectors(
     downstream: Downstream, tmp_path: Path
 ) -> None:
     downstream.instance_dim = 4
-    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
-    async with started_app(app) as client:
-        ready = await load_outcome(client)
+    ready = await readiness(downstream, tmp_path)
     assert ready.status_code == 503
     assert "makes 4-dimensional instance vectors but the index stores none" in ready.json()["reason"]
     assert "INDEX_INSTANCE_DIM=4" in ready.json()["reason"]
     downstream.index_instance_dim = 4
-    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
-    async with started_app(app) as client:
-        assert (await load_outcome(client)).status_code == 200
+    assert (await readiness(downstream, tmp_path)).status_code == 200
 
 
 async def test_a_product_photo_is_searched_by_its_instance_vectors(
@@ -209,8 +210,7 @@ async def test_a_product_photo_is_searched_by_its_instance_vectors(
     for by_instance in (True, False):
         downstream.searches.clear()
         settings = Settings(catalog_dir=tmp_path, instance_search=by_instance)
-        async with started_app(build_app(settings, clients=stand_in_clients(downstream))) as client:
-            await load_outcome(client)
+        async with running_app(build_app(settings, clients=stand_in_clients(downstream))) as client:
             assert (await _recommend(client, "?gender=Men")).status_code == 200
         item_searches = [s for s in downstream.searches if s.filter.categories]
         product = [s for s in item_searches if s.views]
@@ -227,8 +227,7 @@ async def test_a_product_photo_is_searched_by_its_instance_vectors(
         assert all(s.space == VectorSpace.look or s.k == 1 for s in others), "worn: by look, and exact"
     downstream.extra_regions, downstream.embed_instances = [], []
     settings = Settings(catalog_dir=tmp_path, exact_match=1.0)
-    async with started_app(build_app(settings, clients=stand_in_clients(downstream))) as client:
-        await load_outcome(client)
+    async with running_app(build_app(settings, clients=stand_in_clients(downstream))) as client:
         await _recommend(client, "?gender=Men")
     assert downstream.embed_instances == [False], "without exact matches, persons need no instance vectors"
 
@@ -236,8 +235,7 @@ async def test_a_product_photo_is_searched_by_its_instance_vectors(
 async def test_a_worn_garment_also_looks_for_its_very_product(downstream: Downstream, tmp_path: Path) -> None:
     downstream.instance_dim = downstream.index_instance_dim = 4
     settings = Settings(catalog_dir=tmp_path)
-    async with started_app(build_app(settings, clients=stand_in_clients(downstream))) as client:
-        await load_outcome(client)
+    async with running_app(build_app(settings, clients=stand_in_clients(downstream))) as client:
         await _recommend(client, "?gender=Women&colour=match")
     assert downstream.embed_instances == [True]
     exact = [s for s in downstream.searches if s.space == VectorSpace.instance]
