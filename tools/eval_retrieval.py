@@ -45,7 +45,16 @@ from gateway.config import Settings
 from gateway.ingest import CROP_VERSION, CatalogEmbedder
 from gateway.items import ResolvedItem, gender_filter
 from gateway.main import make_clients
-from gateway.pipeline import Analysis, Clients, Query, Recommender, Timings, colour_rerank_of, rerank_pool
+from gateway.pipeline import (
+    Analysis,
+    Clients,
+    Query,
+    Recommender,
+    Timings,
+    colour_rerank_of,
+    exact_match_vector,
+    rerank_pool,
+)
 from shared.boxes import box_iou
 from shared.clients import DetectorClient, EmbeddingClient
 from shared.contracts import CATEGORIES, CATEGORY_VOTE_K, Category, CropEmbedding, GenderLabel, VectorSpace
@@ -320,15 +329,13 @@ def with_exact_match(
     """``hits`` of an item searched by its look, with its very product first as the gateway puts it
     (pipeline.exact_first): the nearest product by instance vector, when its cosine reaches
     GATEWAY_EXACT_MATCH, within the same filters."""
-    space, _, _ = item.query_vectors(settings.instance_search)
-    if space != VectorSpace.look or item.instance is None or catalog.instances is None:
-        return hits
-    if settings.exact_match >= 1:
+    exact = exact_match_vector(item, settings)
+    if exact is None or catalog.instances is None:
         return hits
     best = catalog.search(
-        item.instance, item.category, gender, match_colour=match_colour, k=1, space=VectorSpace.instance
+        exact, item.category, gender, match_colour=match_colour, k=1, space=VectorSpace.instance
     )
-    if not best or float(catalog.instances[best[0]] @ np.asarray(item.instance)) < settings.exact_match:
+    if not best or float(catalog.instances[best[0]] @ np.asarray(exact)) < settings.exact_match:
         return hits
     return [best[0], *[h for h in hits if h != best[0]]][: len(hits)]
 

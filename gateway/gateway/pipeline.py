@@ -371,8 +371,7 @@ class Recommender:
                 SearchRequest(vector=vector, views=views, k=pool, filter=wanted, space=space)
             )
         ]
-        # a worn garment (searched by its look) also looks for its very product
-        exact = item.instance if space == VectorSpace.look and self.settings.exact_match < 1 else None
+        exact = exact_match_vector(item, self.settings)
         if exact is not None:
             request = SearchRequest(vector=exact, k=1, filter=wanted, space=VectorSpace.instance)
             searches.append(self.clients.index.search(request))
@@ -410,6 +409,14 @@ def instances_wanted(regions: Sequence[RegionDetection], settings: Settings) -> 
     them (ResolvedItem.query_vectors), worn ones look for their very product by them
     (exact_first)."""
     return settings.instance_search and (settings.exact_match < 1 or any(r.person is None for r in regions))
+
+
+def exact_match_vector(item: ResolvedItem, settings: Settings) -> list[float] | None:
+    """The instance vector by which a worn garment (searched by its look) also looks for its very
+    product (exact_first); None for an item searched by its instance vector already, one without
+    an instance vector, or with exact matches off."""
+    space, _, _ = item.query_vectors(settings.instance_search)
+    return item.instance if space == VectorSpace.look and settings.exact_match < 1 else None
 
 
 def exact_first(hits: list[Hit], instance_hits: list[Hit], threshold: float) -> list[Hit]:
