@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from gateway.catalog import CatalogRow
 from gateway.config import Settings
 from gateway.items import ResolvedItem
+from shared.calibration import card_threshold
 from shared.contracts import Category, VectorSpace
 from tools import eval_retrieval
 from tools.eval_retrieval import Catalog, confusion_table, photos_learnt, unseen_products
@@ -145,22 +147,32 @@ def test_the_instance_projection_is_the_one_that_wins_the_product_photo_measures
     monkeypatch.setattr(eval_retrieval, "TRAINED", trained)
 
     def variant(recall10: float, recall1: float, family: float) -> dict[str, object]:
+        calibration = {"threshold": round(recall1, 2), "photos": 500}  # told apart by variant
         return {
             "distorted": {"recall@10": recall10, "recall@1": recall1},
-            "product_photos": {"family_p@10": family},
+            "product_photos": {"family_p@10": family, "exact_match_calibrated": calibration},
         }
 
-    report = {
+    report: dict[str, Any] = {
+        "product_photos": "consumer",
         "variants": {
             "raw": variant(0.72, 0.52, 0.61),
             "candidate": variant(0.80, 0.58, 0.56),  # wins 2 of 3
             "whitened": variant(0.86, 0.67, 0.60),  # wins 2 of 3, more distorted products found
-        }
+        },
     }
     target = tmp_path / "instance.npz"
-    decision = eval_retrieval.adopt(report, eval_retrieval.INSTANCE_DECIDING, target)
+    decision = eval_retrieval.adopt(report, eval_retrieval.INSTANCE_DECIDING, target, calibrate=True)
     assert target.read_text() == "whitened" and target.with_suffix(".json").exists()
     assert decision.startswith("adopted whitened")
+    card = json.loads(target.with_suffix(".json").read_text())
+    assert card["exact_match"] == {"threshold": 0.67, "photos": 500, "photos_folder": "consumer"}, (
+        "the adopted projection's own calibration, where the embedding service reads it"
+    )
+    assert card_threshold(target) == 0.67
+    del report["variants"]["whitened"]["product_photos"]["exact_match_calibrated"]
+    eval_retrieval.adopt(report, eval_retrieval.INSTANCE_DECIDING, target, calibrate=True)
+    assert card_threshold(target) is None, "none measured: no threshold of other cosines kept"
     report["variants"]["whitened"] = variant(0.70, 0.67, 0.60)
     report["variants"]["candidate"] = variant(0.70, 0.50, 0.62)
     assert eval_retrieval.adopt(report, eval_retrieval.INSTANCE_DECIDING, target).startswith("none adopted")
@@ -179,16 +191,19 @@ def test_a_worn_items_very_product_goes_first_when_close_enough() -> None:
         score=1.0,
         vector=[1.0, 0.0],
         instance=[0.0, 1.0],
+        exact_match=0.9,  # as the pipeline gives it: the service's calibration or GATEWAY_EXACT_MATCH
     )
-    settings = Settings(exact_match=0.9)
+    settings = Settings()
     look = searched.search(worn.vector, Category.topwear, "Men", k=3)
     assert look == [0, 1, 3]
     # instance [0, 1] is nearest to product 0 (cosine 1.0, men's): already first
     assert eval_retrieval.with_exact_match(searched, settings, worn, "Men", look) == [0, 1, 3]
     moved = ResolvedItem(**{**worn.__dict__, "instance": [0.8, 0.6]})  # product 3, cosine 1.0
     assert eval_retrieval.with_exact_match(searched, settings, moved, "Men", look) == [3, 0, 1]
-    far = ResolvedItem(**{**worn.__dict__, "instance": [0.7, 0.7]})  # best cosine 0.99 > 0.9: product 3
-    assert eval_retrieval.with_exact_match(searched, Settings(exact_match=1.0), far, "Men", look) == look
+    far = ResolvedItem(**{**worn.__dict__, "instance": [0.7, 0.7], "exact_match": 1.0})  # cosine 0.99
+    assert eval_retrieval.with_exact_match(searched, settings, far, "Men", look) == look
+    uncalibrated = ResolvedItem(**{**moved.__dict__, "exact_match": None})
+    assert eval_retrieval.with_exact_match(searched, settings, uncalibrated, "Men", look) == look
     loose = ResolvedItem(**{**moved.__dict__, "person": None})
     assert eval_retrieval.with_exact_match(searched, settings, loose, "Men", look) == look, (
         "a product photo's item is searched by its instance vector already"

@@ -56,6 +56,7 @@ from gateway.pipeline import (
     rerank_pool,
 )
 from shared.boxes import box_iou
+from shared.calibration import CARD_KEY, calibrated
 from shared.clients import DetectorClient, EmbeddingClient
 from shared.contracts import CATEGORIES, CATEGORY_VOTE_K, Category, CropEmbedding, GenderLabel, VectorSpace
 from shared.distortions import distort
@@ -89,6 +90,7 @@ class Catalog:
     families: list[str | None]
     colour_families: list[str | None]
     instances: np.ndarray | None = None  # (N, D_instance), unit length, when the variant makes them
+    exact_match: float | None = None  # the embedding service's calibration of its instance vectors
 
     def search(
         self,
@@ -217,11 +219,14 @@ async def build_crops(catalog: Path, rows: list[CatalogRow], stack: Stack, folde
 async def embed_catalog(rows: list[CatalogRow], folder: Path, stack: Stack) -> Catalog:
     client = EmbeddingClient("embedding", stack.url("embedding-service"), 120)
     embedded: list[CropEmbedding] = []
+    exact_match = None
     try:
         for start in range(0, len(rows), 64):
             crops = [(folder / f"{i}.jpg").read_bytes() for i in range(start, min(start + 64, len(rows)))]
             colours = any(row.colour is None for row in rows[start : start + 64])  # as ingestion asks
-            embedded += (await client.embed(crops, colours)).items
+            answer = await client.embed(crops, colours)
+            embedded += answer.items
+            exact_match = answer.exact_match
     finally:
         await client.aclose()
     with_instances = all(item.instance is not None for item in embedded)
@@ -231,6 +236,7 @@ async def embed_catalog(rows: list[CatalogRow], folder: Path, stack: Stack) -> C
         instances=np.asarray([item.instance for item in embedded], dtype=np.float32)
         if with_instances
         else None,
+        exact_match=exact_match,
         genders=np.array([r.gender or "" for r in rows]),
         categories=np.array([r.category.value if r.category else "" for r in rows]),
         families=[article_family(r.article_type) for r in rows],
@@ -327,15 +333,15 @@ def with_exact_match(
     match_colour: str | None = None,
 ) -> list[int]:
     """``hits`` of an item searched by its look, with its very product first as the gateway puts it
-    (pipeline.exact_first): the nearest product by instance vector, when its cosine reaches
-    GATEWAY_EXACT_MATCH, within the same filters."""
+    (pipeline.exact_first): the nearest product by instance vector, when its cosine reaches the
+    item's exact-match threshold, within the same filters."""
     exact = exact_match_vector(item, settings)
-    if exact is None or catalog.instances is None:
+    if exact is None or catalog.instances is None or item.exact_match is None:
         return hits
     best = catalog.search(
         exact, item.category, gender, match_colour=match_colour, k=1, space=VectorSpace.instance
     )
-    if not best or float(catalog.instances[best[0]] @ np.asarray(exact)) < settings.exact_match:
+    if not best or float(catalog.instances[best[0]] @ np.asarray(exact)) < item.exact_match:
         return hits
     return [best[0], *[h for h in hits if h != best[0]]][: len(hits)]
 
@@ -366,6 +372,7 @@ async def product_photos(
     learnt = photos_learnt(folder)
     photos = [p for p in photos if p.image not in learnt][:limit]
     category_p, family_p, category_right = [], [], []
+    best_cosines: list[float] = []  # each photo's nearest product by instance vector (not its own)
     confusion: dict[str, Counter[str]] = defaultdict(Counter)  # labelled -> named category
     for photo in photos:
         found = await analyse(recommender, (folder / photo.image).read_bytes())
@@ -378,6 +385,7 @@ async def product_photos(
             continue
         item = max(found.items, key=lambda i: (i.box[2] - i.box[0]) * (i.box[3] - i.box[1]))
         confusion[truth][item.category.value] += 1
+        best_cosines += nearest_instance_cosine(catalog, item)
         hits = served_search(catalog, recommender.settings, item, "unknown")
         category_p.append(precision(hits, [c == truth for c in catalog.categories]))
         family = article_family(photo.label)
@@ -390,7 +398,18 @@ async def product_photos(
         f"family_p@{K}": round(float(np.mean(family_p)), 4),
         "item_category_accuracy": round(float(np.mean(category_right)), 4),
         "category_confusion": {truth: dict(named) for truth, named in sorted(confusion.items())},
+        # the exact-match threshold these photos of products the catalog does not hold allow
+        "exact_match_calibrated": calibrated(best_cosines),
     }
+
+
+def nearest_instance_cosine(catalog: Catalog, item: ResolvedItem) -> list[float]:
+    """The instance cosine of the item's nearest product of its category (as an exact match looks
+    for it, gender unknown), or nothing when either lacks instance vectors."""
+    if catalog.instances is None or item.instance is None:
+        return []
+    nearest = catalog.search(item.instance, item.category, "unknown", k=1, space=VectorSpace.instance)
+    return [float(catalog.instances[nearest[0]] @ np.asarray(item.instance))] if nearest else []
 
 
 async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, count: int) -> dict[str, Any]:
@@ -511,22 +530,40 @@ async def evaluate_variant(
     clients = make_clients(settings)
     recommender = CatalogRecommender(settings, clients, InferencePool(2, 64, "eval"), catalog)
     try:
-        result = {
+        result: dict[str, Any] = {
             "dim": int(catalog.vectors.shape[1]),
             "instance_dim": int(catalog.instances.shape[1]) if catalog.instances is not None else None,
             "catalog_embed_per_second": round(len(rows) / embed_seconds, 1),
+        }
+        if args.products:  # first: they calibrate the exact match of a variant the service has not
+            result["product_photos"] = await product_photos(
+                recommender, catalog, args.products, args.product_limit
+            )
+        result["exact_match"] = exact_match_used(recommender, catalog, result.get("product_photos", {}))
+        result |= {
             "person_photos": await person_photos(recommender, catalog, args.queries),
             "distorted": await distorted(recommender, catalog, args.catalog, args.distorted),
             "catalog_products": await catalog_products(stack, catalog, folder, args.catalog_queries),
             "unseen_products": unseen_products(catalog),
         }
-        if args.products:
-            result["product_photos"] = await product_photos(
-                recommender, catalog, args.products, args.product_limit
-            )
     finally:
         await clients.aclose()
     return result
+
+
+def exact_match_used(recommender: Recommender, catalog: Catalog, photos: dict[str, Any]) -> dict[str, Any]:
+    """The exact-match threshold the variant's worn garments are measured with: the embedding
+    service's calibration (the served projection's card), else the one its product photos just
+    gave (so that a trained projection is measured as it would be served once adopted), else none."""
+    measured = photos.get("exact_match_calibrated")
+    if recommender.settings.exact_match is not None:
+        return {"threshold": recommender.settings.exact_match, "from": "GATEWAY_EXACT_MATCH"}
+    if catalog.exact_match is not None:
+        return {"threshold": catalog.exact_match, "from": "the instance projection's card"}
+    if measured is not None:
+        recommender.settings = recommender.settings.model_copy(update={"exact_match": measured["threshold"]})
+        return {"threshold": measured["threshold"], "from": "the product photos measured"}
+    return {"threshold": None, "from": "none: no calibration, no exact match"}
 
 
 MODELS = ROOT / "models" / "embedding"
@@ -589,13 +626,31 @@ def adopt_projection(report: dict[str, Any]) -> str:
     most of them, else none (the look vector is then the raw backbone's; product photos are
     searched by it too)."""
     look = adopt(report, DECIDING, PACKAGED)
-    instance = adopt(report, INSTANCE_DECIDING, PACKAGED_INSTANCE)
+    instance = adopt(report, INSTANCE_DECIDING, PACKAGED_INSTANCE, calibrate=True)
     return f"look vector: {look}; instance vector: {instance}"
 
 
-def adopt(report: dict[str, Any], deciding: tuple[tuple[str, str | None, str], ...], target: Path) -> str:
+def write_calibration(card: Path, result: dict[str, Any], photos: str) -> None:
+    """The exact-match threshold the adopted instance projection's product photos gave, into its
+    card (where the embedding service reads it); none measured (no PRODUCTS): none written, so
+    that no threshold of another projection's cosines is kept."""
+    facts = json.loads(card.read_text()) if card.exists() else {}
+    measured = result.get("product_photos", {}).get("exact_match_calibrated")
+    facts.pop(CARD_KEY, None)
+    if measured is not None:
+        facts[CARD_KEY] = {**measured, "photos_folder": photos}
+    card.write_text(json.dumps(facts, indent=2) + "\n")
+
+
+def adopt(
+    report: dict[str, Any],
+    deciding: tuple[tuple[str, str | None, str], ...],
+    target: Path,
+    calibrate: bool = False,
+) -> str:
     """Install at ``target`` the trained projection that beats the raw backbone on most of
-    ``deciding`` (of two that win as many, the better on its first), or remove what is there."""
+    ``deciding`` (of two that win as many, the better on its first), or remove what is there; with
+    ``calibrate`` (an instance projection), its card gets the exact-match threshold measured."""
     raw = report["variants"]["raw"]
     wins = {
         name: sum(measure(report["variants"][name], p) > measure(raw, p) for p in deciding)
@@ -607,6 +662,9 @@ def adopt(report: dict[str, Any], deciding: tuple[tuple[str, str | None, str], .
     if best is not None and wins[best] * 2 > len(deciding):
         shutil.copy(TRAINED[best], target)
         shutil.copy(TRAINED[best].with_suffix(".json"), target.with_suffix(".json"))
+        if calibrate:
+            card = target.with_suffix(".json")
+            write_calibration(card, report["variants"][best], str(report.get("product_photos", "")))
         return f"adopted {best}, which wins {wins[best]} of {len(deciding)} measures against the raw backbone"
     target.unlink(missing_ok=True)
     target.with_suffix(".json").unlink(missing_ok=True)
@@ -643,6 +701,23 @@ def _photos_measured(report: dict[str, Any]) -> str:
     if not left_out:
         return ""
     return f" ({measured['photos']} of them; the {left_out} the classifier head learnt from left out)"
+
+
+def exact_match_summary(result: dict[str, Any]) -> str:
+    """How worn garments looked for their very product, and what the product photos allow."""
+    used = result.get("exact_match") or {}
+    measured = result.get("product_photos", {}).get("exact_match_calibrated")
+    threshold = used.get("threshold")
+    text = (
+        f"exact match of worn garments at {threshold} ({used.get('from')})" if threshold else "no exact match"
+    )
+    if measured:
+        text += (
+            f"; the product photos' calibration {measured['threshold']} (their best instance cosine "
+            f"reached by at most 1 in {round(1 / (1 - measured['quantile']))} of {measured['photos']}; "
+            f"highest {measured['best_cosine_max']})"
+        )
+    return text
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -684,6 +759,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{people['item_colour_family_accuracy']}, article family right {people['item_article_family_accuracy']}; "
             f"distorted products given an item of their category {result['distorted'].get('item_of_its_category')}"
         )
+    for name, result in report["variants"].items():
+        lines.append(f"- {name}: {exact_match_summary(result)}")
     for name, result in report["variants"].items():
         unseen = result.get("unseen_products")
         if unseen:

@@ -43,6 +43,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             {
                 "dim": model.dim,
                 "instance_dim": model.instance_dim,
+                "exact_match": model.exact_match,
                 "vector_model": model.vector_model,
                 "backbone": model.backbone,
             },
@@ -78,6 +79,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             backbone=model.backbone,
             dim=model.dim,
             instance_dim=model.instance_dim,
+            exact_match=model.exact_match,
             items=items,
         )
 

@@ -13,6 +13,7 @@ import numpy as np
 from embedding_service.config import Settings
 from embedding_service.head import ClassifierHead, Projection, unit_rows
 from embedding_service.preprocess import LEGACY_INPUT_SIZE, to_batch
+from shared.calibration import card_threshold
 from shared.colours import crop_colour
 from shared.contracts import CropEmbedding
 
@@ -76,6 +77,7 @@ class EmbeddingModel:
         self.head: ClassifierHead | None = None
         self.projection: Projection | None = None
         self.instance: Projection | None = None  # makes the instance vectors, when served
+        self.exact_match: float | None = None  # the instance projection's calibration (its card)
         self.dim = 0
         self.vector_model = ""
         self.backbone = LEGACY_BACKBONE_NAME
@@ -124,6 +126,7 @@ class EmbeddingModel:
             self.dim = self.projection.dim
         if instance is not None:
             self.instance = checked_projection(instance, outputs, path)
+            self.exact_match = card_threshold(instance)
         self.vector_model = vector_model_name(path, projection, instance)
         if self.settings.head_path.exists():
             self.head = ClassifierHead.load(self.settings.head_path)

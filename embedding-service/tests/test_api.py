@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import httpx
@@ -156,6 +157,30 @@ async def test_the_instance_vector_is_the_instance_projection_of_the_same_pass(t
     plain = EmbeddingModel(Settings(backbone_path=BACKBONE, projection="none", instance_projection="none"))
     plain.load()
     assert plain.instance_dim is None and plain.predict(decoded[:1])[0].instance is None
+
+
+async def test_the_answer_gives_the_instance_projections_exact_match_threshold(tmp_path: Path) -> None:
+    """The threshold from which an instance match is the very product is the calibration written in
+    the instance projection's card; an uncalibrated projection (a card without it, or none) has none."""
+    instance = tmp_path / "instance.npz"
+    weights = np.random.default_rng(2).normal(size=(1280, 6)).astype(np.float32)
+    np.savez(instance, weights=weights, bias=np.zeros(6, np.float32), source=np.array("features"))
+    files = [("images", ("0.jpg", _jpeg(_solid((20, 30, 120))), "image/jpeg"))]
+    settings = Settings(backbone_path=BACKBONE, projection="none", instance_projection=str(instance))
+    for card, expected in (
+        (None, None),
+        ({"dim": 6}, None),
+        ({"dim": 6, "exact_match": {"threshold": 0.81, "photos": 500}}, 0.81),
+    ):
+        if card is not None:
+            instance.with_suffix(".json").write_text(json.dumps(card))
+        async with running_app(build_app(settings)) as client:
+            answer = (await client.post("/embed", files=files)).json()
+            ready = (await client.get("/readyz")).json()
+        assert answer["exact_match"] == ready["exact_match"] == expected, card
+    plain = Settings(backbone_path=BACKBONE, projection="none", instance_projection="none")
+    async with running_app(build_app(plain)) as client:
+        assert (await client.post("/embed", files=files)).json()["exact_match"] is None
 
 
 async def test_a_served_projection_keeps_the_backbone_features_beside_it(tmp_path: Path) -> None:

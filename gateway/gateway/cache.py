@@ -32,6 +32,7 @@ M = TypeVar("M", bound=BaseModel)
 KEY_PREFIX = "stl:v1"
 MODEL_KEY = f"{KEY_PREFIX}:embedding-model"  # the name of the model the cached crops are of
 INSTANCE_KEY = f"{KEY_PREFIX}:embedding-instance-dim"  # the size of its instance vectors (0: none)
+EXACT_KEY = f"{KEY_PREFIX}:embedding-exact-match"  # its instance vectors' calibration ("": none)
 # Set while a request asked for a fresh answer (Cache-Control: no-cache): no cache is read, both are written.
 _fresh: ContextVar[bool] = ContextVar("cache_fresh", default=False)
 
@@ -264,6 +265,7 @@ class CachedEmbeddings:
         self.backbone = ""  # likewise (the cached items do not hold it)
         self.instance_dim: int | None = None  # likewise, once an answer told it
         self.instance_dim_known = False
+        self.exact_match: float | None = None  # likewise: the calibration of its instance vectors
 
     async def embed(
         self, crops: Sequence[bytes], colours: bool = True, instances: bool = True
@@ -271,10 +273,13 @@ class CachedEmbeddings:
         """``colours``, ``instances``: as the service's; an entry cached without its colour, or
         without its instance vector while the service makes them, is fetched again."""
         if not self.vector_model:  # a replica starting: what its peers learnt, if anything
-            known, instance_dim = await self.cache.get_many("embedding", [MODEL_KEY, INSTANCE_KEY])
+            known, instance_dim, exact = await self.cache.get_many(
+                "embedding", [MODEL_KEY, INSTANCE_KEY, EXACT_KEY]
+            )
             self.vector_model = known.decode() if known else ""
             if instance_dim is not None and instance_dim.isdigit():
                 self.instance_dim, self.instance_dim_known = int(instance_dim) or None, True
+            self.exact_match = _threshold(exact)
         model = self.vector_model
         keys = [_crop_key(model, crop) for crop in crops]
         items = [_parse(CropEmbedding, v) for v in await self.cache.get_many("embedding", keys)]
@@ -282,16 +287,23 @@ class CachedEmbeddings:
         served_by = "cache"
         if missing:
             fetched = await self.inner.embed([crops[i] for i in missing], colours, instances)
+            changed = fetched.vector_model != model or fetched.exact_match != self.exact_match
+            self.instance_dim, self.instance_dim_known = fetched.instance_dim, True
+            self.exact_match = fetched.exact_match
+            if changed:  # told to the other replicas
+                facts = {
+                    MODEL_KEY: fetched.vector_model,
+                    INSTANCE_KEY: str(fetched.instance_dim or 0),
+                    EXACT_KEY: "" if fetched.exact_match is None else str(fetched.exact_match),
+                }
+                await self.cache.set_many({k: v.encode() for k, v in facts.items()}, GENERATION_TTL_S)
             if fetched.vector_model != model:
                 self.vector_model = fetched.vector_model
-                facts = {MODEL_KEY: fetched.vector_model, INSTANCE_KEY: str(fetched.instance_dim or 0)}
-                await self.cache.set_many({k: v.encode() for k, v in facts.items()}, GENERATION_TTL_S)
                 if len(missing) < len(crops):  # the cached ones are of the model before
                     return await self.embed(crops, colours, instances)
                 keys = [_crop_key(fetched.vector_model, crop) for crop in crops]
             served_by = fetched.model
             self.backbone = fetched.backbone
-            self.instance_dim, self.instance_dim_known = fetched.instance_dim, True
             for i, item in zip(missing, fetched.items, strict=True):
                 items[i] = item
             stored = {
@@ -306,6 +318,7 @@ class CachedEmbeddings:
             backbone=self.backbone,
             dim=len(found[0].vector) if found else 0,
             instance_dim=self.instance_dim,
+            exact_match=self.exact_match,
             items=found,
         )
 
@@ -325,6 +338,13 @@ class CachedEmbeddings:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _threshold(cached: bytes | None) -> float | None:
+    try:
+        return float(cached) if cached else None
+    except ValueError:
+        return None
 
 
 GENERATION_KEY = f"{KEY_PREFIX}:catalog-generation"

@@ -51,6 +51,9 @@ class ResolvedItem:
     views: list[list[float]] = field(default_factory=list)
     instance: list[float] | None = None  # the crop's instance vector, when the service makes them
     instance_views: list[list[float]] = field(default_factory=list)
+    # the instance cosine from which its nearest product is the very product (exact_first): the
+    # calibration of what made the instance vector, or the gateway's setting; None: not looked for
+    exact_match: float | None = None
 
     def query_vectors(self, by_instance: bool = True) -> tuple[VectorSpace, list[float], list[list[float]]]:
         """What the item is searched by. An item worn by no one (a product photo) is looked for as

@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
@@ -158,7 +158,7 @@ class Recommender:
         # the embedding service is asked only where it did not
         colours = any(r.colour is None for r in regions)
         instances = instances_wanted(regions, self.settings)
-        embedded, vector_model, backbone = await timings.measure(
+        embedded, vector_model, backbone, calibrated = await timings.measure(
             "embed", self._embed(crops, colours, instances)
         )
         window_crops = iter(embedded[len(regions) + len(people) :])
@@ -184,8 +184,9 @@ class Recommender:
         )
         neighbours = await self._product_neighbours(candidates, query, timings, degraded)
         labels = [g.label for g in genders]
+        exact_match = calibrated if self.settings.exact_match is None else self.settings.exact_match
         items = [
-            i
+            replace(i, exact_match=exact_match)
             for i in resolve(candidates, labels, neighbours, self.settings.vote_weight)
             if i.category in query.categories
         ]
@@ -332,15 +333,15 @@ class Recommender:
 
     async def _embed(
         self, crops: list[bytes], colours: bool, instances: bool
-    ) -> tuple[list[CropEmbedding], str, str]:
+    ) -> tuple[list[CropEmbedding], str, str, float | None]:
         """The crops' embeddings (with ``colours``, their colours named; with ``instances``, their
-        instance vectors made), the name of the model that made their vectors and the network
-        whose features they hold."""
+        instance vectors made), the name of the model that made their vectors, the network
+        whose features they hold and the exact-match threshold of their instance vectors."""
         if not crops:
-            return [], "", ""
+            return [], "", "", None
         try:
             answer = await self.clients.embedding.embed(crops, colours, instances)
-            return answer.items, answer.vector_model, answer.backbone
+            return answer.items, answer.vector_model, answer.backbone, answer.exact_match
         except DownstreamError as exc:
             raise Unavailable("embedding", exc.detail) from exc
 
@@ -381,7 +382,7 @@ class Recommender:
             family = colour_family(item.colour)
             hits.sort(key=lambda h: -(h.score + rerank * (colour_family(h.product.colour) == family)))
         if exact is not None:
-            hits = exact_first(hits, found[1].hits, self.settings.exact_match)
+            hits = exact_first(hits, found[1].hits, item.exact_match)
         return hits[: query.k]
 
 
@@ -408,24 +409,26 @@ def instances_wanted(regions: Sequence[RegionDetection], settings: Settings) -> 
     """Whether a photo's crops need their instance vectors: items worn by no one are searched by
     them (ResolvedItem.query_vectors), worn ones look for their very product by them
     (exact_first)."""
-    return settings.instance_search and (settings.exact_match < 1 or any(r.person is None for r in regions))
+    exact = settings.exact_match is None or settings.exact_match < 1  # unset: as the service calibrated
+    return settings.instance_search and (exact or any(r.person is None for r in regions))
 
 
 def exact_match_vector(item: ResolvedItem, settings: Settings) -> list[float] | None:
     """The instance vector by which a worn garment (searched by its look) also looks for its very
     product (exact_first); None for an item searched by its instance vector already, one without
-    an instance vector, or with exact matches off."""
+    an instance vector, or without an exact-match threshold below 1."""
     space, _, _ = item.query_vectors(settings.instance_search)
-    return item.instance if space == VectorSpace.look and settings.exact_match < 1 else None
+    threshold = item.exact_match
+    return item.instance if space == VectorSpace.look and threshold is not None and threshold < 1 else None
 
 
-def exact_first(hits: list[Hit], instance_hits: list[Hit], threshold: float) -> list[Hit]:
-    """``hits`` with the best instance match first when its cosine reaches ``threshold``: the very
-    product a worn garment is (a store's own model shot). The look finds such products too but the
+def exact_first(hits: list[Hit], instance_hits: list[Hit], threshold: float | None) -> list[Hit]:
+    """``hits`` with the best instance match first when its cosine reaches ``threshold`` (None:
+    never): the very product a worn garment is (a store's own model shot). The look finds such products too but the
     colour rerank, reading a colour under the photo's light, can push them down (make eval:
     distorted products worn by a model found 59 of 125, 76 with this)."""
     best = instance_hits[0] if instance_hits else None
-    if best is None or best.score < threshold:
+    if best is None or threshold is None or best.score < threshold:
         return hits
     others = [h for h in hits if h.product.product_id != best.product.product_id]
     return [best, *others]

@@ -80,6 +80,7 @@ class Downstream:
     vector_model: str = "stand-in@0"  # what the embedding stand-in says made its vectors
     index_dim: int = 8  # what the index stand-in says it stores (the embedding stand-in makes 8)
     instance_dim: int | None = None  # the embedding stand-in makes instance vectors of this size
+    exact_match: float | None = 0.8  # and gives this calibration of them (when it makes them)
     index_instance_dim: int = 0  # what the index stand-in says it stores of them
 
     def check(self, name: str) -> None:
@@ -172,6 +173,7 @@ def gender_app(state: Downstream) -> FastAPI:
 
 def embedding_app(state: Downstream) -> FastAPI:
     app = ready_app(dim=8, instance_dim=state.instance_dim)
+    calibration = state.exact_match if state.instance_dim else None
 
     @app.post("/embed")
     async def embed(
@@ -203,6 +205,7 @@ def embedding_app(state: Downstream) -> FastAPI:
             backbone="stand-in-net",
             dim=8,
             instance_dim=state.instance_dim,
+            exact_match=calibration,
             items=items,
         )
 

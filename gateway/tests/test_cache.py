@@ -370,3 +370,40 @@ async def test_a_crop_cached_without_its_instance_vector_is_embedded_again_when_
         assert answer.items[0].instance == [0.0, 0.0, 1.0] and calls == [False, True]
     else:
         assert answer.items[0].instance is None and calls == [False], "nothing more to ask for"
+
+
+async def test_a_replica_answering_from_the_cache_gives_the_services_exact_match_threshold() -> None:
+    """The threshold comes with the service's answers; a replica that started after the crops were
+    cached learns it, with the model's name, from what the first replica told the cache."""
+    calls: list[int] = []
+
+    class Service:
+        async def embed(
+            self, crops: list[bytes], colours: bool = True, instances: bool = True
+        ) -> EmbedResponse:
+            calls.append(len(crops))
+            item = CropEmbedding(
+                vector=[1.0, 0.0],
+                instance=[0.0, 1.0],
+                category_scores={},
+                article_types=[],
+                colour="Red",
+                colour_score=0.9,
+            )
+            return EmbedResponse(
+                model="m",
+                vector_model="vm",
+                dim=2,
+                instance_dim=2,
+                exact_match=0.77,
+                items=[item] * len(crops),
+            )
+
+    cache = Cache(LruStore(16), CacheMetrics(CollectorRegistry()), logging.getLogger("test"), retry_s=1.0)
+    first = CachedEmbeddings(Service(), cache, ttl_s=60)  # type: ignore[arg-type]
+    assert (await first.embed([b"crop"])).exact_match == 0.77
+    assert (await first.embed([b"crop"])).exact_match == 0.77, "from the cache too"
+    started_later = CachedEmbeddings(Service(), cache, ttl_s=60)  # type: ignore[arg-type]
+    answer = await started_later.embed([b"crop"])
+    assert calls == [1], "both answered from the cache"
+    assert answer.exact_match == 0.77 and answer.instance_dim == 2 and answer.vector_model == "vm"

@@ -245,6 +245,25 @@ async def test_a_worn_garment_also_looks_for_its_very_product(downstream: Downst
     assert [s.filter for s in exact] == [s.filter for s in looks], "within the item's own filters"
 
 
+@pytest.mark.parametrize(
+    ("calibrated", "setting", "looked_for"),
+    [(0.8, None, True), (None, None, False), (None, 0.7, True), (0.8, 1.0, False)],
+    ids=["the service's calibration", "uncalibrated", "the gateway's own threshold", "never"],
+)
+async def test_the_very_product_is_looked_for_with_a_threshold_only(
+    downstream: Downstream, tmp_path: Path, calibrated: float | None, setting: float | None, looked_for: bool
+) -> None:
+    """The threshold is GATEWAY_EXACT_MATCH when set, else the embedding service's calibration of its
+    instance vectors: a projection with none (its cosines unknown) looks for no very product."""
+    downstream.instance_dim = downstream.index_instance_dim = 4
+    downstream.exact_match = calibrated
+    settings = Settings(catalog_dir=tmp_path, exact_match=setting)
+    async with running_app(build_app(settings, clients=stand_in_clients(downstream))) as client:
+        assert (await _recommend(client, "?gender=Women")).status_code == 200
+    exact = [s for s in downstream.searches if s.space == VectorSpace.instance]
+    assert bool(exact) == looked_for
+
+
 def test_the_very_product_goes_first_only_when_it_is_close_enough() -> None:
     def hit(product_id: str, score: float) -> Hit:
         return Hit(score=score, product=ProductPayload(product_id=product_id))
@@ -254,6 +273,7 @@ def test_the_very_product_goes_first_only_when_it_is_close_enough() -> None:
     assert [h.product.product_id for h in exact_first(look, [hit("z", 0.79)], 0.78)] == ["z", "a", "b", "c"]
     assert exact_first(look, [hit("c", 0.7)], 0.78) == look, "not close enough: the look's order"
     assert exact_first(look, [], 0.78) == look
+    assert exact_first(look, [hit("c", 0.99)], None) == look, "no threshold: never"
 
 
 def test_catalog_image_paths_cannot_escape_the_folder(tmp_path: Path) -> None:

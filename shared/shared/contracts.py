@@ -204,6 +204,13 @@ class EmbedResponse(BaseModel):
         description="Dimension of the instance vectors the service makes (the items carry them unless "
         "the request said instances=false); null when it makes none",
     )
+    exact_match: float | None = Field(
+        default=None,
+        description="Instance cosine from which a crop's nearest product by instance vector is taken "
+        "for the very product: the calibration of the instance projection (its card; make "
+        "train-embedding measures it on photos of products the catalog does not hold); null when the "
+        "service makes no instance vectors or its projection is not calibrated",
+    )
     items: list[CropEmbedding]
 
 
