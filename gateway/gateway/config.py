@@ -75,8 +75,9 @@ class Settings(ServiceSettings):
         description="Instance cosine from which a worn garment's nearest product by instance vector is "
         "taken for the very product and put first (a store's own model shot finds what the model wears; "
         "the look and the colour rerank order the rest). Unset: the embedding service's, the "
-        "calibration of its instance projection (0.77 for the packaged one: reached by 2 of 551 "
-        "shoppers' photos of products the catalog does not hold; none for an uncalibrated one); 1: never",
+        "calibration of its instance projection (0.77 for the packaged one: reached by at most 2 of "
+        "564 shoppers' photos of products the catalog does not hold; none for an uncalibrated one); "
+        "1: never",
     )
     default_k: int = Field(default=6, ge=1, le=50, description="Recommendations per item when k is not given")
     api_key: SecretStr | None = Field(

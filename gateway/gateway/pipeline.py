@@ -424,9 +424,9 @@ def exact_match_vector(item: ResolvedItem, settings: Settings) -> list[float] | 
 
 def exact_first(hits: list[Hit], instance_hits: list[Hit], threshold: float | None) -> list[Hit]:
     """``hits`` with the best instance match first when its cosine reaches ``threshold`` (None:
-    never): the very product a worn garment is (a store's own model shot). The look finds such products too but the
-    colour rerank, reading a colour under the photo's light, can push them down (make eval:
-    distorted products worn by a model found 59 of 125, 76 with this)."""
+    never): the very product a worn garment is (a store's own model shot). The look finds such
+    products too but the colour rerank, reading a colour under the photo's light, can push them
+    down (make eval: distorted products worn by a model found 59 of 125, 76 with this)."""
     best = instance_hits[0] if instance_hits else None
     if best is None or threshold is None or best.score < threshold:
         return hits
