@@ -266,6 +266,7 @@ class CachedEmbeddings:
         self.instance_dim: int | None = None  # likewise, once an answer told it
         self.instance_dim_known = False
         self.exact_match: float | None = None  # likewise: the calibration of its instance vectors
+        self.exact_match_known = False
 
     async def embed(
         self, crops: Sequence[bytes], colours: bool = True, instances: bool = True
@@ -279,17 +280,24 @@ class CachedEmbeddings:
             self.vector_model = known.decode() if known else ""
             if instance_dim is not None and instance_dim.isdigit():
                 self.instance_dim, self.instance_dim_known = int(instance_dim) or None, True
-            self.exact_match = _threshold(exact)
+            if exact is not None:
+                self.exact_match, self.exact_match_known = _threshold(exact), True
         model = self.vector_model
         keys = [_crop_key(model, crop) for crop in crops]
         items = [_parse(CropEmbedding, v) for v in await self.cache.get_many("embedding", keys)]
-        missing = [i for i, item in enumerate(items) if item is None or self._lacks(item, colours, instances)]
+        # a replica that cannot learn the threshold from its peers asks the service once
+        unknown = instances and not self.exact_match_known
+        missing = [
+            i
+            for i, item in enumerate(items)
+            if unknown or item is None or self._lacks(item, colours, instances)
+        ]
         served_by = "cache"
         if missing:
             fetched = await self.inner.embed([crops[i] for i in missing], colours, instances)
             changed = fetched.vector_model != model or fetched.exact_match != self.exact_match
             self.instance_dim, self.instance_dim_known = fetched.instance_dim, True
-            self.exact_match = fetched.exact_match
+            self.exact_match, self.exact_match_known = fetched.exact_match, True
             if changed:  # told to the other replicas
                 facts = {
                     MODEL_KEY: fetched.vector_model,

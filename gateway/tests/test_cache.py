@@ -22,7 +22,7 @@ import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.cache import Cache, CachedEmbeddings, CacheMetrics, LruStore
+from gateway.cache import INSTANCE_KEY, MODEL_KEY, Cache, CachedEmbeddings, CacheMetrics, LruStore, _crop_key
 from gateway.config import Settings
 from gateway.main import build_app
 from shared.contracts import CropEmbedding, EmbedResponse
@@ -407,3 +407,10 @@ async def test_a_replica_answering_from_the_cache_gives_the_services_exact_match
     answer = await started_later.embed([b"crop"])
     assert calls == [1], "both answered from the cache"
     assert answer.exact_match == 0.77 and answer.instance_dim == 2 and answer.vector_model == "vm"
+    # a cache filled by a gateway from before the threshold: the model and its crops, no threshold
+    older = Cache(LruStore(16), CacheMetrics(CollectorRegistry()), logging.getLogger("test"), retry_s=1.0)
+    crop = (await first.embed([b"crop"])).items[0].model_dump_json().encode()
+    await older.set_many({MODEL_KEY: b"vm", INSTANCE_KEY: b"2", _crop_key("vm", b"crop"): crop}, 60)
+    after_upgrade = CachedEmbeddings(Service(), older, ttl_s=60)  # type: ignore[arg-type]
+    assert (await after_upgrade.embed([b"crop"])).exact_match == 0.77, "asked the service once"
+    assert (await after_upgrade.embed([b"crop"])).exact_match == 0.77 and calls == [1, 1]
