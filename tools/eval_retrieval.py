@@ -539,7 +539,7 @@ async def evaluate_variant(
             result["product_photos"] = await product_photos(
                 recommender, catalog, args.products, args.product_limit
             )
-        result["exact_match"] = exact_match_used(recommender, catalog, result.get("product_photos", {}))
+        result["exact_match"] = settle_exact_match(recommender, catalog, result.get("product_photos", {}))
         result |= {
             "person_photos": await person_photos(recommender, catalog, args.queries),
             "distorted": await distorted(recommender, catalog, args.catalog, args.distorted),
@@ -551,10 +551,12 @@ async def evaluate_variant(
     return result
 
 
-def exact_match_used(recommender: Recommender, catalog: Catalog, photos: dict[str, Any]) -> dict[str, Any]:
-    """The exact-match threshold the variant's worn garments are measured with: the embedding
-    service's calibration (the served projection's card), else the one its product photos just
-    gave (so that a trained projection is measured as it would be served once adopted), else none."""
+def settle_exact_match(recommender: Recommender, catalog: Catalog, photos: dict[str, Any]) -> dict[str, Any]:
+    """Which exact-match threshold the variant's worn garments are measured with, and where it
+    comes from: GATEWAY_EXACT_MATCH if set, else the embedding service's calibration (the served
+    projection's card), else the one its product photos just gave, which the recommender is then
+    set to (so that a trained projection is measured as it would be served once adopted), else
+    none."""
     measured = photos.get("exact_match_calibrated")
     if recommender.settings.exact_match is not None:
         return {"threshold": recommender.settings.exact_match, "from": "GATEWAY_EXACT_MATCH"}
