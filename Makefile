@@ -237,7 +237,7 @@ train-backbone: install models
 # The retrieval projections, fitted on catalog crops and their distorted views: the Siamese/triplet
 # network (candidate) and the learned whitening of the descriptor (whitened). The one that beats the
 # raw backbone on most look-alike measures makes the look vector, the one that beats it on most
-# product-photo measures the instance vector; neither if none does.
+# product-photo measures the instance vector; neither if none does. Then what is served is measured.
 train-embedding: install models $(FEATURES) $(VIEWS)
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-train.txt
 	$(VENV)/embedding-service/bin/python -m embedding_service.train_projection --features $(FEATURES) \
@@ -246,6 +246,8 @@ train-embedding: install models $(FEATURES) $(VIEWS)
 	  --output models/embedding/projection-whitened.npz
 	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
 	  --products $(PRODUCTS) --variants raw,candidate,whitened --adopt
+	$(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) \
+	  --products $(PRODUCTS) --variants served --keep
 
 # The embedded index at store scale: build time, RAM, disk, filtered p50/p99 and recall (SIZES=100000,1000000)
 SIZES ?= 100000

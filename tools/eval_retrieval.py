@@ -833,6 +833,8 @@ def main() -> int:
         earlier = json.loads(args.output.read_text())
         if all(earlier.get(k) == report[k] for k in ("catalog", "products", "queries", "product_photos")):
             report["variants"] = earlier["variants"]
+            if "decision" in earlier:  # what was adopted then is what is installed, until --adopt
+                report["decision"] = earlier["decision"]
     if args.crops_only:
         if not (folder / "done").exists():
             with variant_stack(VARIANTS["raw"]) as stack:
