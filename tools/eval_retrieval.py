@@ -129,6 +129,18 @@ class Catalog:
             top.sort(key=lambda i: -(scores[i] + rerank_colour * (self.colour_families[i] == family)))
         return top[:k]
 
+    def nearest_instance(
+        self, vector: list[float], category: Category, gender: GenderLabel, match_colour: str | None = None
+    ) -> tuple[int, float] | None:
+        """The row of the product nearest to ``vector`` by instance vector within the gateway's
+        filters, and their cosine; None without instance vectors or without a product allowed."""
+        if self.instances is None:
+            return None
+        found = self.search(
+            vector, category, gender, match_colour=match_colour, k=1, space=VectorSpace.instance
+        )
+        return (found[0], float(self.instances[found[0]] @ np.asarray(vector))) if found else None
+
     def search_mode(
         self,
         mode: str,
@@ -336,14 +348,13 @@ def with_exact_match(
     (pipeline.exact_first): the nearest product by instance vector, when its cosine reaches the
     item's exact-match threshold, within the same filters."""
     exact = exact_match_vector(item, settings)
-    if exact is None or catalog.instances is None or item.exact_match is None:
+    if exact is None or item.exact_match is None:
         return hits
-    best = catalog.search(
-        exact, item.category, gender, match_colour=match_colour, k=1, space=VectorSpace.instance
-    )
-    if not best or float(catalog.instances[best[0]] @ np.asarray(exact)) < item.exact_match:
+    nearest = catalog.nearest_instance(exact, item.category, gender, match_colour)
+    if nearest is None or nearest[1] < item.exact_match:
         return hits
-    return [best[0], *[h for h in hits if h != best[0]]][: len(hits)]
+    best = nearest[0]
+    return [best, *[h for h in hits if h != best]][: len(hits)]
 
 
 def best_item(found: Analysis, box: list[float]) -> Any:
@@ -406,10 +417,10 @@ async def product_photos(
 def nearest_instance_cosine(catalog: Catalog, item: ResolvedItem) -> list[float]:
     """The instance cosine of the item's nearest product of its category (as an exact match looks
     for it, gender unknown), or nothing when either lacks instance vectors."""
-    if catalog.instances is None or item.instance is None:
+    if item.instance is None:
         return []
-    nearest = catalog.search(item.instance, item.category, "unknown", k=1, space=VectorSpace.instance)
-    return [float(catalog.instances[nearest[0]] @ np.asarray(item.instance))] if nearest else []
+    nearest = catalog.nearest_instance(item.instance, item.category, "unknown")
+    return [nearest[1]] if nearest else []
 
 
 async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, count: int) -> dict[str, Any]:
