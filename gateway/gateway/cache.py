@@ -263,10 +263,9 @@ class CachedEmbeddings:
         self.ttl_s = ttl_s
         self.vector_model = ""  # learnt from the service's answers
         self.backbone = ""  # likewise (the cached items do not hold it)
-        self.instance_dim: int | None = None  # likewise, once an answer told it
-        self.instance_dim_known = False
+        self.instance_dim: int | None = None  # likewise
         self.exact_match: float | None = None  # likewise: the calibration of its instance vectors
-        self.exact_match_known = False
+        self.instance_facts_known = False  # both above, once an answer or the peers told them
 
     async def embed(
         self, crops: Sequence[bytes], colours: bool = True, instances: bool = True
@@ -278,15 +277,16 @@ class CachedEmbeddings:
                 "embedding", [MODEL_KEY, INSTANCE_KEY, EXACT_KEY]
             )
             self.vector_model = known.decode() if known else ""
-            if instance_dim is not None and instance_dim.isdigit():
-                self.instance_dim, self.instance_dim_known = int(instance_dim) or None, True
-            if exact is not None:
-                self.exact_match, self.exact_match_known = _threshold(exact), True
+            told_dim = instance_dim is not None and instance_dim.isdigit()
+            if told_dim:
+                self.instance_dim = int(instance_dim or 0) or None
+            self.exact_match = _threshold(exact)
+            self.instance_facts_known = told_dim and exact is not None
         model = self.vector_model
         keys = [_crop_key(model, crop) for crop in crops]
         items = [_parse(CropEmbedding, v) for v in await self.cache.get_many("embedding", keys)]
-        # a replica that cannot learn the threshold from its peers asks the service once
-        unknown = instances and not self.exact_match_known
+        # a replica that cannot learn the instance facts from its peers asks the service once
+        unknown = instances and not self.instance_facts_known
         missing = [
             i
             for i, item in enumerate(items)
@@ -296,8 +296,8 @@ class CachedEmbeddings:
         if missing:
             fetched = await self.inner.embed([crops[i] for i in missing], colours, instances)
             changed = fetched.vector_model != model or fetched.exact_match != self.exact_match
-            self.instance_dim, self.instance_dim_known = fetched.instance_dim, True
-            self.exact_match, self.exact_match_known = fetched.exact_match, True
+            self.instance_dim, self.exact_match = fetched.instance_dim, fetched.exact_match
+            self.instance_facts_known = True
             if changed:  # told to the other replicas
                 facts = {
                     MODEL_KEY: fetched.vector_model,
@@ -335,7 +335,7 @@ class CachedEmbeddings:
         service is known to make none)."""
         if colours and item.colour is None:
             return True
-        makes_instances = self.instance_dim is not None or not self.instance_dim_known
+        makes_instances = self.instance_dim is not None or not self.instance_facts_known
         return instances and item.instance is None and makes_instances
 
     async def ready(self) -> tuple[bool, str]:
