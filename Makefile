@@ -219,8 +219,9 @@ train-colours: install models
 	crops=$(CATALOG_CROPS) && \
 	$(VENV)/gateway/bin/python -m tools.train_colours --catalog $(CATALOG) --crops $$crops
 
-# Distorted views of every catalog crop through the backbone (remade when the backbone is exported again)
-$(VIEWS): $(EMBEDDING_BACKBONE)
+# Distorted views of every catalog crop through the backbone (remade when the backbone is exported
+# again or the distortions change)
+$(VIEWS): $(EMBEDDING_BACKBONE) shared/shared/distortions.py
 	$(MAKE) install
 	crops=$(CATALOG_CROPS) && \
 	$(VENV)/embedding-service/bin/python -m embedding_service.views --crops $$crops --output $(VIEWS)
