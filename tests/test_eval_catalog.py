@@ -208,3 +208,16 @@ def test_a_worn_items_very_product_goes_first_when_close_enough() -> None:
     assert eval_retrieval.with_exact_match(searched, settings, loose, "Men", look) == look, (
         "a product photo's item is searched by its instance vector already"
     )
+
+
+def test_a_new_report_keeps_what_was_adopted_and_with_keep_the_other_variants() -> None:
+    data = {"catalog": "c", "products": 3, "queries": "q", "product_photos": "p"}
+    earlier = {**data, "variants": {"raw": {}}, "decision": "instance vector: adopted whitened"}
+    fresh: dict[str, Any] = {**data, "variants": {}}
+    eval_retrieval.carry_over(fresh, earlier, keep=False)
+    assert fresh["decision"] == earlier["decision"] and fresh["variants"] == {}
+    eval_retrieval.carry_over(fresh, earlier, keep=True)
+    assert fresh["variants"] == {"raw": {}}
+    other: dict[str, Any] = {**data, "catalog": "another", "variants": {}}
+    eval_retrieval.carry_over(other, earlier, keep=True)
+    assert "decision" not in other and other["variants"] == {}

@@ -801,6 +801,17 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def carry_over(report: dict[str, Any], earlier: dict[str, Any], keep: bool) -> None:
+    """From an earlier report on the same data: the projections' decision (what was adopted then is
+    what is installed, until --adopt), and with ``keep`` its variants."""
+    if any(earlier.get(k) != report[k] for k in ("catalog", "products", "queries", "product_photos")):
+        return
+    if keep:
+        report["variants"] = earlier["variants"]
+    if "decision" in earlier:
+        report["decision"] = earlier["decision"]
+
+
 def main() -> int:
     from shared.logs import configure_logging
 
@@ -840,12 +851,7 @@ def main() -> int:
         "product_photos": str(args.products),
         "variants": {},
     }
-    if args.keep and args.output.exists():
-        earlier = json.loads(args.output.read_text())
-        if all(earlier.get(k) == report[k] for k in ("catalog", "products", "queries", "product_photos")):
-            report["variants"] = earlier["variants"]
-            if "decision" in earlier:  # what was adopted then is what is installed, until --adopt
-                report["decision"] = earlier["decision"]
+    carry_over(report, json.loads(args.output.read_text()) if args.output.exists() else {}, args.keep)
     if args.crops_only:
         if not (folder / "done").exists():
             with variant_stack(VARIANTS["raw"]) as stack:
