@@ -172,10 +172,10 @@ def contributor_folds(photos: Examples) -> np.ndarray:
 def vote_weights(
     fold_heads: list[LinearHead], photos: Examples, catalog: Examples, index: dict[str, int]
 ) -> dict[str, float]:
-    """For each of VOTE_WEIGHTS, the share of the learnt photos that the head of the fold that did not
-    learn them names right once the catalog's CATEGORY_VOTE_K nearest crops vote with it at that weight, as the
-    gateway's vote does (an argmax of the head's distribution plus the weight times the neighbours'
-    shares)."""
+    """For each of VOTE_WEIGHTS, the share of the learnt photos that the head of the fold that did
+    not learn them names right once the catalog's CATEGORY_VOTE_K nearest crops vote with it at that
+    weight, as the gateway's vote does (an argmax of the head's distribution plus the weight times
+    the neighbours' shares)."""
     fold = contributor_folds(photos)
     shares = neighbour_shares(photos.x, catalog, index)
     truth = np.array([index.get(label, -1) for label in photos.labels])
