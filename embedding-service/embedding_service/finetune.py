@@ -38,6 +38,7 @@ import numpy as np
 from embedding_service.export import NETWORKS, gem, pretrained
 from embedding_service.preprocess import to_input
 from embedding_service.views import view_pixels
+from shared import distortions
 from shared.splits import retrieval_held_out
 
 logger = logging.getLogger("embedding-service")
@@ -146,7 +147,9 @@ def cached_trunk_outputs(
     network: str, net: Any, crops: Path, wanted: list[tuple[int, int]], cache: Path
 ) -> tuple[np.ndarray, np.ndarray]:
     """The trunk's outputs on ``wanted`` (see trunk_outputs), kept in ``cache`` by all they depend on."""
-    named = json.dumps([CACHE_VERSION, network, TAIL_FROM, str(crops.resolve()), wanted])
+    # the views are drawn by shared/distortions.py: its change makes them (and the trunk outputs) anew
+    drawn_by = hashlib.sha1(Path(distortions.__file__).read_bytes()).hexdigest()
+    named = json.dumps([CACHE_VERSION, network, TAIL_FROM, str(crops.resolve()), wanted, drawn_by])
     key = hashlib.sha1(named.encode()).hexdigest()[:12]
     path = cache / f"trunk-{key}.npz"
     if path.exists():
