@@ -23,7 +23,7 @@ EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 EMBEDDING_TAIL := embedding-service/embedding_service/assets/backbone-tail.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install browser install-test redis-server deploy-check settings-doc models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-backbone train-classifier train-gender eval-gender catalog-report bench-index train-colours clean-index clean
+.PHONY: help install browser install-test redis-server deploy-check settings-doc models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-backbone train-classifier train-gender eval-gender catalog-report bench-index train-colours train-keypoints clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
@@ -38,6 +38,7 @@ help:
 	@echo "make train-detector      pseudo-label photos, train a YOLO garment detector, export ONNX, evaluate"
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
 	@echo "make train-colours       learn colour names from the catalog's labelled products (shared assets)"
+	@echo "make train-keypoints     fit the visual words that find a photo again (detector asset; then re-ingest)"
 	@echo "make train-gender        retrain the gender appearance head and its calibration on CATALOG"
 	@echo "make eval-gender         gender accuracy, unknown rate and confusion on QUERIES and the catalog test split"
 	@echo "make bench-index         the index at SIZES vectors (EFS breadths): build, RAM, disk, p50/p99, recall@10"
@@ -218,6 +219,13 @@ eval: install models $(if $(findstring pca,$(VARIANTS)),$(PCA)) \
 train-colours: install models
 	crops=$(CATALOG_CROPS) && \
 	$(VENV)/gateway/bin/python -m tools.train_colours --catalog $(CATALOG) --crops $$crops
+
+# The visual words that name photos' keypoints (detector-service/detector_service/assets/vocabulary.npz,
+# about a minute): the catalog's photos less those make eval holds out. The index keeps the name of
+# the vocabulary its photos were named with: after this, index the catalog again (make clean-index ingest)
+train-keypoints: install
+	$(VENV)/detector-service/bin/python -m detector_service.fit_vocabulary --images $(CATALOG) \
+	  --output detector-service/detector_service/assets/vocabulary.npz
 
 # Distorted views of every catalog crop through the backbone (remade when the backbone is exported
 # again or the distortions change)

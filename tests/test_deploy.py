@@ -338,6 +338,7 @@ def test_the_collection_is_created_once_sharded_and_replicated(fake_qdrant: tupl
     assert state.peers >= 3, "waited for the peers"
     assert state.collections["products"] == {
         "vectors": {"": {"size": 768, "distance": "Cosine"}, "instance": {"size": 256, "distance": "Cosine"}},
+        "sparse_vectors": {"keypoints": {"modifier": "idf"}},
         "shard_number": 6,
         "replication_factor": 2,
         "write_consistency_factor": 1,
@@ -350,6 +351,7 @@ def test_the_collection_is_created_once_sharded_and_replicated(fake_qdrant: tupl
         "colour",
         "usage",
         "embedding_model",
+        "keypoint_vocabulary",
     }
     again = run_script(url, peers=3)
     assert again.returncode == 0 and state.creations == 1

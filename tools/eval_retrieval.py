@@ -13,7 +13,9 @@ search, done here in NumPy so that variants are compared on the same footing):
   their own product: recall@1 and recall@10.
 
 Single-garment photos and distorted instances are answered as the gateway answers by default
-(``served_search``: the colour rerank where it reranks).
+(``served_search``: the colour rerank where it reranks); every query's recommendations put the
+products whose catalog photo is the query photo's own first, found by keypoints as the index
+service finds them (tools/photo_index.py, pipeline.photo_first).
 
     python -m tools.eval_retrieval --catalog ../shared/catalog/myntra --queries ../shared/queries/dev \
         --products ../shared/queries/consumer
@@ -42,10 +44,11 @@ from PIL import Image
 
 from gateway.catalog import CatalogRow, read_catalog
 from gateway.config import Settings
-from gateway.ingest import CROP_VERSION, CatalogEmbedder
+from gateway.ingest import CROP_VERSION, CatalogEmbedder, loaded_photo
 from gateway.items import ResolvedItem, gender_filter
 from gateway.main import make_clients
 from gateway.pipeline import (
+    DUPLICATES_KEPT,
     Analysis,
     Clients,
     Query,
@@ -53,17 +56,31 @@ from gateway.pipeline import (
     Timings,
     colour_rerank_of,
     exact_match_vector,
+    photo_first,
     rerank_pool,
 )
 from shared.boxes import box_iou
 from shared.calibration import CARD_KEY, calibrated
 from shared.clients import DetectorClient, EmbeddingClient
-from shared.contracts import CATEGORIES, CATEGORY_VOTE_K, Category, CropEmbedding, GenderLabel, VectorSpace
+from shared.contracts import (
+    CATEGORIES,
+    CATEGORY_VOTE_K,
+    Category,
+    CropEmbedding,
+    DetectResponse,
+    GenderLabel,
+    Hit,
+    Keypoints,
+    ProductPayload,
+    VectorSpace,
+)
 from shared.distortions import distort
+from shared.keypoints import unpack
 from shared.service import InferencePool
 from shared.splits import retrieval_held_out
 from shared.vocabulary import article_family, colour_family
 from tools.photo_features import labelled_photos
+from tools.photo_index import PhotoIndex
 from tools.reports import save_json, write_report
 from tools.stack import ROOT, Stack, free_port, running
 from tools.train_colours import held_out as colour_held_out
@@ -91,6 +108,7 @@ class Catalog:
     colour_families: list[str | None]
     instances: np.ndarray | None = None  # (N, D_instance), unit length, when the variant makes them
     exact_match: float | None = None  # the embedding service's calibration of its instance vectors
+    photos: PhotoIndex | None = None  # the catalog photos' keypoints, as the index keeps them
 
     def search(
         self,
@@ -192,6 +210,40 @@ class CatalogRecommender(Recommender):
     ) -> list[Category | None]:
         return self.catalog.neighbour_categories(vector, genders, CATEGORY_VOTE_K)
 
+    async def _duplicates(self, detection: DetectResponse, query: Query, degraded: list[str]) -> list[Hit]:
+        """As the index answers /duplicates, with the rows' numbers as product ids (row_hits)."""
+        photos, settings = self.catalog.photos, self.settings
+        if photos is None or detection.keypoints is None or settings.duplicate_inliers == 0:
+            return []
+        allowed = np.isin(self.catalog.categories, [c.value for c in query.categories])
+        genders = gender_filter(query.gender) if query.gender != "auto" else None
+        if genders is not None:
+            allowed &= np.isin(self.catalog.genders, genders)
+        found = await self.pool.run(
+            photos.duplicates,
+            unpack(detection.keypoints.data),
+            allowed,
+            settings.duplicate_candidates,
+            max(settings.duplicate_inliers, 3),
+            DUPLICATES_KEPT,
+        )
+        return [Hit(score=agreeing, product=row_payload(self.catalog, row)) for row, agreeing in found]
+
+
+def row_payload(catalog: Catalog, row: int) -> ProductPayload:
+    """A catalog row as a Hit's product, its number as the product id (for pipeline.photo_first)."""
+    return ProductPayload(product_id=str(row), category=catalog.rows[row].category)
+
+
+def with_photo_match(
+    catalog: Catalog, hits: list[int], duplicates: list[Hit], item: ResolvedItem
+) -> list[int]:
+    """``hits`` (rows) with the query photo's own products first, as the gateway puts them."""
+    ordered = photo_first(
+        [Hit(score=0.0, product=row_payload(catalog, h)) for h in hits], duplicates, item, K
+    )
+    return [int(hit.product.product_id) for hit in ordered]
+
 
 # --- catalog crops: the detector pass is made once and cached --------------------------------
 
@@ -226,6 +278,33 @@ async def build_crops(catalog: Path, rows: list[CatalogRow], stack: Stack, folde
     finally:
         await detector.aclose()
         await embedding.aclose()
+
+
+async def photo_index(catalog: Path, rows: list[CatalogRow], stack: Stack, folder: Path) -> PhotoIndex:
+    """The catalog photos' keypoints as ingestion finds them (in the copy the detector is sent),
+    cached beside the crops by the detector's vocabulary."""
+    detector = DetectorClient("detector", stack.url("detector-service"), 120)
+    settings = Settings()
+
+    async def keypoints_of(chunk: list[CatalogRow]) -> list[Keypoints]:
+        copies = [loaded_photo((catalog / row.image).read_bytes(), settings)[1] for row in chunk]
+        return await detector.keypoints_many(copies)
+
+    try:
+        vocabulary = (await keypoints_of(rows[:1]))[0].vocabulary
+        cached = folder / f"keypoints-{hashlib.sha1(vocabulary.encode()).hexdigest()[:12]}.npz"
+        if cached.exists():
+            return PhotoIndex.load(str(cached))
+        blobs: list[str] = []
+        for start in range(0, len(rows), 32):
+            blobs += [k.data for k in await keypoints_of(rows[start : start + 32])]
+            sys.stderr.write(f"\rkeypoints of catalog photos {len(blobs)}/{len(rows)}")
+        sys.stderr.write("\n")
+    finally:
+        await detector.aclose()
+    index = PhotoIndex.from_blobs(vocabulary, blobs)
+    index.save(str(cached))
+    return index
 
 
 async def embed_catalog(rows: list[CatalogRow], folder: Path, stack: Stack) -> Catalog:
@@ -310,6 +389,7 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
                     )
                     matching = item.colour if SEARCH_MODES[mode].get("match_colour") else None
                     hits = with_exact_match(catalog, recommender.settings, item, gender, hits, matching)
+                    hits = with_photo_match(catalog, hits, found.duplicates, item)
                     for measure, right in good.items():
                         row[measure].append(precision(hits, right))
     return {
@@ -325,15 +405,19 @@ async def person_photos(recommender: Recommender, catalog: Catalog, queries: Pat
     }
 
 
-def served_search(catalog: Catalog, settings: Settings, item: ResolvedItem, gender: GenderLabel) -> list[int]:
+def served_search(
+    catalog: Catalog, settings: Settings, item: ResolvedItem, gender: GenderLabel, duplicates: list[Hit]
+) -> list[int]:
     """An item's recommendations as the gateway answers by default (colour=any): searched by the
-    vectors it is searched by, reranked towards its colour where the gateway reranks."""
+    vectors it is searched by, reranked towards its colour where the gateway reranks, the query
+    photo's own products (``duplicates``) first."""
     space, vector, views = item.query_vectors(settings.instance_search)
     rerank = colour_rerank_of(space, "any", settings)
     hits = catalog.search(
         vector, item.category, gender, rerank_colour=rerank, colour=item.colour, views=views, space=space
     )
-    return with_exact_match(catalog, settings, item, gender, hits)
+    hits = with_exact_match(catalog, settings, item, gender, hits)
+    return with_photo_match(catalog, hits, duplicates, item)
 
 
 def with_exact_match(
@@ -397,7 +481,7 @@ async def product_photos(
         item = max(found.items, key=lambda i: (i.box[2] - i.box[0]) * (i.box[3] - i.box[1]))
         confusion[truth][item.category.value] += 1
         best_cosines += nearest_instance_cosine(catalog, item)
-        hits = served_search(catalog, recommender.settings, item, "unknown")
+        hits = served_search(catalog, recommender.settings, item, "unknown", found.duplicates)
         category_p.append(precision(hits, [c == truth for c in catalog.categories]))
         family = article_family(photo.label)
         family_p.append(precision(hits, [f == family for f in catalog.families]))
@@ -442,7 +526,7 @@ async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, co
         best = None
         for item in found.items:
             gender = found.genders[item.person].label if item.person is not None else "unknown"
-            hits = served_search(catalog, recommender.settings, item, gender)
+            hits = served_search(catalog, recommender.settings, item, gender, found.duplicates)
             if index in hits:
                 rank = hits.index(index)
                 best = rank if best is None else min(best, rank)
@@ -537,6 +621,7 @@ async def evaluate_variant(
     started = time.perf_counter()
     catalog = await embed_catalog(rows, folder, stack)
     embed_seconds = time.perf_counter() - started
+    catalog.photos = await photo_index(args.catalog, rows, stack, folder)
     settings = stack.gateway_settings()
     clients = make_clients(settings)
     recommender = CatalogRecommender(settings, clients, InferencePool(2, 64, "eval"), catalog)

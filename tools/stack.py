@@ -184,6 +184,19 @@ def other_model_products(stack: Stack) -> int:
     return sum(count for model, count in made_by.items() if model != current)
 
 
+def other_vocabulary_photos(stack: Stack, count: int) -> int | None:
+    """How many indexed products lack keypoints named by the detector's vocabulary (ingested before
+    photos had keypoints, or before make train-keypoints): their photos are not found by them. None
+    when the store keeps no keypoints at all (made before them: only a new store can)."""
+    index = httpx.get(f"{stack.url('index-service')}/readyz", timeout=10.0).json()
+    if not index.get("keypoints", False):
+        return None
+    current = httpx.get(f"{stack.url('detector-service')}/readyz", timeout=10.0).json()["vocabulary"]
+    facets = httpx.get(f"{stack.url('index-service')}/facets", timeout=60.0)
+    facets.raise_for_status()
+    return count - int(facets.json()["counts"].get("keypoint_vocabulary", {}).get(current, 0))
+
+
 def run_ingestion(stack: Stack, catalog: Path, limit: int | None = None) -> int:
     from gateway.ingest import ingest, log_report
 
@@ -207,6 +220,12 @@ def command_run(args: argparse.Namespace) -> int:
     with running(stack):
         count = index_count(stack.url("index-service"))
         stale = other_model_products(stack)
+        unnamed = other_vocabulary_photos(stack, count)
+        if unnamed is None:
+            logger.warning(
+                "the index was made before photos had keypoints: a shopper's copy of a catalog photo "
+                "is not matched to it; run `make clean-index run` to index the catalog again"
+            )
         if count == 0:
             logger.info("the index is empty: ingesting the catalog", extra={"catalog": str(catalog)})
             run_ingestion(stack, catalog)
@@ -214,6 +233,13 @@ def command_run(args: argparse.Namespace) -> int:
             logger.info(
                 "the index holds products embedded by another model: ingesting the catalog again",
                 extra={"catalog": str(catalog), "products_of_other_models": stale},
+            )
+            run_ingestion(stack, catalog)
+        elif unnamed:
+            logger.info(
+                "the index holds photos without keypoints of the detector's vocabulary: ingesting the "
+                "catalog again",
+                extra={"catalog": str(catalog), "products_without_them": unnamed},
             )
             run_ingestion(stack, catalog)
         else:

@@ -50,6 +50,10 @@ class Settings(ServiceSettings):
     yolo_class_map: str = Field(
         default="{}", description='JSON map from YOLO class names to categories, e.g. {"shirt": "topwear"}'
     )
+    vocabulary: Path = Field(
+        default=Path(__file__).parent / "assets" / "vocabulary.npz",
+        description="The visual words that name a photo's keypoints (make train-keypoints)",
+    )
     max_batch: int = Field(default=32, ge=1, description="Most images in one /detect/batch request")
     max_upload_bytes: int = Field(default=DEFAULT_MAX_BYTES, description="Largest accepted upload")
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, description="Largest accepted image area")

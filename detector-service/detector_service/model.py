@@ -16,6 +16,7 @@ import numpy as np
 
 from detector_service.blazepose import PoseLandmarker
 from detector_service.config import Settings
+from detector_service.keypoints import KeypointFinder
 from detector_service.localise import Landmarks, Localiser, PersonLayout
 from detector_service.persons import BodyDetection, PersonDetector
 from detector_service.yolo import YoloGarments
@@ -61,8 +62,10 @@ class DetectorModel:
         self._running = 0
         self._lock = threading.Lock()
         self.yolo: YoloGarments | None = None
+        self.keypoints = KeypointFinder(settings.vocabulary)
 
     def load(self) -> None:
+        self.keypoints.load()
         backend = self.settings.garment_backend()
         if backend != "keypoints":
             if self.settings.yolo_weights is None:
@@ -118,7 +121,8 @@ class DetectorModel:
             with self._lock:
                 self._running -= 1
 
-    def predict(self, image: np.ndarray, colours: bool = True) -> DetectResponse:
+    def predict(self, image: np.ndarray, colours: bool = True, keypoints: bool = False) -> DetectResponse:
+        """Persons and regions; with ``keypoints``, the photo's keypoints too."""
         height, width = image.shape[:2]
         work = _work_copy(image, self.settings.work_side)
         with self._checkout() as engines:
@@ -140,11 +144,18 @@ class DetectorModel:
         ]
         regions = self._regions(work, layouts)
         return DetectResponse(
-            model=self.description(), width=width, height=height, persons=persons, regions=regions
+            model=self.description(),
+            width=width,
+            height=height,
+            persons=persons,
+            regions=regions,
+            keypoints=self.keypoints.predict(image) if keypoints else None,
         )
 
-    def predict_many(self, images: list[np.ndarray], colours: bool = True) -> list[DetectResponse]:
-        return [self.predict(image, colours) for image in images]
+    def predict_many(
+        self, images: list[np.ndarray], colours: bool = True, keypoints: bool = False
+    ) -> list[DetectResponse]:
+        return [self.predict(image, colours, keypoints) for image in images]
 
     def _regions(self, image: np.ndarray, layouts: list[PersonLayout]) -> list[RegionDetection]:
         """Garment regions from the keypoints, from YOLO, or both (YOLO adding what the keypoints

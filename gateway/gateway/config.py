@@ -79,6 +79,19 @@ class Settings(ServiceSettings):
         "564 shoppers' photos of products the catalog does not hold; none for an uncalibrated one); "
         "1: never",
     )
+    duplicate_inliers: int = Field(
+        default=15,
+        ge=0,
+        description="Keypoints of the photo that one affine map must carry onto a catalog photo for that "
+        "photo to count as the posted photo's own (cropped, turned, lit or compressed differently): its "
+        "product is put first in the item of its category. 0: photos are not matched by keypoints",
+    )
+    duplicate_candidates: int = Field(
+        default=30,
+        ge=1,
+        le=200,
+        description="Catalog photos sharing the most visual words with the posted one that are checked",
+    )
     default_k: int = Field(default=6, ge=1, le=50, description="Recommendations per item when k is not given")
     api_key: SecretStr | None = Field(
         default=None, description="Key of the catalog API (X-API-Key header); unset: the catalog API is off"

@@ -23,7 +23,7 @@ from gateway.config import Settings
 from gateway.pipeline import crop_jpeg, for_detector
 from shared.boxes import foreground_box
 from shared.clients import DetectorClient, DownstreamError, EmbeddingClient, IndexClient
-from shared.contracts import CATEGORY_REGION, CropEmbedding, DetectResponse, IndexPoint, Region
+from shared.contracts import CATEGORY_REGION, CropEmbedding, DetectResponse, IndexPoint, Keypoints, Region
 from shared.images import ImageError, decode_image, resize_max_side
 
 logger = logging.getLogger("gateway")
@@ -33,7 +33,7 @@ CROP_AHEAD = 2  # batches cropped while one is embedded
 CROP_VERSION = 2
 JPEG_MAGIC = b"\xff\xd8\xff"
 FOREGROUND_SIDE = 320  # pixels enough to box a product on a plain background
-Loaded = tuple[np.ndarray, bytes | None]  # a decoded photo, and its copy for the detector
+Loaded = tuple[np.ndarray, bytes]  # a decoded photo, and its copy for the detector
 
 
 @dataclass
@@ -56,6 +56,7 @@ class EmbeddedProduct:
     vector_model: str  # the embedding service's: which model made embedding.vector
     on_model: bool
     person: CropEmbedding | None = None  # the whole person wearing it, when asked for
+    keypoints: Keypoints | None = None  # of its photo, when asked for
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,14 @@ class Cropped:
     product: bytes
     on_model: bool
     person: bytes | None
+    keypoints: Keypoints | None = None
 
 
 class CatalogEmbedder:
     """Crops catalog images the way query photos are cropped, and embeds them in batches.
 
-    With ``person_crops`` the person wearing the product (if the photo shows one) is embedded too.
+    With ``person_crops`` the person wearing the product (if the photo shows one) is embedded too;
+    with ``keypoints`` the photo's keypoints are found (by the detector) for the index to keep.
     """
 
     def __init__(
@@ -79,19 +82,21 @@ class CatalogEmbedder:
         settings: Settings,
         concurrency: int = 4,
         person_crops: bool = False,
+        keypoints: bool = False,
     ) -> None:
         self.catalog_dir = catalog_dir
         self.detector = detector
         self.embedding = embedding
         self.settings = settings
         self.person_crops = person_crops
+        self.keypoints = keypoints
         self._slots = asyncio.Semaphore(concurrency)
 
     async def crop(self, row: CatalogRow) -> Cropped:
         """JPEGs of the product's own region (and of its wearer), and whether a person showed it."""
         loaded = await self._load(row)
-        detection = (await self._detect([(row, loaded)]))[0]
-        return await asyncio.to_thread(self._cut, row, loaded[0], detection)
+        detection, keypoints = await asyncio.gather(self._detect([(row, loaded)]), self._keypoints([loaded]))
+        return await asyncio.to_thread(self._cut, row, loaded[0], detection[0], keypoints[0])
 
     async def embed_rows(self, rows: Sequence[CatalogRow], failed: dict[str, str]) -> list[EmbeddedProduct]:
         """Embed a batch; rows whose image cannot be read or cropped are recorded in ``failed``."""
@@ -104,12 +109,10 @@ class CatalogEmbedder:
         return self.person_crops or region not in (None, Region.product)
 
     async def _load(self, row: CatalogRow) -> Loaded:
-        """The product photo, and the copy of it the detector is sent (if it needs one)."""
+        """The product photo, and the copy of it the detector is sent."""
         async with self._slots:
             data = await asyncio.to_thread((self.catalog_dir / row.image).read_bytes)
-            return await asyncio.to_thread(
-                _with_analysis_copy, data, self.settings, self._needs_detector(row)
-            )
+            return await asyncio.to_thread(loaded_photo, data, self.settings)
 
     async def _crop_rows(
         self, rows: Sequence[CatalogRow], failed: dict[str, str]
@@ -123,21 +126,28 @@ class CatalogEmbedder:
                 raise result
             else:
                 loaded.append((row, result))
-        detections = await self._detect(loaded)
+        detections, keypoints = await asyncio.gather(
+            self._detect(loaded), self._keypoints([photo for _, photo in loaded])
+        )
 
         def cut_all() -> list[tuple[CatalogRow, Cropped]]:
             return [
-                (row, self._cut(row, image, detection))
-                for (row, (image, _)), detection in zip(loaded, detections, strict=True)
+                (row, self._cut(row, image, detection, found))
+                for (row, (image, _)), detection, found in zip(loaded, detections, keypoints, strict=True)
             ]
 
         return await asyncio.to_thread(cut_all)
 
     async def _detect(self, loaded: Sequence[tuple[CatalogRow, Loaded]]) -> list[DetectResponse | None]:
-        """The detector's answer for each photo that was given an analysis copy, None for the
-        others. Photos go a few to a request (the per-request work of both sides was a tenth of the
-        detector's time per catalog photo), several requests at once."""
-        sent = [(index, analysis) for index, (_, (_, analysis)) in enumerate(loaded) if analysis is not None]
+        """The detector's answer for each photo it can tell more of than its foreground
+        (``_needs_detector``), None for the others. Photos go a few to a request (the per-request
+        work of both sides was a tenth of the detector's time per catalog photo), several requests
+        at once."""
+        sent = [
+            (index, analysis)
+            for index, (row, (_, analysis)) in enumerate(loaded)
+            if self._needs_detector(row)
+        ]
         chunks = [sent[start : start + DETECT_BATCH] for start in range(0, len(sent), DETECT_BATCH)]
         answers = await asyncio.gather(
             *(
@@ -151,7 +161,24 @@ class CatalogEmbedder:
                 detections[index] = detection
         return detections
 
-    def _cut(self, row: CatalogRow, image: np.ndarray, detection: DetectResponse | None) -> Cropped:
+    async def _keypoints(self, loaded: Sequence[Loaded]) -> list[Keypoints | None]:
+        """Each photo's keypoints (found in its copy for the detector, as a query photo's are), or
+        None for each when they are not asked for."""
+        if not self.keypoints:
+            return [None] * len(loaded)
+        chunks = [loaded[start : start + DETECT_BATCH] for start in range(0, len(loaded), DETECT_BATCH)]
+        answers = await asyncio.gather(
+            *(self.detector.keypoints_many([analysis for _, analysis in chunk]) for chunk in chunks)
+        )
+        return [found for answer in answers for found in answer]
+
+    def _cut(
+        self,
+        row: CatalogRow,
+        image: np.ndarray,
+        detection: DetectResponse | None,
+        keypoints: Keypoints | None = None,
+    ) -> Cropped:
         if detection is None:
             box, on_model = foreground_box(resize_max_side(image, FOREGROUND_SIDE)), False
         else:
@@ -160,7 +187,7 @@ class CatalogEmbedder:
         person = None
         if self.person_crops and detection is not None and detection.persons:
             person = crop_jpeg(image, detection.persons[0].box, self.settings)
-        return Cropped(product, on_model, person)
+        return Cropped(product, on_model, person, keypoints)
 
     async def _embed_cropped(self, kept: list[tuple[CatalogRow, Cropped]]) -> list[EmbeddedProduct]:
         if not kept:
@@ -178,6 +205,7 @@ class CatalogEmbedder:
                 vector_model=answer.vector_model,
                 on_model=cropped.on_model,
                 person=next(persons) if cropped.person is not None else None,
+                keypoints=cropped.keypoints,
             )
             for row, cropped in kept
         ]
@@ -212,13 +240,10 @@ class CatalogEmbedder:
                 task.cancel()
 
 
-def _with_analysis_copy(data: bytes, settings: Settings, wanted: bool) -> Loaded:
-    """The decoded photo, and (when ``wanted``) what the detector is sent: the file itself when it
-    is a JPEG small enough to need no resizing (the detector decodes it as this did), else
-    ``for_detector``'s copy."""
+def loaded_photo(data: bytes, settings: Settings) -> Loaded:
+    """The decoded photo, and what the detector is sent: the file itself when it is a JPEG small
+    enough to need no resizing (the detector decodes it as this did), else ``for_detector``'s copy."""
     image = decode_image(data)
-    if not wanted:
-        return image, None
     if data.startswith(JPEG_MAGIC) and max(image.shape[:2]) <= settings.analysis_side:
         return image, data
     return image, for_detector(image, settings)[1]
@@ -248,7 +273,9 @@ def to_point(product: EmbeddedProduct) -> IndexPoint:
     if payload.colour is None:
         payload.colour = embedding.colour
     payload.embedding_model = product.vector_model
-    return IndexPoint(vector=embedding.vector, instance=embedding.instance, product=payload)
+    return IndexPoint(
+        vector=embedding.vector, instance=embedding.instance, keypoints=product.keypoints, product=payload
+    )
 
 
 async def ingest(
@@ -265,7 +292,8 @@ async def ingest(
     report = IngestReport(total=len(rows))
     started = time.perf_counter()
     try:
-        embedder = CatalogEmbedder(catalog_dir, detector, embedding, settings)
+        keypoints = settings.duplicate_inliers > 0
+        embedder = CatalogEmbedder(catalog_dir, detector, embedding, settings, keypoints=keypoints)
         async for batch in embedder.embed_catalog(rows, report.failed, batch_size, progress):
             if batch:
                 await index.upsert([to_point(p) for p in batch])

@@ -157,7 +157,13 @@ class CatalogWriter:
     ) -> list[str]:
         if not rows:
             return []
-        embedder = CatalogEmbedder(root, self.clients.detector, self.clients.embedding, self.settings)
+        embedder = CatalogEmbedder(
+            root,
+            self.clients.detector,
+            self.clients.embedding,
+            self.settings,
+            keypoints=self.settings.duplicate_inliers > 0,
+        )
         indexed: list[str] = []
         for start in range(0, len(rows), 32):
             embedded = await embedder.embed_rows(rows[start : start + 32], failed)

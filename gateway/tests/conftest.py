@@ -12,7 +12,7 @@ from typing import Annotated
 import httpx
 import numpy as np
 import pytest
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from PIL import Image
 
 from gateway.config import Settings
@@ -26,11 +26,14 @@ from shared.contracts import (
     CropEmbedding,
     DetectBatchResponse,
     DetectResponse,
+    DuplicatesRequest,
     EmbedResponse,
     FaceGender,
     HeadsResponse,
     Hit,
     IndexPoint,
+    Keypoints,
+    KeypointsBatchResponse,
     PersonDetection,
     PersonGender,
     PersonsRequest,
@@ -45,6 +48,7 @@ from shared.contracts import (
     UpsertRequest,
     UpsertResponse,
 )
+from shared.keypoints import pack
 from shared.testing import running_app
 
 PRODUCTS = [
@@ -82,6 +86,10 @@ class Downstream:
     instance_dim: int | None = None  # the embedding stand-in makes instance vectors of this size
     exact_match: float | None = 0.8  # and gives this calibration of them (when it makes them)
     index_instance_dim: int = 0  # what the index stand-in says it stores of them
+    keypoints_asked: list[int] = field(default_factory=list)  # photos per call that asked keypoints
+    own_photos: list[str] = field(default_factory=list)  # products /duplicates finds, in this order
+    duplicate_requests: list[DuplicatesRequest] = field(default_factory=list)
+    duplicates_status: int | None = None  # /duplicates answers this error instead (409: no keypoints)
 
     def check(self, name: str) -> None:
         if name in self.failing:
@@ -109,16 +117,28 @@ def detector_app(state: Downstream) -> FastAPI:
     app = ready_app()
 
     @app.post("/detect")
-    async def detect(image: Annotated[UploadFile, File()]) -> DetectResponse:
+    async def detect(
+        image: Annotated[UploadFile, File()], keypoints: Annotated[bool, Query()] = False
+    ) -> DetectResponse:
         state.check("detector")
         state.detected.append(1)
-        return detection(await image.read())
+        found = detection(await image.read())
+        if keypoints:
+            state.keypoints_asked.append(1)
+            found.keypoints = photo_keypoints()
+        return found
 
     @app.post("/detect/batch")
     async def detect_batch(images: Annotated[list[UploadFile], File()]) -> DetectBatchResponse:
         state.check("detector")
         state.detected.append(len(images))
         return DetectBatchResponse(items=[detection(await image.read()) for image in images])
+
+    @app.post("/keypoints/batch")
+    async def keypoints_batch(images: Annotated[list[UploadFile], File()]) -> KeypointsBatchResponse:
+        state.check("detector")
+        state.keypoints_asked.append(len(images))
+        return KeypointsBatchResponse(items=[photo_keypoints() for _ in images])
 
     def detection(data: bytes) -> DetectResponse:
         size = Image.open(io.BytesIO(data)).size
@@ -221,8 +241,24 @@ def instance_vector(index: int, dim: int | None) -> list[float] | None:
     return vector.tolist()
 
 
+def photo_keypoints() -> Keypoints:
+    """One keypoint, as the detector packs them (the stand-in index does not read them)."""
+    data = pack(np.array([[10.0, 20.0]]), np.array([7]), np.zeros((1, 32), np.uint8))
+    return Keypoints(vocabulary="stand-in", count=1, data=data)
+
+
 def index_app(state: Downstream) -> FastAPI:
     app = ready_app(dim=state.index_dim, instance_dim=state.index_instance_dim)
+
+    @app.post("/duplicates")
+    async def duplicates(request: DuplicatesRequest) -> SearchResponse:
+        state.check("index")
+        state.duplicate_requests.append(request)
+        if state.duplicates_status is not None:
+            raise HTTPException(state.duplicates_status, "the store keeps no keypoints")
+        allowed = {h.product.product_id: h.product for h in _ranked(request.filter)}
+        own = [Hit(score=40 - i, product=allowed[p]) for i, p in enumerate(state.own_photos) if p in allowed]
+        return SearchResponse(hits=own[: request.k])
 
     @app.post("/search")
     async def search(request: SearchRequest) -> SearchResponse:

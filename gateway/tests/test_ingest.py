@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,25 @@ async def test_a_batch_larger_than_a_detector_request_is_split(tmp_path: Path) -
     assert [p.row.product_id for p in embedded] == [row.product_id for row in rows]
     assert sorted(downstream.detected) == [3, DETECT_BATCH]
     assert all(p.on_model for p in embedded)  # each photo got its own answer (a person in each)
+
+
+async def test_every_photo_keeps_its_keypoints_when_asked(tmp_path: Path) -> None:
+    downstream = Downstream()
+    clients = stand_in_clients(downstream)
+    rows = _catalog(tmp_path, DETECT_BATCH + 3, set())
+    rows[0] = replace(rows[0], category=Category.accessories)  # needs no detector
+    embedded = await CatalogEmbedder(
+        tmp_path, clients.detector, clients.embedding, Settings(), keypoints=True
+    ).embed_rows(rows, {})
+    without = await CatalogEmbedder(tmp_path, clients.detector, clients.embedding, Settings()).embed_rows(
+        rows, {}
+    )
+    await clients.aclose()
+    assert sorted(downstream.keypoints_asked) == [3, DETECT_BATCH], "every photo, the detector's or not"
+    assert sorted(downstream.detected) == [2, 2, DETECT_BATCH, DETECT_BATCH], "detected as before"
+    points = [to_point(product) for product in embedded]
+    assert all(p.keypoints is not None and p.keypoints.count == 1 for p in points)
+    assert all(to_point(product).keypoints is None for product in without)
 
 
 async def test_stopping_early_leaves_no_cropping_behind(tmp_path: Path) -> None:

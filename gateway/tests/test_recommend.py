@@ -7,9 +7,10 @@ import httpx
 import pytest
 
 from gateway.config import Settings
+from gateway.items import ResolvedItem
 from gateway.main import build_app
 from gateway.paths import inside_folder
-from gateway.pipeline import exact_first, head_box, product_windows
+from gateway.pipeline import exact_first, head_box, named_by_own_photo, photo_first, product_windows
 from shared.contracts import (
     Category,
     Hit,
@@ -274,6 +275,108 @@ def test_the_very_product_goes_first_only_when_it_is_close_enough() -> None:
     assert exact_first(look, [hit("c", 0.7)], 0.78) == look, "not close enough: the look's order"
     assert exact_first(look, [], 0.78) == look
     assert exact_first(look, [hit("c", 0.99)], None) == look, "no threshold: never"
+
+
+async def test_the_posted_photos_own_product_goes_first_in_the_item_of_its_category(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    downstream.own_photos = ["b1"]  # the catalog photo of the jeans is the posted one
+    body = RecommendResponse.model_validate((await _recommend(client, "?gender=Women")).json())
+    assert downstream.keypoints_asked == [1], "the photo's keypoints come with its detection"
+    [request] = downstream.duplicate_requests
+    assert request.filter.genders == ["Women", "Unisex"], "the gender the request asks for narrows them"
+    assert request.min_inliers == Settings().duplicate_inliers
+    by_category = {item.category: item.recommendations for item in body.items}
+    first = by_category[Category.bottomwear][0]
+    assert (first.product_id, first.score, first.photo_match) == ("b1", 1.0, True)
+    assert [r.product_id for r in by_category[Category.bottomwear]].count("b1") == 1
+    others = [r for c, recs in by_category.items() if c != Category.bottomwear for r in recs]
+    assert others and not any(r.photo_match for r in others)
+    assert body.degraded == []
+
+
+async def test_the_gender_a_person_looks_does_not_narrow_their_own_photo(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    downstream.own_photos = ["t2"]  # a man's shirt on a person taken for a woman
+    body = RecommendResponse.model_validate((await _recommend(client)).json())
+    assert downstream.duplicate_requests[0].filter.genders is None
+    tops = next(i for i in body.items if i.category == Category.topwear).recommendations
+    assert tops[0].product_id == "t2" and tops[0].photo_match
+
+
+async def test_a_store_without_keypoints_answers_as_before(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    downstream.own_photos, downstream.duplicates_status = ["b1"], 409
+    body = RecommendResponse.model_validate((await _recommend(client, "?gender=Women")).json())
+    assert body.degraded == [] and body.items
+    assert not any(r.photo_match for item in body.items for r in item.recommendations)
+
+
+async def test_a_failing_photo_match_marks_the_answer_degraded(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    downstream.own_photos, downstream.duplicates_status = ["b1"], 500
+    body = RecommendResponse.model_validate((await _recommend(client, "?gender=Women")).json())
+    assert body.degraded == ["index"]
+    assert all(item.recommendations for item in body.items), "the searches still answer"
+
+
+async def test_photos_are_not_matched_by_keypoints_when_turned_off(
+    downstream: Downstream, tmp_path: Path
+) -> None:
+    downstream.own_photos = ["b1"]
+    settings = Settings(catalog_dir=tmp_path, duplicate_inliers=0)
+    async with running_app(build_app(settings, clients=stand_in_clients(downstream))) as client:
+        assert (await _recommend(client, "?gender=Women")).status_code == 200
+    assert downstream.keypoints_asked == [] and downstream.duplicate_requests == []
+
+
+def test_own_photos_go_first_once_and_only_in_their_category() -> None:
+    def hit(product_id: str, score: float, category: Category = Category.topwear) -> Hit:
+        return Hit(score=score, product=ProductPayload(product_id=product_id, category=category))
+
+    item = ResolvedItem(
+        person=None,
+        category=Category.topwear,
+        article_type=None,
+        colour="Red",
+        box=[0, 0, 1, 1],
+        score=1.0,
+        vector=[1.0],
+    )
+    look = [hit("a", 0.9), hit("b", 0.8), hit("c", 0.7)]
+    own = [hit("c", 60), hit("j", 50, Category.bottomwear), hit("z", 40)]
+    ordered = photo_first(look, own, item, k=3)
+    assert [(h.product.product_id, h.score) for h in ordered] == [("c", 1.0), ("z", 1.0), ("a", 0.9)]
+    assert photo_first(look, [hit("j", 50, Category.bottomwear)], item, k=3) == look
+
+
+def test_a_product_photos_item_takes_the_category_of_its_own_catalog_photo() -> None:
+    def item(category: Category, person: int | None = None) -> ResolvedItem:
+        return ResolvedItem(
+            person=person,
+            category=category,
+            article_type="Caps",
+            colour="Red",
+            box=[0, 0, 1, 1],
+            score=1.0,
+            vector=[1.0],
+        )
+
+    shirt = Hit(
+        score=40, product=ProductPayload(product_id="s", category=Category.topwear, article_type="Shirts")
+    )
+    [renamed] = named_by_own_photo([item(Category.accessories)], [shirt])
+    assert (renamed.category, renamed.article_type) == (Category.topwear, "Shirts")
+    worn = [item(Category.bottomwear, person=0)]
+    assert named_by_own_photo(worn, [shirt]) == worn, "a worn garment keeps what its region holds"
+    two = [item(Category.accessories), item(Category.footwear)]
+    assert named_by_own_photo(two, [shirt]) == two, "which of two would it be"
+    named = [item(Category.topwear)]
+    assert named_by_own_photo(named, [shirt]) == named
+    assert named_by_own_photo([item(Category.accessories)], []) == [item(Category.accessories)]
 
 
 def test_catalog_image_paths_cannot_escape_the_folder(tmp_path: Path) -> None:

@@ -8,12 +8,20 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from index_service.config import Settings
-from index_service.model import IndexUnavailable, InvalidInput, ReadOnly, UnknownProducts, VectorIndex
+from index_service.model import (
+    IndexUnavailable,
+    InvalidInput,
+    NoKeypoints,
+    ReadOnly,
+    UnknownProducts,
+    VectorIndex,
+)
 from index_service.server import ServerIndex
 from shared.contracts import (
     CountResponse,
     DeleteRequest,
     DeleteResponse,
+    DuplicatesRequest,
     FacetCounts,
     OptimizeResponse,
     ProductPage,
@@ -62,9 +70,14 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     _add_index_error_handlers(app)
 
     async def store_facts() -> tuple[bool, str, dict[str, Any]]:
-        """/readyz tells the dimensions of the stored vectors and instance vectors (0: none stored); the
-        gateway checks the embeddings' against them."""
-        return True, "ready", {"dim": settings.vector_dim, "instance_dim": settings.instance_dim}
+        """/readyz tells the dimensions of the stored vectors and instance vectors (0: none stored),
+        which the gateway checks the embeddings' against, and whether photos' keypoints are kept."""
+        facts = {
+            "dim": settings.vector_dim,
+            "instance_dim": settings.instance_dim,
+            "keypoints": index.keypoints,
+        }
+        return True, "ready", facts
 
     app.state.readiness_check = store_facts
 
@@ -90,6 +103,19 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         pool: InferencePool = request.app.state.pool
         with app.state.metrics.inference_duration.labels("search").time():
             hits = await pool.run(index.search, body)
+        return SearchResponse(hits=hits)
+
+    @app.post(
+        "/duplicates",
+        response_model=SearchResponse,
+        dependencies=[Depends(require_ready)],
+        summary="Products whose catalog photo is the query photo's own (cropped, turned, lit or compressed "
+        "differently), found by keypoints; score: keypoints that agree, most first",
+    )
+    async def duplicates(request: Request, body: DuplicatesRequest) -> SearchResponse:
+        pool: InferencePool = request.app.state.pool
+        with app.state.metrics.inference_duration.labels("duplicates").time():
+            hits = await pool.run(index.duplicates, body)
         return SearchResponse(hits=hits)
 
     @app.get(
@@ -204,6 +230,10 @@ def _add_index_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ReadOnly)
     async def on_read_only(_: Request, exc: ReadOnly) -> JSONResponse:
         return error_response(403, "read_only", str(exc))
+
+    @app.exception_handler(NoKeypoints)
+    async def on_no_keypoints(_: Request, exc: NoKeypoints) -> JSONResponse:
+        return error_response(409, "no_keypoints", str(exc))
 
     @app.exception_handler(UnknownProducts)
     async def on_unknown(_: Request, exc: UnknownProducts) -> JSONResponse:

@@ -17,7 +17,11 @@ ingestion: for stores of 100k products and more (make bench-index).
 
 Each product has two vectors: its look vector (the unnamed vector "": kind, shape and colour, what
 recommendations compare) and, with INDEX_INSTANCE_DIM > 0, optionally its instance vector (the named
-vector "instance", which finds the very product: ``SearchRequest.space``).
+vector "instance", which finds the very product: ``SearchRequest.space``). Its catalog photo's
+keypoints (``IndexPoint.keypoints``) are kept as the sparse vector "keypoints" of its visual words,
+by which /duplicates finds the photos sharing the most words with a query photo, and in the payload
+field of the same name, by which it then checks them geometrically (shared/shared/keypoints.py).
+Reads return the product's own fields only (PRODUCT_FIELDS), never the keypoints.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +44,7 @@ from qdrant_edge import (
     EdgeConfig,
     EdgeOptimizersConfig,
     EdgeShard,
+    EdgeSparseVectorParams,
     EdgeVectorParams,
     FacetRequest,
     FieldCondition,
@@ -47,6 +52,7 @@ from qdrant_edge import (
     HasIdCondition,
     HnswIndexConfig,
     MatchAny,
+    Modifier,
     PayloadSchemaType,
     Point,
     QuantizationSearchParams,
@@ -57,6 +63,7 @@ from qdrant_edge import (
     ScalarType,
     ScrollRequest,
     SearchParams,
+    SparseVector,
     UpdateOperation,
 )
 
@@ -64,6 +71,7 @@ from index_service.config import RESCORE_OVERSAMPLING, Settings
 from shared.contracts import (
     FACET_FIELDS,
     Category,
+    DuplicatesRequest,
     FacetCounts,
     Hit,
     IndexPoint,
@@ -76,6 +84,7 @@ from shared.contracts import (
     SnapshotInfo,
     VectorSpace,
 )
+from shared.keypoints import inliers, unpack, word_set
 
 if TYPE_CHECKING:
     from qdrant_edge import ConditionType
@@ -93,11 +102,15 @@ KEYWORD_FIELDS = (
     "usage",
     "embedding_model",
     SHELF,
+    "keypoint_vocabulary",
 )
 FACET_LIMIT = 1000  # distinct values reported per attribute
 ENGINE_CONFIG_FILE = "edge_config.json"  # written by the engine into every store it creates
 LOOK_VECTOR = ""  # Qdrant's unnamed (default) vector
 INSTANCE_VECTOR = "instance"
+KEYPOINTS = "keypoints"  # the sparse vector of a photo's visual words, and the payload field of its keypoints
+KEYPOINT_VOCABULARY = "keypoint_vocabulary"
+PRODUCT_FIELDS = list(ProductPayload.model_fields)  # what reads return of a point's payload
 
 
 # A filter matching fewer products than full_scan_threshold (kilobytes of vectors: ~3,300 products
@@ -110,18 +123,23 @@ HNSW = HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000)
 INT8_QUANTILE = 0.99  # int8's range covers this share of the values: the rare extremes are clipped
 
 
-def engine_config(dim: int, int8: bool, hnsw: bool, instance_dim: int = 0) -> EdgeConfig:
+def engine_config(
+    dim: int, int8: bool, hnsw: bool, instance_dim: int = 0, keypoints: bool = True
+) -> EdgeConfig:
     """The store's vectors (cosine; with int8, the quantised copy in RAM and the originals on disk)
     and, with ``hnsw``, the graph (make bench-index measures this very configuration). With an
-    ``instance_dim``, the instance vectors beside the look vectors, configured alike."""
+    ``instance_dim``, the instance vectors beside the look vectors, configured alike; with
+    ``keypoints``, the photos' visual words, weighed by their rarity (IDF)."""
     look = vector_params(dim, int8)
     vectors = (
         {LOOK_VECTOR: look, INSTANCE_VECTOR: vector_params(instance_dim, int8)} if instance_dim else look
     )
+    sparse = {KEYPOINTS: EdgeSparseVectorParams(modifier=Modifier.Idf)} if keypoints else None
     if not hnsw:
-        return EdgeConfig(vectors=vectors)
+        return EdgeConfig(vectors=vectors, sparse_vectors=sparse)
     return EdgeConfig(
         vectors=vectors,
+        sparse_vectors=sparse,
         hnsw_config=HNSW,
         optimizers=EdgeOptimizersConfig(indexing_threshold=100),  # kilobytes: index all but tiny segments
     )
@@ -169,6 +187,16 @@ class UnknownProducts(LookupError):
         self.product_ids = list(product_ids)
 
 
+NO_KEYPOINTS = (
+    "keeps no keypoints (it was made before they were): delete it and index the catalog again "
+    "(make clean-index ingest) to find photos by them"
+)
+
+
+class NoKeypoints(Exception):
+    """The store was made without the keypoints' sparse vector (answered with 409)."""
+
+
 class ReadOnly(Exception):
     """This service serves a read-only copy of the store (answered with 403)."""
 
@@ -203,7 +231,8 @@ def refuse_without_instances(instance_dim: int, what: str) -> None:
 
 
 def check_points(points: Sequence[IndexPoint], dim: int, instance_dim: int) -> None:
-    """Each point's product id, vector and instance vector (InvalidInput names the bad one)."""
+    """Each point's product id, vector, instance vector and keypoints (InvalidInput names the bad
+    one)."""
     for position, point in enumerate(points):
         check_product_id(point.product.product_id, f"points[{position}].product.product_id")
         check_vector(point.vector, dim, f"points[{position}].vector")
@@ -211,16 +240,39 @@ def check_points(points: Sequence[IndexPoint], dim: int, instance_dim: int) -> N
             where = f"points[{position}].instance"
             refuse_without_instances(instance_dim, f"{where} is given")
             check_vector(point.instance, instance_dim, where, "instance vectors")
+        if point.keypoints is not None:
+            checked_keypoints(point.keypoints.data, point.keypoints.count, f"points[{position}].keypoints")
 
 
-def point_vectors(point: IndexPoint, instance_dim: int) -> list[float] | dict[str, Any]:
+def checked_keypoints(data: str, count: int, where: str) -> np.ndarray:
+    try:
+        keypoints = unpack(data)
+    except ValueError as exc:
+        raise InvalidInput(f"{where}.data: {exc}") from exc
+    if len(keypoints) != count:
+        raise InvalidInput(f"{where}.data holds {len(keypoints)} keypoints, count says {count}")
+    return keypoints
+
+
+def point_vectors(
+    point: IndexPoint, instance_dim: int, sparse: Callable[[list[int]], Any] | None = None
+) -> list[float] | dict[str, Any]:
     """What a point stores: its look vector alone in a store of one vector, else its vectors by name
-    (a product without an instance vector has only its look vector)."""
-    if instance_dim == 0:
+    (a product without an instance vector has only its look vector; with ``sparse``, the maker of
+    the backend's sparse vectors, its photo's visual words too)."""
+    words = word_set(unpack(point.keypoints.data)) if point.keypoints and sparse else []
+    if instance_dim == 0 and not words:
         return point.vector
-    if point.instance is None:
-        return {LOOK_VECTOR: point.vector}
-    return {LOOK_VECTOR: point.vector, INSTANCE_VECTOR: point.instance}
+    vectors: dict[str, Any] = {LOOK_VECTOR: point.vector}
+    if point.instance is not None and instance_dim:
+        vectors[INSTANCE_VECTOR] = point.instance
+    if words and sparse is not None:
+        vectors[KEYPOINTS] = sparse(words)
+    return vectors
+
+
+def edge_words(words: list[int]) -> SparseVector:
+    return SparseVector(words, [1.0] * len(words))  # presence: the store weighs each word by IDF
 
 
 def shelf_of(gender: str, category: str) -> str:
@@ -240,11 +292,45 @@ def product_payload(product: ProductPayload) -> dict[str, Any]:
     return payload
 
 
-def filter_values(search_filter: SearchFilter | None) -> dict[str, list[str]]:
+def point_payload(point: IndexPoint, keypoints: bool) -> dict[str, Any]:
+    """The product's payload and, when the store keeps keypoints, its photo's."""
+    payload = product_payload(point.product)
+    if keypoints and point.keypoints is not None:
+        payload[KEYPOINTS] = point.keypoints.data
+        payload[KEYPOINT_VOCABULARY] = point.keypoints.vocabulary
+    return payload
+
+
+def photo_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What a product's payload holds of its photo (kept when its attributes are changed)."""
+    return {field: payload[field] for field in (KEYPOINTS, KEYPOINT_VOCABULARY) if field in payload}
+
+
+def verified(request: DuplicatesRequest, candidates: Sequence[Any]) -> list[Hit]:
+    """The candidates (scored points of either backend, their payload holding KEYPOINTS) whose
+    keypoints one affine map carries at least ``min_inliers`` of the query's onto, scored by how
+    many, best first."""
+    query = checked_keypoints(request.keypoints.data, request.keypoints.count, "keypoints")
+    hits = []
+    for point in candidates:
+        payload = dict(point.payload or {})
+        agreeing = inliers(query, unpack(payload.pop(KEYPOINTS, "")), request.min_inliers)
+        if agreeing >= request.min_inliers:
+            hits.append(Hit(score=agreeing, product=ProductPayload.model_validate(payload)))
+    hits.sort(key=lambda hit: -hit.score)
+    return hits[: request.k]
+
+
+def query_words(request: DuplicatesRequest) -> list[int]:
+    return word_set(checked_keypoints(request.keypoints.data, request.keypoints.count, "keypoints"))
+
+
+def filter_values(search_filter: SearchFilter | None, vocabulary: str | None = None) -> dict[str, list[str]]:
     """Payload field -> the values it may take; a field the filter leaves null is not a condition.
-    Gender and category asked together are asked as shelves (shelf_of): the same products."""
+    Gender and category asked together are asked as shelves (shelf_of): the same products. With a
+    ``vocabulary``, the keypoints' must be it."""
     if search_filter is None:
-        return {}
+        return {KEYPOINT_VOCABULARY: [vocabulary]} if vocabulary else {}
     wanted: dict[str, Sequence[str] | None] = {
         "gender": search_filter.genders,
         "category": search_filter.categories,
@@ -255,6 +341,8 @@ def filter_values(search_filter: SearchFilter | None) -> dict[str, list[str]]:
     if "gender" in values and "category" in values:
         genders, categories = values.pop("gender"), values.pop("category")
         values[SHELF] = [shelf_of(g, c) for g in genders for c in categories]
+    if vocabulary:
+        values[KEYPOINT_VOCABULARY] = [vocabulary]
     return values
 
 
@@ -303,11 +391,14 @@ def best_per_product(found: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
     return sorted(best.values(), key=lambda hit: -hit.score)[:k]
 
 
-def engine_filter(search_filter: SearchFilter, excluded: Sequence[uuid.UUID] = ()) -> Filter | None:
-    """Each listed field must take one of its values; the ``excluded`` points never match."""
+def engine_filter(
+    search_filter: SearchFilter, excluded: Sequence[uuid.UUID] = (), vocabulary: str | None = None
+) -> Filter | None:
+    """Each listed field must take one of its values; the ``excluded`` points never match; with a
+    ``vocabulary``, only photos whose keypoints it named."""
     conditions: list[ConditionType] = [
         FieldCondition(field, match=MatchAny(values))
-        for field, values in filter_values(search_filter).items()
+        for field, values in filter_values(search_filter, vocabulary).items()
     ]
     exclusions: list[ConditionType] = [HasIdCondition(set(excluded))] if excluded else []
     if not conditions and not exclusions:
@@ -322,6 +413,18 @@ def decode_offset(offset: str | None) -> uuid.UUID | None:
         return uuid.UUID(offset)
     except ValueError as exc:
         raise InvalidInput(f"offset {offset!r} is not one this index handed out (use next_offset)") from exc
+
+
+def stores_keypoints(path: Path) -> bool:
+    """Whether the store at ``path`` has the keypoints' sparse vector (one made before them has
+    not; True when there is no store yet: a new one is made with it)."""
+    try:
+        config = json.loads((path / ENGINE_CONFIG_FILE).read_text())
+    except OSError:
+        return True
+    except ValueError:
+        return False
+    return KEYPOINTS in (config.get("sparse_vectors") or {})
 
 
 def stored_vector_sizes(path: Path) -> dict[str, int] | None:
@@ -381,6 +484,7 @@ class VectorIndex:
         self.path = settings.path
         self.dim = settings.vector_dim
         self.instance_dim = settings.instance_dim
+        self.keypoints = True  # whether the store keeps photos' keypoints (one made before them: not)
         self._lock = threading.Lock()
         self._shard: EdgeShard | None = None
         self._closed = False
@@ -419,6 +523,7 @@ class VectorIndex:
 
     def _open_store(self) -> EdgeShard:
         self._refuse_other_vectors()
+        self.keypoints = stores_keypoints(self.path)
         config = self._engine_config()
         try:
             if (self.path / ENGINE_CONFIG_FILE).exists():
@@ -430,7 +535,7 @@ class VectorIndex:
 
     def _engine_config(self) -> EdgeConfig:
         int8 = self.settings.quantization == "int8"
-        return engine_config(self.dim, int8, self.settings.hnsw, self.instance_dim)
+        return engine_config(self.dim, int8, self.settings.hnsw, self.instance_dim, self.keypoints)
 
     def _search_params(self) -> SearchParams | None:
         settings = self.settings
@@ -500,9 +605,12 @@ class VectorIndex:
         check_writable(self.settings)
         check_points(points, self.dim, self.instance_dim)
         latest = {point.product.product_id: point for point in points}
+        sparse = edge_words if self.keypoints else None
         batch = [
             Point(
-                point_id(product_id), point_vectors(point, self.instance_dim), product_payload(point.product)
+                point_id(product_id),
+                point_vectors(point, self.instance_dim, sparse),
+                point_payload(point, self.keypoints),
             )
             for product_id, point in latest.items()
         ]
@@ -525,15 +633,35 @@ class VectorIndex:
                     query=Query.Nearest(vector, using=using),
                     filter=wanted,
                     params=params,
-                    with_payload=True,
+                    with_payload=PRODUCT_FIELDS,
                     with_vector=False,
                 )
                 found.append([to_hit(point) for point in shard.query(query)])
         return best_per_product(found, request.k)
 
+    def duplicates(self, request: DuplicatesRequest) -> list[Hit]:
+        """The products whose catalog photo is the query photo's own (shared/shared/keypoints.py):
+        the ``candidates`` sharing the most visual words with it, checked geometrically."""
+        if not self.keypoints:
+            raise NoKeypoints(f"the store at {self.path} {NO_KEYPOINTS}")
+        words = query_words(request)
+        if not words:
+            return []
+        wanted = engine_filter(request.filter, vocabulary=request.keypoints.vocabulary)
+        query = QueryRequest(
+            limit=request.candidates,
+            query=Query.Nearest(edge_words(words), using=KEYPOINTS),
+            filter=wanted,
+            with_payload=[*PRODUCT_FIELDS, KEYPOINTS],
+            with_vector=False,
+        )
+        with self._store() as shard:
+            found = shard.query(query)
+        return verified(request, found)  # outside the lock: the check is numpy's, not the engine's
+
     def get(self, product_id: str) -> ProductPayload | None:
         with self._store() as shard:
-            records = shard.retrieve([point_id(product_id)], with_payload=True, with_vector=False)
+            records = shard.retrieve([point_id(product_id)], with_payload=PRODUCT_FIELDS, with_vector=False)
         return ProductPayload.model_validate(records[0].payload) if records else None
 
     def count(self, search_filter: SearchFilter | None = None) -> int:
@@ -563,7 +691,10 @@ class VectorIndex:
                 raise UnknownProducts([product_id])
             payload = {**(records[0].payload or {}), **fields}
             updated = ProductPayload.model_validate(payload)
-            shard.update(UpdateOperation.overwrite_payload([point_id(product_id)], product_payload(updated)))
+            kept = photo_fields(payload)
+            shard.update(
+                UpdateOperation.overwrite_payload([point_id(product_id)], product_payload(updated) | kept)
+            )
             shard.flush()
         return updated
 
@@ -573,7 +704,7 @@ class VectorIndex:
             offset=decode_offset(offset),
             limit=limit,
             filter=engine_filter(search_filter) if search_filter else None,
-            with_payload=True,
+            with_payload=PRODUCT_FIELDS,
             with_vector=False,
         )
         with self._store() as shard:
@@ -606,7 +737,7 @@ class VectorIndex:
                 ),
                 filter=engine_filter(request.filter, excluded=ids),
                 params=self._search_params(),
-                with_payload=True,
+                with_payload=PRODUCT_FIELDS,
                 with_vector=False,
             )
             found = shard.query(query)

@@ -4,7 +4,8 @@ disk. The collection is created on first use with the configured shards and repl
 keyword payload indexes; every write waits for the server to apply it. ``:memory:`` or a folder
 path instead of a URL runs qdrant-client's local mode (used by the congruence tests). As there, a
 product's look vector is the unnamed vector "" and, with INDEX_INSTANCE_DIM > 0, its instance vector
-(when it has one) the named vector "instance"."""
+(when it has one) the named vector "instance", and its photo's visual words the sparse vector
+"keypoints" (IDF-weighted by the server) beside its keypoints in the payload."""
 
 from __future__ import annotations
 
@@ -22,11 +23,15 @@ from index_service.model import (
     FACET_LIMIT,
     INSTANCE_VECTOR,
     INT8_QUANTILE,
+    KEYPOINTS,
     KEYWORD_FIELDS,
     LOOK_VECTOR,
+    NO_KEYPOINTS,
+    PRODUCT_FIELDS,
     SHELF,
     IndexLoadError,
     IndexUnavailable,
+    NoKeypoints,
     UnknownProducts,
     absent,
     best_per_product,
@@ -35,17 +40,22 @@ from index_service.model import (
     checked_vectors,
     decode_offset,
     filter_values,
+    photo_fields,
     point_id,
+    point_payload,
     point_vectors,
     product_payload,
+    query_words,
     shelf_of,
     to_hit,
     vector_using,
     vectors_mismatch,
+    verified,
 )
 from shared.contracts import (
     FACET_FIELDS,
     Category,
+    DuplicatesRequest,
     FacetCounts,
     Hit,
     IndexPoint,
@@ -72,12 +82,16 @@ def serialised_when_local(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def server_words(words: list[int]) -> models.SparseVector:
+    return models.SparseVector(indices=words, values=[1.0] * len(words))
+
+
 def server_filter(
-    search_filter: SearchFilter | None, excluded: Sequence[uuid.UUID] = ()
+    search_filter: SearchFilter | None, excluded: Sequence[uuid.UUID] = (), vocabulary: str | None = None
 ) -> models.Filter | None:
     must: list[models.Condition] = [
         models.FieldCondition(key=field, match=models.MatchAny(any=values))
-        for field, values in filter_values(search_filter).items()
+        for field, values in filter_values(search_filter, vocabulary).items()
     ]
     must_not: list[models.Condition] = (
         [models.HasIdCondition(has_id=[str(i) for i in excluded])] if excluded else []
@@ -95,6 +109,7 @@ class ServerIndex:
         self.dim = settings.vector_dim
         self.instance_dim = settings.instance_dim
         self.collection = settings.qdrant_collection
+        self.keypoints = True  # whether the collection keeps photos' keypoints (one made before them: not)
         self._client: QdrantClient | None = None
         self._local = not (settings.qdrant_url or "").startswith(("http://", "https://"))
         self._lock = threading.RLock()
@@ -108,6 +123,8 @@ class ServerIndex:
             if not client.collection_exists(self.collection):
                 self._create(client)
             self._refuse_other_vectors(client)
+            sparse = client.get_collection(self.collection).config.params.sparse_vectors or {}
+            self.keypoints = KEYPOINTS in sparse
             existing = set(client.get_collection(self.collection).payload_schema)
             for field in () if self._local else KEYWORD_FIELDS:  # local mode has no payload indexes
                 if field not in existing:
@@ -177,6 +194,7 @@ class ServerIndex:
         client.create_collection(
             self.collection,
             vectors_config=vectors,
+            sparse_vectors_config={KEYPOINTS: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             shard_number=self.settings.qdrant_shards,
             replication_factor=self.settings.qdrant_replication_factor,
             quantization_config=quantization,
@@ -218,11 +236,12 @@ class ServerIndex:
         check_points(points, self.dim, self.instance_dim)
         check_writable(self.settings)
         latest = {point.product.product_id: point for point in points}
+        sparse = server_words if self.keypoints else None
         batch = [
             models.PointStruct(
                 id=str(point_id(pid)),
-                vector=point_vectors(p, self.instance_dim),
-                payload=product_payload(p.product),
+                vector=point_vectors(p, self.instance_dim, sparse),
+                payload=point_payload(p, self.keypoints),
             )
             for pid, p in latest.items()
         ]
@@ -254,7 +273,7 @@ class ServerIndex:
                     filter=wanted,
                     params=params,
                     limit=request.k,
-                    with_payload=True,
+                    with_payload=PRODUCT_FIELDS,
                 )
                 for vector in checked_vectors(request, self.dim, self.instance_dim)
             ],
@@ -262,8 +281,27 @@ class ServerIndex:
         return best_per_product([[to_hit(p) for p in response.points] for response in found], request.k)
 
     @serialised_when_local
+    def duplicates(self, request: DuplicatesRequest) -> list[Hit]:
+        if not self.keypoints:
+            raise NoKeypoints(f"collection {self.collection!r} {NO_KEYPOINTS}")
+        words = query_words(request)
+        if not words:
+            return []
+        found = self.client.query_points(
+            self.collection,
+            query=server_words(words),
+            using=KEYPOINTS,
+            query_filter=server_filter(request.filter, vocabulary=request.keypoints.vocabulary),
+            limit=request.candidates,
+            with_payload=[*PRODUCT_FIELDS, KEYPOINTS],
+        ).points
+        return verified(request, found)
+
+    @serialised_when_local
     def get(self, product_id: str) -> ProductPayload | None:
-        records = self.client.retrieve(self.collection, [str(point_id(product_id))], with_payload=True)
+        records = self.client.retrieve(
+            self.collection, [str(point_id(product_id))], with_payload=PRODUCT_FIELDS
+        )
         return ProductPayload.model_validate(records[0].payload) if records else None
 
     @serialised_when_local
@@ -289,9 +327,13 @@ class ServerIndex:
         if not records:
             raise UnknownProducts([product_id])
         fields = changes.model_dump(mode="json", exclude_unset=True)
-        updated = ProductPayload.model_validate({**(records[0].payload or {}), **fields})
+        payload = {**(records[0].payload or {}), **fields}
+        updated = ProductPayload.model_validate(payload)
         self.client.overwrite_payload(
-            self.collection, product_payload(updated), points=[str(point_id(product_id))], wait=True
+            self.collection,
+            product_payload(updated) | photo_fields(payload),
+            points=[str(point_id(product_id))],
+            wait=True,
         )
         return updated
 
@@ -303,7 +345,7 @@ class ServerIndex:
             scroll_filter=server_filter(search_filter),
             limit=limit,
             offset=str(start) if start else None,
-            with_payload=True,
+            with_payload=PRODUCT_FIELDS,
         )
         return ProductPage(
             products=[ProductPayload.model_validate(r.payload) for r in records],
@@ -332,7 +374,7 @@ class ServerIndex:
             query_filter=server_filter(request.filter, excluded=ids),
             search_params=self._search_params(),
             limit=request.k,
-            with_payload=True,
+            with_payload=PRODUCT_FIELDS,
         ).points
         return [to_hit(p) for p in found]
 

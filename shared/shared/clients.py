@@ -16,10 +16,13 @@ from shared.contracts import (
     DeleteResponse,
     DetectBatchResponse,
     DetectResponse,
+    DuplicatesRequest,
     EmbedResponse,
     FacetCounts,
     HeadsResponse,
     IndexPoint,
+    Keypoints,
+    KeypointsBatchResponse,
     PersonsRequest,
     PersonsResponse,
     ProductPage,
@@ -136,12 +139,20 @@ def _error_text(response: httpx.Response) -> str:
 
 
 class DetectorClient(ServiceClient):
-    async def detect(self, image: bytes, colours: bool = True) -> DetectResponse:
-        """``colours=False``: the regions come without their colour names (cheaper)."""
+    async def detect(self, image: bytes, colours: bool = True, keypoints: bool = False) -> DetectResponse:
+        """``colours=False``: the regions come without their colour names (cheaper);
+        ``keypoints=True``: with the photo's keypoints."""
         files = {"image": ("image.jpg", image, "image/jpeg")}
-        return await self._parse(
-            DetectResponse, "POST", "/detect", files=files, params=_colours_params(colours)
-        )
+        params = {**_colours_params(colours), **({"keypoints": "true"} if keypoints else {})}
+        return await self._parse(DetectResponse, "POST", "/detect", files=files, params=params)
+
+    async def keypoints_many(self, images: Sequence[bytes]) -> list[Keypoints]:
+        """The keypoints alone of several images, in the same order."""
+        files = [("images", (f"image{i}.jpg", image, "image/jpeg")) for i, image in enumerate(images)]
+        answer = await self._parse(KeypointsBatchResponse, "POST", "/keypoints/batch", files=files)
+        if len(answer.items) != len(images):
+            raise DownstreamError(self.name, f"answered {len(answer.items)} of {len(images)} images")
+        return answer.items
 
     async def detect_many(self, images: Sequence[bytes], colours: bool = True) -> list[DetectResponse]:
         """``detect`` for several images in one request, answers in the same order."""
@@ -183,6 +194,10 @@ class IndexClient(ServiceClient):
     async def search(self, request: SearchRequest) -> SearchResponse:
         body = request.model_dump_json()
         return await self._parse(SearchResponse, "POST", "/search", content=body, headers=JSON_HEADERS)
+
+    async def duplicates(self, request: DuplicatesRequest) -> SearchResponse:
+        body = request.model_dump_json()
+        return await self._parse(SearchResponse, "POST", "/duplicates", content=body, headers=JSON_HEADERS)
 
     async def get(self, product_id: str) -> ProductPayload | None:
         response = await self.request("GET", f"/points/{quote(product_id, safe='')}")

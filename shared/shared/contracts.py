@@ -97,16 +97,32 @@ class RegionDetection(BaseModel):
     )
 
 
+class Keypoints(BaseModel):
+    """A photo's local features: its ORB keypoints, each named by a visual word
+    (shared/shared/keypoints.py), by which the index finds the very photo again."""
+
+    vocabulary: str = Field(description="The vocabulary that named the words; others' words differ")
+    count: int = Field(ge=0)
+    data: str = Field(
+        description="base64 of count records: x, y (float32), word (uint32), descriptor (32 bytes)"
+    )
+
+
 class DetectResponse(BaseModel):
     model: str = Field(default="", description="Which models found the persons and garments")
     width: int = Field(description="Size of the image as analysed (a large JPEG may be decoded smaller)")
     height: int
     persons: list[PersonDetection]
     regions: list[RegionDetection]
+    keypoints: Keypoints | None = Field(default=None, description="The photo's keypoints, when asked for")
 
 
 class DetectBatchResponse(BaseModel):
     items: list[DetectResponse] = Field(description="One per image, in the order they were sent")
+
+
+class KeypointsBatchResponse(BaseModel):
+    items: list[Keypoints] = Field(description="One per image, in the order they were sent")
 
 
 # --- gender-service ---------------------------------------------------------------------------
@@ -236,6 +252,9 @@ class IndexPoint(BaseModel):
     instance: list[float] | None = Field(
         default=None, description="The product's instance vector (CropEmbedding.instance), if made"
     )
+    keypoints: Keypoints | None = Field(
+        default=None, description="Its catalog photo's keypoints, by which the photo is found again"
+    )
     product: ProductPayload
 
 
@@ -271,6 +290,18 @@ class SearchRequest(BaseModel):
         default=VectorSpace.look,
         description="Which of the products' vectors `vector` and `views` are compared with: their look "
         "vectors, or their instance vectors (products stored without one are not found)",
+    )
+
+
+class DuplicatesRequest(BaseModel):
+    keypoints: Keypoints
+    k: int = Field(default=6, ge=1, le=100)
+    filter: SearchFilter = Field(default_factory=SearchFilter)
+    candidates: int = Field(
+        default=30, ge=1, le=200, description="Photos sharing the most words that are checked geometrically"
+    )
+    min_inliers: int = Field(
+        default=15, ge=3, description="Keypoints one affine map must carry onto a photo for it to count"
     )
 
 
@@ -335,7 +366,15 @@ class OptimizeResponse(BaseModel):
     indexed_vectors: int = Field(description="Vectors in the HNSW graphs, look and instance vectors together")
 
 
-FACET_FIELDS = ("gender", "category", "article_type", "usage", "colour", "embedding_model")
+FACET_FIELDS = (
+    "gender",
+    "category",
+    "article_type",
+    "usage",
+    "colour",
+    "embedding_model",
+    "keypoint_vocabulary",
+)
 
 
 class FacetCounts(BaseModel):
@@ -363,7 +402,12 @@ class Person(BaseModel):
 
 class Recommendation(BaseModel):
     product_id: str
-    score: float
+    score: float = Field(description="Cosine similarity to the item; 1 for the posted photo's own product")
+    photo_match: bool = Field(
+        default=False,
+        description="Its catalog photo is the posted photo (cropped, turned, lit or compressed differently): "
+        "the very product, found by keypoints and put first",
+    )
     name: str | None
     image_url: str
     gender: str | None

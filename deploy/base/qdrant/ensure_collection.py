@@ -22,7 +22,18 @@ from typing import Any
 
 # The index service makes the "shelf" index itself: when it does, it also gives the products already
 # stored (by an earlier version) their shelf; an index made here would keep it from doing so.
-KEYWORD_FIELDS = ("product_id", "gender", "category", "article_type", "colour", "usage", "embedding_model")
+KEYWORD_FIELDS = (
+    "product_id",
+    "gender",
+    "category",
+    "article_type",
+    "colour",
+    "usage",
+    "embedding_model",
+    "keypoint_vocabulary",
+)
+# the catalog photos' visual words, weighed by their rarity: how /duplicates finds a photo's own
+SPARSE_VECTORS = {"keypoints": {"modifier": "idf"}}
 logger = logging.getLogger("ensure-collection")
 
 
@@ -74,6 +85,7 @@ def ensure(base: str, name: str, dim: int, instance_dim: int, shards: int, repli
     if status == 404:
         spec = {
             "vectors": vectors_config(dim, instance_dim),
+            "sparse_vectors": SPARSE_VECTORS,
             "shard_number": shards,
             "replication_factor": replication,
             "write_consistency_factor": 1,

@@ -1,0 +1,88 @@
+"""A photo's ORB keypoints, each named by its visual word, for finding the very photo again
+(shared/shared/keypoints.py tells how the index service uses them).
+
+The vocabulary is two levels of binary centres (make train-keypoints, fit_vocabulary.py): a
+descriptor takes the nearest of the first level's centres, then the nearest of that centre's
+second-level ones, by Hamming distance; its word is the pair's number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared.contracts import Keypoints
+from shared.keypoints import pack
+
+SIDE = 448  # the photo's longer side as ORB sees it (catalog shots of 224 px are doubled)
+FEATURES = 500
+
+
+def orb() -> cv2.ORB:
+    # small patches and a low corner threshold: garments on plain ground have few strong corners
+    return cv2.ORB.create(nfeatures=FEATURES, fastThreshold=10, edgeThreshold=15, patchSize=15)
+
+
+def orb_features(image: np.ndarray, detector: cv2.ORB) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) positions (pixels of the image scaled to SIDE) and (N, 32) descriptors of an RGB
+    image's keypoints."""
+    height, width = image.shape[:2]
+    scale = SIDE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    grey = cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), cv2.COLOR_RGB2GRAY)
+    everywhere = np.full(grey.shape, 255, np.uint8)
+    found, descriptors = detector.detectAndCompute(grey, everywhere)
+    if descriptors is None:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    return np.array([k.pt for k in found], np.float32).reshape(-1, 2), descriptors
+
+
+def signs(descriptors: np.ndarray) -> np.ndarray:
+    """Descriptors' bits as ±1 floats: the Hamming distance of two is (256 - a·b) / 2."""
+    return np.unpackbits(descriptors, axis=-1).astype(np.float32) * 2 - 1
+
+
+class Vocabulary:
+    def __init__(self, path: Path) -> None:
+        with np.load(path) as data:
+            self.first = signs(data["first"])  # (K1, 256)
+            self.second = signs(data["second"])  # (K1, K2, 256)
+        self.name = f"orb{FEATURES}-{self.words}w@{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+
+    @property
+    def words(self) -> int:
+        return self.second.shape[0] * self.second.shape[1]
+
+    def assign(self, descriptors: np.ndarray) -> np.ndarray:
+        """Each descriptor's word (uint32)."""
+        bits = signs(descriptors)
+        first = (bits @ self.first.T).argmax(axis=1)  # the largest dot product is the nearest
+        words = np.empty(len(bits), np.uint32)
+        for centre in np.unique(first):
+            chosen = first == centre
+            nearest = (bits[chosen] @ self.second[centre].T).argmax(axis=1)
+            words[chosen] = centre * self.second.shape[1] + nearest
+        return words
+
+
+class KeypointFinder:
+    """ORB detectors are not thread-safe: one is made per call (0.1 ms)."""
+
+    def __init__(self, vocabulary_path: Path) -> None:
+        self.vocabulary_path = vocabulary_path
+        self.vocabulary: Vocabulary | None = None
+
+    def load(self) -> None:
+        self.vocabulary = Vocabulary(self.vocabulary_path)
+
+    def predict(self, image: np.ndarray) -> Keypoints:
+        if self.vocabulary is None:
+            raise RuntimeError("keypoint vocabulary not loaded")
+        points, descriptors = orb_features(image, orb())
+        words = self.vocabulary.assign(descriptors)
+        return Keypoints(
+            vocabulary=self.vocabulary.name, count=len(words), data=pack(points, words, descriptors)
+        )

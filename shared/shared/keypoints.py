@@ -1,0 +1,124 @@
+"""A photo's local features, and the geometric check that tells the very photo from a look-alike.
+
+The detector service finds a photo's ORB keypoints and names each by its visual word (a packaged
+vocabulary); the index service keeps every catalog photo's keypoints and finds the photos that
+share the most words with a query (a sparse vector), then checks each: the keypoints that share a
+word and a close descriptor must also agree on one affine map from the query to the catalog photo.
+A catalog photo that passes is the query's own photo, cropped, turned, tilted, lit or compressed
+differently (a shopper's screenshot of a store's product, make eval's distorted products); a
+photo of another product of the same kind shares words but not their places.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+
+KEYPOINT = np.dtype([("x", "<f4"), ("y", "<f4"), ("word", "<u4"), ("descriptor", "u1", (32,))])
+MAX_DISTANCE = 64  # of 256 descriptor bits: a keypoint's match must also look alike
+PER_WORD = 4  # keypoints of one word taken from each photo: repeated texture adds nothing
+HYPOTHESES = 256
+MIN_SCALE = 0.2  # of an affine map's area ratio, as a side: a product photo is not shrunk further
+TOLERANCE = 6.0  # pixels (points are in an image of at most 448 px a side)
+
+_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def pack(points: np.ndarray, words: np.ndarray, descriptors: np.ndarray) -> str:
+    """Keypoints as one base64 string: (N, 2) positions, (N,) words, (N, 32) ORB descriptors."""
+    packed = np.zeros(len(words), dtype=KEYPOINT)
+    packed["x"], packed["y"] = points[:, 0], points[:, 1]
+    packed["word"] = words
+    packed["descriptor"] = descriptors
+    return base64.b64encode(packed.tobytes()).decode("ascii")
+
+
+def unpack(blob: str) -> np.ndarray:
+    """The keypoints of ``pack``; ValueError when the string is not such a record."""
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except ValueError as exc:
+        raise ValueError("keypoints are not base64") from exc
+    if len(raw) % KEYPOINT.itemsize:
+        raise ValueError(f"keypoints are not whole records of {KEYPOINT.itemsize} bytes")
+    return np.frombuffer(raw, dtype=KEYPOINT)
+
+
+def word_set(keypoints: np.ndarray) -> list[int]:
+    """The distinct visual words of a photo, ascending: its sparse vector's indices (each 1)."""
+    return [int(w) for w in np.unique(keypoints["word"])]
+
+
+def correspondences(query: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (query, candidate) of keypoints of the same word whose descriptors differ in at
+    most MAX_DISTANCE bits; each query keypoint keeps its closest candidate keypoint (of the first
+    PER_WORD of its word on either side)."""
+    q_index, c_index = _same_word_pairs(query["word"], candidate["word"])
+    if not len(q_index):
+        return q_index, c_index
+    distance = _BITS[query["descriptor"][q_index] ^ candidate["descriptor"][c_index]].sum(
+        axis=1, dtype=np.int32
+    )
+    close = distance <= MAX_DISTANCE
+    q_index, c_index, distance = q_index[close], c_index[close], distance[close]
+    order = np.lexsort((distance, q_index))  # by query keypoint, closest first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = q_index[order][1:] != q_index[order][:-1]
+    return q_index[order][first], c_index[order][first]
+
+
+def _same_word_pairs(query_words: np.ndarray, candidate_words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (query, candidate) pair of keypoints of one word, at most PER_WORD of each side's."""
+    q_index, q_rank = _ranked_by_word(query_words)
+    c_index, c_rank = _ranked_by_word(candidate_words)
+    q_index, c_index = q_index[q_rank < PER_WORD], c_index[c_rank < PER_WORD]
+    q_words, c_words = query_words[q_index], candidate_words[c_index]
+    starts = np.searchsorted(c_words, q_words)
+    ends = np.searchsorted(c_words, q_words, side="right")
+    counts = ends - starts
+    pairs_q = np.repeat(q_index, counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    pairs_c = c_index[np.repeat(starts, counts) + offsets]
+    return pairs_q.astype(np.int64), pairs_c.astype(np.int64)
+
+
+def _ranked_by_word(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints sorted by word, and each one's rank within its word."""
+    order = np.argsort(words, kind="stable")
+    sorted_words = words[order]
+    starts = np.searchsorted(sorted_words, sorted_words)
+    return order, np.arange(len(order)) - starts
+
+
+def inliers(query: np.ndarray, candidate: np.ndarray, needed: int = 3, tolerance: float = TOLERANCE) -> int:
+    """How many keypoints of the two photos one affine map carries onto each other (RANSAC over
+    the correspondences; counted once per keypoint on either side). 0 when fewer than ``needed``
+    keypoints correspond at all (no map could carry that many: the check is skipped)."""
+    q_index, c_index = correspondences(query, candidate)
+    if len(q_index) < max(needed, 3):
+        return 0
+    source = np.stack([query["x"][q_index], query["y"][q_index]], axis=1).astype(np.float64)
+    target = np.stack([candidate["x"][c_index], candidate["y"][c_index]], axis=1).astype(np.float64)
+    agree = _best_consensus(source, target, tolerance)
+    return min(len(np.unique(q_index[agree])), len(np.unique(c_index[agree])))
+
+
+def _best_consensus(source: np.ndarray, target: np.ndarray, tolerance: float) -> np.ndarray:
+    """The correspondences within ``tolerance`` of the best of HYPOTHESES affine maps, each fitted
+    to three of them (repeatable: the draws are seeded)."""
+    rng = np.random.default_rng(0)
+    count = len(source)
+    picks = rng.random((HYPOTHESES, count)).argpartition(2, axis=1)[:, :3]  # three distinct each
+    ones = np.ones((HYPOTHESES, 3, 1))
+    systems = np.concatenate([source[picks], ones], axis=2)
+    solvable = np.abs(np.linalg.det(systems)) > 1e-6
+    maps = np.linalg.solve(systems[solvable], target[picks[solvable]])  # (H, 3, 2): x' = [x y 1] @ map
+    area = np.linalg.det(maps[:, :2, :])
+    maps = maps[(area > MIN_SCALE**2) & (area < MIN_SCALE**-2)]  # no mirror, no collapse
+    if not len(maps):
+        return np.zeros(count, dtype=bool)
+    homogeneous = np.concatenate([source, np.ones((count, 1))], axis=1)
+    errors = np.linalg.norm(np.einsum("nk,hkj->hnj", homogeneous, maps) - target[None], axis=2)
+    within = errors <= tolerance
+    return within[within.sum(axis=1).argmax()]

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.keypoints import correspondences, inliers, pack, unpack, word_set
+
+
+def photo(seed: int, count: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions in a 448 px photo, words of a 32k vocabulary and random descriptors."""
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(0, 448, (count, 2))
+    words = rng.integers(0, 32768, count)
+    descriptors = rng.integers(0, 256, (count, 32), dtype=np.uint8)
+    return points, words, descriptors
+
+
+def moved(points: np.ndarray, degrees: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    turn = np.radians(degrees)
+    rotation = scale * np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    return points @ rotation.T + np.array(shift)
+
+
+def test_keypoints_survive_packing() -> None:
+    points, words, descriptors = photo(0, 5)
+    unpacked = unpack(pack(points, words, descriptors))
+    assert np.allclose(unpacked["x"], points[:, 0]) and np.allclose(unpacked["y"], points[:, 1])
+    assert list(unpacked["word"]) == list(words)
+    assert np.array_equal(unpacked["descriptor"], descriptors)
+    assert word_set(unpacked) == sorted(set(int(w) for w in words))
+
+
+@pytest.mark.parametrize("blob", ["not base64!", "AAAA"])
+def test_what_is_not_keypoints_is_refused(blob: str) -> None:
+    with pytest.raises(ValueError):
+        unpack(blob)
+
+
+def test_the_same_photo_turned_scaled_and_cropped_agrees_and_another_does_not() -> None:
+    points, words, descriptors = photo(1)
+    catalog = unpack(pack(points, words, descriptors))
+    # the shopper's copy: turned 8 degrees, at 0.7 of the size, a third of its keypoints lost to
+    # the crop and as many new ones from clutter, each position off by up to a pixel
+    rng = np.random.default_rng(2)
+    kept = rng.random(len(points)) > 0.33
+    clutter_points, clutter_words, clutter_descriptors = photo(3, 100)
+    query = unpack(
+        pack(
+            np.concatenate(
+                [moved(points[kept], 8, 0.7, (30, -12)) + rng.uniform(-1, 1, (kept.sum(), 2)), clutter_points]
+            ),
+            np.concatenate([words[kept], clutter_words]),
+            np.concatenate([descriptors[kept], clutter_descriptors]),
+        )
+    )
+    other = unpack(pack(*photo(4)))
+    assert inliers(query, catalog) >= 0.9 * kept.sum()
+    assert inliers(query, other) < 5
+
+
+def test_words_alone_do_not_make_a_match() -> None:
+    # the same words in other places with other descriptors: a photo of another product of a kind
+    points, words, descriptors = photo(5)
+    catalog = unpack(pack(points, words, descriptors))
+    shuffled = unpack(pack(photo(6)[0], words, photo(7)[2]))
+    assert len(correspondences(shuffled, catalog)[0]) < 10
+    assert inliers(shuffled, catalog) < 5
+
+
+def test_a_mirror_image_is_not_the_same_photo() -> None:
+    points, words, descriptors = photo(8)
+    catalog = unpack(pack(points, words, descriptors))
+    mirrored = points * np.array([-1.0, 1.0]) + np.array([448.0, 0.0])
+    assert inliers(unpack(pack(mirrored, words, descriptors)), catalog) < 5
