@@ -19,6 +19,7 @@ from shared.boxes import box_iou
 from shared.contracts import Category, RecommendResponse
 from shared.distortions import distort
 from tests.conftest import API_KEY, CONSUMER, DEV, E2E
+from tools.stack import other_vocabulary_photos
 
 FULLY_VISIBLE = 0.9
 
@@ -58,6 +59,12 @@ def test_ingestion_indexed_the_sample(e2e: E2E) -> None:
     assert e2e.report.on_model > 0, "topwear shown on models should be cropped from the person"
     count = httpx.get(f"{e2e.stack.url('index-service')}/count").json()["count"]
     assert count == e2e.products
+    # every photo's keypoints are stored, named by the detector's vocabulary (make run ingests the
+    # catalog again when some are not)
+    assert other_vocabulary_photos(e2e.stack, count) == 0
+    vocabulary = httpx.get(f"{e2e.stack.url('detector-service')}/readyz").json()["vocabulary"]
+    facets = httpx.get(f"{e2e.stack.url('index-service')}/facets").json()["counts"]
+    assert facets["keypoint_vocabulary"] == {vocabulary: count}
 
 
 def test_every_dev_photo_gets_consistent_recommendations(e2e: E2E, dev_labels: list[dict[str, Any]]) -> None:

@@ -187,7 +187,10 @@ def other_model_products(stack: Stack) -> int:
 def other_vocabulary_photos(stack: Stack, count: int) -> int | None:
     """How many indexed products lack keypoints named by the detector's vocabulary (ingested before
     photos had keypoints, or before make train-keypoints): their photos are not found by them. None
-    when the store keeps no keypoints at all (made before them: only a new store can)."""
+    when the store keeps no keypoints at all (made before them: only a new store can); 0 when the
+    gateway matches no photos by keypoints (GATEWAY_DUPLICATE_INLIERS=0)."""
+    if stack.gateway_settings().duplicate_inliers == 0:
+        return 0  # photos are not matched by keypoints: none are stored
     index = httpx.get(f"{stack.url('index-service')}/readyz", timeout=10.0).json()
     if not index.get("keypoints", False):
         return None

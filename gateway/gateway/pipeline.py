@@ -149,6 +149,8 @@ class Recommender:
         duplicates = asyncio.create_task(
             timings.measure("duplicates", self._duplicates(detection, query, degraded))
         )
+        # a stage below that fails (503) leaves the task to finish alone: its outcome is dropped
+        duplicates.add_done_callback(lambda task: task.cancelled() or task.exception())
         regions = [r for r in detection.regions if _may_hold(r, query.categories)]
         # whole-person crops ride in the same embedding batch: the gender service reads appearance
         people = detection.persons if query.gender == "auto" else []
