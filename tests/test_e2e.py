@@ -182,14 +182,21 @@ def test_a_photo_of_an_indexed_product_finds_that_product(e2e: E2E) -> None:
 def test_a_shoppers_copy_of_a_catalog_photo_is_matched_by_its_keypoints(e2e: E2E) -> None:
     """The catalog photo that a distorted photo was made from is found by keypoints (the index's
     /duplicates) and its product put first in the item of its category, marked photo_match; no
-    other product is taken for the photo's own."""
+    product of another photo is taken for the photo's own (the catalog holds some photos twice,
+    under two product ids: both products are the photo's)."""
+    with (e2e.catalog / "catalog.csv").open(newline="") as handle:
+        images = {r["id"]: e2e.catalog / r["image"] for r in csv.DictReader(handle)}
+
+    def same_photo(one: str, other: str) -> bool:
+        return np.array_equal(np.asarray(Image.open(images[one])), np.asarray(Image.open(images[other])))
+
     matched, wrong = 0, []
     for product_id, data in _distorted_photos(e2e, 40):
         body = RecommendResponse.model_validate(e2e.recommend(data, "?k=10").json())
         own = [r.product_id for item in body.items for r in item.recommendations if r.photo_match]
-        matched += own[:1] == [product_id]
-        wrong += [p for p in own if p != product_id]
-    assert matched >= 22, matched  # measured: 25 of 40
+        matched += product_id in own[:2]
+        wrong += [p for p in own if not same_photo(p, product_id)]
+    assert matched >= 22, matched  # 25 of 40 measured with the vocabulary before its k-majority rounds
     assert wrong == []
 
 
