@@ -198,7 +198,7 @@ class Recommender:
         resolved = resolve(candidates, labels, neighbours, self.settings.vote_weight)
         items = [
             replace(i, exact_match=exact_match)
-            for i in named_by_own_photo(resolved, own_photos)
+            for i in named_by_own_photo(resolved, own_photos, self.settings.duplicate_rename_inliers)
             if i.category in query.categories
         ]
         height, width = image.shape[:2]
@@ -472,14 +472,16 @@ def exact_match_vector(item: ResolvedItem, settings: Settings) -> list[float] | 
 DUPLICATES_KEPT = 5  # a photo is rarely the own photo of more products than this (several in one shot)
 
 
-def named_by_own_photo(items: list[ResolvedItem], duplicates: list[Hit]) -> list[ResolvedItem]:
+def named_by_own_photo(items: list[ResolvedItem], duplicates: list[Hit], inliers: int) -> list[ResolvedItem]:
     """A product photo's one item (worn by no one) takes the category and article type of the
-    product whose catalog photo the posted photo is, when no item has that category: the very
-    photo is better evidence of what the product is than the classifier and the catalog's vote
-    (make eval: 5 of 300 distorted products were found by their photo but named another category)."""
+    product whose catalog photo the posted photo is, on at least ``inliers`` agreeing keypoints,
+    when no item has that category: the very photo is better evidence of what the product is than
+    the classifier and the catalog's vote (make eval: 5 of 300 distorted products were found by
+    their photo, on 22 to 33 keypoints, but named another category)."""
     unworn = [i for i, item in enumerate(items) if item.person is None]
     named = {item.category for item in items}
-    own = next((d.product for d in duplicates if d.product.category is not None), None)
+    sure = [d for d in duplicates if d.score >= inliers]
+    own = next((d.product for d in sure if d.product.category is not None), None)
     category = own.category if own is not None else None
     if own is None or category is None or category in named or len(unworn) != 1:
         return items

@@ -368,15 +368,18 @@ def test_a_product_photos_item_takes_the_category_of_its_own_catalog_photo() -> 
     shirt = Hit(
         score=40, product=ProductPayload(product_id="s", category=Category.topwear, article_type="Shirts")
     )
-    [renamed] = named_by_own_photo([item(Category.accessories)], [shirt])
+    [renamed] = named_by_own_photo([item(Category.accessories)], [shirt], 20)
     assert (renamed.category, renamed.article_type) == (Category.topwear, "Shirts")
+    assert named_by_own_photo([item(Category.accessories)], [shirt], 41) == [item(Category.accessories)], (
+        "too few agreeing keypoints to rename"
+    )
     worn = [item(Category.bottomwear, person=0)]
-    assert named_by_own_photo(worn, [shirt]) == worn, "a worn garment keeps what its region holds"
+    assert named_by_own_photo(worn, [shirt], 20) == worn, "a worn garment keeps what its region holds"
     two = [item(Category.accessories), item(Category.footwear)]
-    assert named_by_own_photo(two, [shirt]) == two, "which of two would it be"
+    assert named_by_own_photo(two, [shirt], 20) == two, "which of two would it be"
     named = [item(Category.topwear)]
-    assert named_by_own_photo(named, [shirt]) == named
-    assert named_by_own_photo([item(Category.accessories)], []) == [item(Category.accessories)]
+    assert named_by_own_photo(named, [shirt], 20) == named
+    assert named_by_own_photo([item(Category.accessories)], [], 20) == [item(Category.accessories)]
 
 
 def test_catalog_image_paths_cannot_escape_the_folder(tmp_path: Path) -> None:
