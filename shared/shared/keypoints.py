@@ -106,19 +106,19 @@ def inliers(query: np.ndarray, candidate: np.ndarray, needed: int = 3, tolerance
 
 def _best_consensus(source: np.ndarray, target: np.ndarray, tolerance: float) -> np.ndarray:
     """The correspondences within ``tolerance`` of the best of HYPOTHESES affine maps, each fitted
-    to three of them (repeatable: the draws are seeded)."""
+    to three of them (repeatable: the draws are seeded; a draw that repeats one is unsolvable and
+    dropped)."""
     rng = np.random.default_rng(0)
     count = len(source)
-    picks = rng.random((HYPOTHESES, count)).argpartition(2, axis=1)[:, :3]  # three distinct each
-    ones = np.ones((HYPOTHESES, 3, 1))
-    systems = np.concatenate([source[picks], ones], axis=2)
+    picks = rng.integers(0, count, (HYPOTHESES, 3))
+    systems = np.concatenate([source[picks], np.ones((HYPOTHESES, 3, 1))], axis=2)
     solvable = np.abs(np.linalg.det(systems)) > 1e-6
     maps = np.linalg.solve(systems[solvable], target[picks[solvable]])  # (H, 3, 2): x' = [x y 1] @ map
     area = np.linalg.det(maps[:, :2, :])
-    maps = maps[(area > MIN_SCALE**2) & (area < MIN_SCALE**-2)]  # no mirror, no collapse
+    maps = maps[(area > MIN_SCALE**2) & (area < MIN_SCALE**-2)].astype(np.float32)  # no mirror, no collapse
     if not len(maps):
         return np.zeros(count, dtype=bool)
-    homogeneous = np.concatenate([source, np.ones((count, 1))], axis=1)
-    errors = np.linalg.norm(np.einsum("nk,hkj->hnj", homogeneous, maps) - target[None], axis=2)
-    within = errors <= tolerance
+    moved = source.astype(np.float32) @ maps[:, :2, :] + maps[:, 2:, :]  # (H, N, 2)
+    misses = moved - target.astype(np.float32)[None]
+    within = np.einsum("hnj,hnj->hn", misses, misses) <= tolerance**2
     return within[within.sum(axis=1).argmax()]
