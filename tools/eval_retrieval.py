@@ -287,8 +287,8 @@ async def photo_index(catalog: Path, rows: list[CatalogRow], stack: Stack, folde
     settings = Settings()
 
     async def keypoints_of(chunk: list[CatalogRow]) -> list[Keypoints]:
-        copies = [loaded_photo((catalog / row.image).read_bytes(), settings)[1] for row in chunk]
-        return await detector.keypoints_many(copies)
+        copies = [loaded_photo((catalog / row.image).read_bytes(), settings, wanted=True)[1] for row in chunk]
+        return await detector.keypoints_many([copy for copy in copies if copy is not None])
 
     try:
         vocabulary = (await keypoints_of(rows[:1]))[0].vocabulary

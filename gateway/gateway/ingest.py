@@ -33,7 +33,7 @@ CROP_AHEAD = 2  # batches cropped while one is embedded
 CROP_VERSION = 2
 JPEG_MAGIC = b"\xff\xd8\xff"
 FOREGROUND_SIDE = 320  # pixels enough to box a product on a plain background
-Loaded = tuple[np.ndarray, bytes]  # a decoded photo, and its copy for the detector
+Loaded = tuple[np.ndarray, bytes | None]  # a decoded photo, and its copy for the detector (if it goes)
 
 
 @dataclass
@@ -109,10 +109,12 @@ class CatalogEmbedder:
         return self.person_crops or region not in (None, Region.product)
 
     async def _load(self, row: CatalogRow) -> Loaded:
-        """The product photo, and the copy of it the detector is sent."""
+        """The product photo, and the copy of it the detector is sent (if it is: for its keypoints,
+        or for what it can tell of the photo)."""
         async with self._slots:
             data = await asyncio.to_thread((self.catalog_dir / row.image).read_bytes)
-            return await asyncio.to_thread(loaded_photo, data, self.settings)
+            wanted = self.keypoints or self._needs_detector(row)
+            return await asyncio.to_thread(loaded_photo, data, self.settings, wanted)
 
     async def _crop_rows(
         self, rows: Sequence[CatalogRow], failed: dict[str, str]
@@ -146,7 +148,7 @@ class CatalogEmbedder:
         sent = [
             (index, analysis)
             for index, (row, (_, analysis)) in enumerate(loaded)
-            if self._needs_detector(row)
+            if analysis is not None and self._needs_detector(row)
         ]
         chunks = [sent[start : start + DETECT_BATCH] for start in range(0, len(sent), DETECT_BATCH)]
         answers = await asyncio.gather(
@@ -166,10 +168,12 @@ class CatalogEmbedder:
         None for each when they are not asked for."""
         if not self.keypoints:
             return [None] * len(loaded)
-        chunks = [loaded[start : start + DETECT_BATCH] for start in range(0, len(loaded), DETECT_BATCH)]
-        answers = await asyncio.gather(
-            *(self.detector.keypoints_many([analysis for _, analysis in chunk]) for chunk in chunks)
+        copies = [analysis for _, analysis in loaded if analysis is not None]
+        assert len(copies) == len(loaded), (
+            "every photo has its copy for the detector when keypoints are asked"
         )
+        chunks = [copies[start : start + DETECT_BATCH] for start in range(0, len(copies), DETECT_BATCH)]
+        answers = await asyncio.gather(*(self.detector.keypoints_many(chunk) for chunk in chunks))
         return [found for answer in answers for found in answer]
 
     def _cut(
@@ -240,10 +244,13 @@ class CatalogEmbedder:
                 task.cancel()
 
 
-def loaded_photo(data: bytes, settings: Settings) -> Loaded:
-    """The decoded photo, and what the detector is sent: the file itself when it is a JPEG small
-    enough to need no resizing (the detector decodes it as this did), else ``for_detector``'s copy."""
+def loaded_photo(data: bytes, settings: Settings, wanted: bool = True) -> Loaded:
+    """The decoded photo, and (when ``wanted``) what the detector is sent: the file itself when it
+    is a JPEG small enough to need no resizing (the detector decodes it as this did), else
+    ``for_detector``'s copy."""
     image = decode_image(data)
+    if not wanted:
+        return image, None
     if data.startswith(JPEG_MAGIC) and max(image.shape[:2]) <= settings.analysis_side:
         return image, data
     return image, for_detector(image, settings)[1]
