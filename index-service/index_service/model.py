@@ -306,11 +306,10 @@ def photo_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {field: payload[field] for field in (KEYPOINTS, KEYPOINT_VOCABULARY) if field in payload}
 
 
-def verified(request: DuplicatesRequest, candidates: Sequence[Any]) -> list[Hit]:
+def verified(request: DuplicatesRequest, query: np.ndarray, candidates: Sequence[Any]) -> list[Hit]:
     """The candidates (scored points of either backend, their payload holding KEYPOINTS) whose
-    keypoints one affine map carries at least ``min_inliers`` of the query's onto, scored by how
-    many, best first."""
-    query = checked_keypoints(request.keypoints.data, request.keypoints.count, "keypoints")
+    keypoints one affine map carries at least ``min_inliers`` of the ``query``'s onto, scored by
+    how many, best first."""
     hits = []
     for point in candidates:
         payload = dict(point.payload or {})
@@ -321,8 +320,9 @@ def verified(request: DuplicatesRequest, candidates: Sequence[Any]) -> list[Hit]
     return hits[: request.k]
 
 
-def query_words(request: DuplicatesRequest) -> list[int]:
-    return word_set(checked_keypoints(request.keypoints.data, request.keypoints.count, "keypoints"))
+def query_keypoints(request: DuplicatesRequest) -> np.ndarray:
+    """The request's keypoints, unpacked once for both the word search and the check."""
+    return checked_keypoints(request.keypoints.data, request.keypoints.count, "keypoints")
 
 
 def filter_values(search_filter: SearchFilter | None, vocabulary: str | None = None) -> dict[str, list[str]]:
@@ -644,7 +644,8 @@ class VectorIndex:
         the ``candidates`` sharing the most visual words with it, checked geometrically."""
         if not self.keypoints:
             raise NoKeypoints(f"the store at {self.path} {NO_KEYPOINTS}")
-        words = query_words(request)
+        keypoints = query_keypoints(request)
+        words = word_set(keypoints)
         if not words:
             return []
         wanted = engine_filter(request.filter, vocabulary=request.keypoints.vocabulary)
@@ -657,7 +658,7 @@ class VectorIndex:
         )
         with self._store() as shard:
             found = shard.query(query)
-        return verified(request, found)  # outside the lock: the check is numpy's, not the engine's
+        return verified(request, keypoints, found)  # outside the lock: the check is numpy's, not the engine's
 
     def get(self, product_id: str) -> ProductPayload | None:
         with self._store() as shard:

@@ -45,7 +45,7 @@ from index_service.model import (
     point_payload,
     point_vectors,
     product_payload,
-    query_words,
+    query_keypoints,
     shelf_of,
     to_hit,
     vector_using,
@@ -67,6 +67,7 @@ from shared.contracts import (
     SearchRequest,
     SnapshotInfo,
 )
+from shared.keypoints import word_set
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -284,7 +285,8 @@ class ServerIndex:
     def duplicates(self, request: DuplicatesRequest) -> list[Hit]:
         if not self.keypoints:
             raise NoKeypoints(f"collection {self.collection!r} {NO_KEYPOINTS}")
-        words = query_words(request)
+        keypoints = query_keypoints(request)
+        words = word_set(keypoints)
         if not words:
             return []
         found = self.client.query_points(
@@ -295,7 +297,7 @@ class ServerIndex:
             limit=request.candidates,
             with_payload=[*PRODUCT_FIELDS, KEYPOINTS],
         ).points
-        return verified(request, found)
+        return verified(request, keypoints, found)
 
     @serialised_when_local
     def get(self, product_id: str) -> ProductPayload | None:
