@@ -415,25 +415,36 @@ def decode_offset(offset: str | None) -> uuid.UUID | None:
         raise InvalidInput(f"offset {offset!r} is not one this index handed out (use next_offset)") from exc
 
 
+def stored_config(path: Path) -> dict[str, Any] | None:
+    """The engine's configuration recorded in the store at ``path`` ({} when it cannot be read as
+    one), or None when there is no store there yet."""
+    try:
+        text = (path / ENGINE_CONFIG_FILE).read_text()
+    except OSError:
+        return None
+    try:
+        config = json.loads(text)
+    except ValueError:
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def stores_keypoints(path: Path) -> bool:
     """Whether the store at ``path`` has the keypoints' sparse vector (one made before them has
     not; True when there is no store yet: a new one is made with it)."""
-    try:
-        config = json.loads((path / ENGINE_CONFIG_FILE).read_text())
-    except OSError:
-        return True
-    except ValueError:
-        return False
-    return KEYPOINTS in (config.get("sparse_vectors") or {})
+    config = stored_config(path)
+    return config is None or KEYPOINTS in (config.get("sparse_vectors") or {})
 
 
 def stored_vector_sizes(path: Path) -> dict[str, int] | None:
     """The size of each vector (by name) recorded in an existing store, or None when there is none
     to read."""
     try:
-        config = json.loads((path / ENGINE_CONFIG_FILE).read_text())
-        return {str(name): int(params["size"]) for name, params in config["vectors"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        config = stored_config(path)
+        return (
+            {str(name): int(params["size"]) for name, params in config["vectors"].items()} if config else None
+        )
+    except (KeyError, TypeError, AttributeError, ValueError):
         return None
 
 
