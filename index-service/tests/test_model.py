@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 
 import pytest
 
-from index_service.model import IndexUnavailable, VectorIndex, engine_config, filter_values, point_id
+from index_service.model import (
+    KEYPOINTS,
+    KEYWORD_FIELDS,
+    SHELF,
+    IndexUnavailable,
+    VectorIndex,
+    engine_config,
+    filter_values,
+    point_id,
+)
 from shared.contracts import Category, IndexPoint, ProductPayload, SearchFilter, SearchRequest
 from tests.conftest import DIM, axis, make_settings
 
@@ -107,3 +117,16 @@ def test_filters_on_gender_and_category_together_ask_for_shelves() -> None:
     assert filter_values(both) == {"colour": ["Blue"], "shelf": ["Men/topwear", "Unisex/topwear"]}
     assert filter_values(SearchFilter(genders=["Men"])) == {"gender": ["Men"]}
     assert filter_values(SearchFilter(categories=[Category.dress])) == {"category": ["dress"]}
+
+
+def test_the_clusters_collection_script_indexes_what_the_service_does() -> None:
+    """deploy/base/qdrant/ensure_collection.py runs in an init container with the standard library
+    alone, so it keeps its own copy of the keyword fields (less the shelf, which the service makes
+    itself) and of the sparse vector: they must stay the service's."""
+    path = Path(__file__).resolve().parents[2] / "deploy" / "base" / "qdrant" / "ensure_collection.py"
+    spec = importlib.util.spec_from_file_location("ensure_collection", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert set(script.KEYWORD_FIELDS) == set(KEYWORD_FIELDS) - {SHELF}
+    assert set(script.SPARSE_VECTORS) == {KEYPOINTS}
