@@ -100,7 +100,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         items = await analyse_uploads(
             request,
             images,
-            lambda decoded: [model.keypoints.predict(image) for image in decoded],
+            lambda decoded: [model.keypoints.predict(image, catalog=True) for image in decoded],
             decode=decode_image,
             operation="keypoints",
             max_count=settings.max_batch,

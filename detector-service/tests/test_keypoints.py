@@ -6,7 +6,7 @@ import io
 
 import httpx
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from detector_service.config import Settings
 from detector_service.keypoints import KeypointFinder, Vocabulary
@@ -44,12 +44,29 @@ def test_the_same_photo_keeps_its_keypoints_and_another_photo_does_not() -> None
     assert inliers(elsewhere, original) < 12
 
 
+def test_a_smaller_copy_is_found_by_the_catalog_photos_smaller_sizes() -> None:
+    """A shopper's copy showing the product at half the store shot's size, on a busy ground: the
+    catalog photo's keypoints at its smaller sizes agree with it where those of its own size alone
+    barely do."""
+    keypoints = finder()
+    photo = Image.open(io.BytesIO(dev_photo("ootd_model_model_8.png"))).convert("RGB")
+    photo.thumbnail((448, 448))
+    ground = np.random.default_rng(1).integers(60, 200, (photo.height, photo.width, 3), dtype=np.uint8)
+    canvas = Image.fromarray(ground).filter(ImageFilter.GaussianBlur(3))
+    canvas.paste(photo.resize((photo.width // 2, photo.height // 2)), (photo.width // 4, photo.height // 3))
+    copy = unpack(keypoints.predict(np.asarray(canvas)).data)
+    posted_size = unpack(keypoints.predict(np.asarray(photo)).data)
+    every_size = unpack(keypoints.predict(np.asarray(photo), catalog=True).data)
+    assert inliers(copy, every_size) >= 60
+    assert inliers(copy, every_size) >= 2 * inliers(copy, posted_size)
+
+
 def test_words_are_the_vocabularys_and_a_blank_photo_has_none() -> None:
     keypoints = finder()
     blank = keypoints.predict(np.full((300, 200, 3), 240, np.uint8))
     assert blank.count == 0 and len(unpack(blank.data)) == 0
     vocabulary = Vocabulary(Settings().vocabulary)
-    assert vocabulary.words == 32768 and vocabulary.name.startswith("orb500-32768w@")
+    assert vocabulary.words == 32768 and vocabulary.name.startswith("orb500-32768w-448+320+224@")
     noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)
     words = unpack(keypoints.predict(noise).data)["word"]
     assert len(words) and int(words.max()) < vocabulary.words
@@ -66,7 +83,13 @@ async def test_keypoints_come_with_a_detection_when_asked_and_alone_in_batches(
     assert found.count > 300 and found.vocabulary.startswith("orb500-")
     assert asked["persons"] == plain["persons"]
     files = [("images", ("a.png", photo)), ("images", ("b.png", photo))]
-    batch = (await client.post("/keypoints/batch", files=files)).json()["items"]
-    assert [Keypoints.model_validate(k).data for k in batch] == [found.data, found.data]
+    batch = [
+        Keypoints.model_validate(k)
+        for k in (await client.post("/keypoints/batch", files=files)).json()["items"]
+    ]
+    # a catalog photo's: the posted photo's keypoints, then those of its smaller sizes
+    assert batch[0].data == batch[1].data and batch[0].vocabulary == found.vocabulary
+    assert batch[0].count > found.count
+    assert unpack(batch[0].data)[: found.count].tobytes() == unpack(found.data).tobytes()
     bad = await client.post("/keypoints/batch", files=[("images", ("x.jpg", b"not an image"))])
     assert bad.status_code == 400 and "image 0" in bad.text
