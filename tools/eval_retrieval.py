@@ -522,8 +522,10 @@ async def distorted(recommender: Recommender, catalog: Catalog, folder: Path, co
         buffer = io.BytesIO()
         view.save(buffer, format="JPEG", quality=92)
         found = await analyse(recommender, buffer.getvalue())
-        category_found += any(item.category == row.category for item in found.items)
-        best = None
+        # a product shown as an item of the photo's own (pipeline.unshown_own_photos) comes first in it
+        shown_own = [int(hit.product.product_id) for hit in found.photo_items]
+        category_found += any(item.category == row.category for item in found.items) or index in shown_own
+        best = 0 if index in shown_own else None
         for item in found.items:
             gender = found.genders[item.person].label if item.person is not None else "unknown"
             hits = served_search(catalog, recommender.settings, item, gender, found.duplicates)

@@ -12,8 +12,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from shared.contracts import REGION_CATEGORIES, Category, CropEmbedding, GenderLabel, Region, VectorSpace
+from shared.contracts import (
+    REGION_CATEGORIES,
+    Category,
+    CropEmbedding,
+    GenderLabel,
+    ProductPayload,
+    Region,
+    VectorSpace,
+)
 
 DEFAULT_CATEGORY = {
     Region.upper_body: Category.topwear,
@@ -202,3 +211,12 @@ def gender_filter(label: GenderLabel) -> list[str] | None:
     if label == "unknown":
         return None
     return [label, "Unisex"]
+
+
+SHOPPER_GENDERS = ("Men", "Women")
+
+
+def product_genders(product: ProductPayload) -> list[str] | None:
+    """The catalog genders to look for products like this one among: its shopper's (with Unisex);
+    None (every gender) for a Unisex, Boys' or Girls' product."""
+    return gender_filter(cast(GenderLabel, product.gender)) if product.gender in SHOPPER_GENDERS else None

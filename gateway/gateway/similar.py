@@ -4,22 +4,18 @@ recommend query, with the gender and category of the first liked product unless 
 from __future__ import annotations
 
 import time
-from typing import cast
 
-from gateway.items import gender_filter
+from gateway.items import gender_filter, product_genders
 from gateway.pipeline import ImageUrl, recommendation_of
 from shared.clients import IndexClient, NotFound
 from shared.contracts import (
     Category,
-    GenderLabel,
     ProductPayload,
     RecommendRequest,
     SearchFilter,
     SimilarRequest,
     SimilarResponse,
 )
-
-SHOPPER_GENDERS = ("Men", "Women")
 
 
 async def find_similar(
@@ -43,7 +39,7 @@ async def find_similar(
 def _genders(body: SimilarRequest, first: ProductPayload) -> list[str] | None:
     if body.gender != "auto":
         return gender_filter(body.gender)
-    return gender_filter(cast(GenderLabel, first.gender)) if first.gender in SHOPPER_GENDERS else None
+    return product_genders(first)
 
 
 def _categories(categories: set[Category] | None, first: ProductPayload) -> list[Category] | None:

@@ -269,6 +269,7 @@ def index_app(state: Downstream) -> FastAPI:
     @app.post("/recommend")
     async def recommend(request: RecommendRequest) -> SearchResponse:
         state.check("index")
+        state.check("index-recommend")
         state.recommends.append(request)
         known = {p.product_id for p in PRODUCTS}
         unknown = [p for p in [*request.positive, *request.negative] if p not in known]

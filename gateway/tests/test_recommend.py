@@ -10,7 +10,14 @@ from gateway.config import Settings
 from gateway.items import ResolvedItem
 from gateway.main import build_app
 from gateway.paths import inside_folder
-from gateway.pipeline import exact_first, head_box, named_by_own_photo, photo_first, product_windows
+from gateway.pipeline import (
+    exact_first,
+    head_box,
+    named_by_own_photo,
+    photo_first,
+    product_windows,
+    unshown_own_photos,
+)
 from shared.contracts import (
     Category,
     Hit,
@@ -303,6 +310,59 @@ async def test_the_gender_a_person_looks_does_not_narrow_their_own_photo(
     assert downstream.duplicate_requests[0].filter.genders is None
     tops = next(i for i in body.items if i.category == Category.topwear).recommendations
     assert tops[0].product_id == "t2" and tops[0].photo_match
+
+
+async def test_an_own_photos_product_of_a_category_no_item_has_is_an_item_of_its_own(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    # the catalog's shot of the dress, whose wearer the detector saw in a top and a skirt
+    downstream.own_photos = ["d1"]
+    body = RecommendResponse.model_validate((await _recommend(client, "?gender=Women&k=3")).json())
+    [dress] = [item for item in body.items if item.category == Category.dress]
+    assert body.items[-1] == dress, "after the detected items"
+    assert (dress.article_type, dress.person, dress.score) == ("Dresses", 0, 1.0)
+    assert dress.box == [0, 0, body.image.width, body.image.height]
+    first, *like = dress.recommendations
+    assert (first.product_id, first.score, first.photo_match) == ("d1", 1.0, True)
+    assert len(like) <= 2 and not any(r.photo_match or r.product_id == "d1" for r in like)
+    [asked] = downstream.recommends
+    assert asked.positive == ["d1"] and asked.k == 2
+    assert asked.filter.categories == [Category.dress] and asked.filter.genders == ["Women", "Unisex"]
+    others = [r for item in body.items[:-1] for r in item.recommendations]
+    assert others and not any(r.photo_match for r in others)
+
+
+async def test_an_own_photo_item_without_its_look_alikes_still_shows_the_product(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    downstream.own_photos, downstream.failing = ["d1"], {"index-recommend"}
+    body = RecommendResponse.model_validate((await _recommend(client, "?gender=Women")).json())
+    [dress] = [item for item in body.items if item.category == Category.dress]
+    assert [r.product_id for r in dress.recommendations] == ["d1"]
+    assert body.degraded == ["index"]
+
+
+def test_only_sure_own_photos_of_categories_no_item_has_are_shown_as_items() -> None:
+    def own(product_id: str, inliers: int, category: Category | None) -> Hit:
+        return Hit(score=inliers, product=ProductPayload(product_id=product_id, category=category))
+
+    tops = ResolvedItem(
+        person=0,
+        category=Category.topwear,
+        article_type=None,
+        colour="Red",
+        box=[0, 0, 1, 1],
+        score=1,
+        vector=[1],
+    )
+    found = [
+        own("t", 60, Category.topwear),
+        own("j", 50, Category.outerwear),
+        own("k", 45, Category.outerwear),
+    ]
+    found += [own("s", 24, Category.footwear), own("x", 80, None)]
+    assert [h.product.product_id for h in unshown_own_photos([tops], found, 25)] == ["j"]
+    assert [h.product.product_id for h in unshown_own_photos([], found, 20)] == ["t", "j", "s"]
 
 
 async def test_a_store_without_keypoints_answers_as_before(
