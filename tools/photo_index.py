@@ -1,6 +1,7 @@
 """make eval's stand-in for the index service's /duplicates: the catalog photos' keypoints in
-memory, the photos sharing the most visual words with a query found as Qdrant finds them (each
-shared word weighed by its IDF), then checked by the same geometric check (shared/keypoints.py)."""
+memory, the photos sharing the most visual words and phrases with a query found as Qdrant finds
+them (each shared term weighed by its IDF), then checked by the same geometric check
+(shared/keypoints.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared.keypoints import KEYPOINT, inliers, unpack
+from shared.keypoints import KEYPOINT, inliers, terms, unpack
 
 
 def qdrant_idf(photos: int, holding: np.ndarray) -> np.ndarray:
@@ -20,15 +21,23 @@ def qdrant_idf(photos: int, holding: np.ndarray) -> np.ndarray:
 
 
 class PhotoIndex:
-    def __init__(self, vocabulary: str, keypoints: Sequence[np.ndarray]) -> None:
+    def __init__(
+        self,
+        vocabulary: str,
+        keypoints: Sequence[np.ndarray],
+        photo_terms: Sequence[np.ndarray] | None = None,
+    ) -> None:
         self.vocabulary = vocabulary
         self.keypoints = list(keypoints)
-        words = [np.unique(k["word"]).astype(np.int64) for k in self.keypoints]
-        owners = np.concatenate([np.full(len(w), i) for i, w in enumerate(words)]) if words else np.zeros(0)
-        flat = np.concatenate(words) if words else np.zeros(0, np.int64)
+        if photo_terms is None:
+            photo_terms = [np.array(terms(k), np.uint32) for k in self.keypoints]
+        self.terms = list(photo_terms)  # sparse indices are 32-bit: millions of them per catalog
+        owners = [np.full(len(t), i, np.int32) for i, t in enumerate(self.terms)]
+        flat = np.concatenate(self.terms) if self.terms else np.zeros(0, np.uint32)
         order = np.argsort(flat, kind="stable")
-        self._words, self._owners = flat[order], owners[order].astype(np.int64)
-        self._distinct, self._starts, counts = np.unique(self._words, return_index=True, return_counts=True)
+        self._terms = flat[order]
+        self._owners = np.concatenate(owners)[order] if owners else np.zeros(0, np.int32)
+        self._distinct, self._starts, counts = np.unique(self._terms, return_index=True, return_counts=True)
         self._idf = qdrant_idf(len(self.keypoints), counts)
 
     @classmethod
@@ -38,7 +47,16 @@ class PhotoIndex:
     def save(self, path: str) -> None:
         counts = np.array([len(k) for k in self.keypoints])
         records = np.concatenate(self.keypoints) if self.keypoints else np.zeros(0, KEYPOINT)
-        np.savez(path, vocabulary=self.vocabulary, counts=counts, records=records.view(np.uint8))
+        term_counts = np.array([len(t) for t in self.terms])
+        flat_terms = np.concatenate(self.terms) if self.terms else np.zeros(0, np.uint32)
+        np.savez(
+            path,
+            vocabulary=self.vocabulary,
+            counts=counts,
+            records=records.view(np.uint8),
+            term_counts=term_counts,
+            terms=flat_terms,
+        )
 
     @classmethod
     def load(cls, path: str) -> PhotoIndex:
@@ -46,17 +64,20 @@ class PhotoIndex:
             records = data["records"].view(KEYPOINT)
             bounds = np.cumsum([0, *data["counts"]])
             keypoints = [records[a:b] for a, b in itertools.pairwise(bounds)]
-            return cls(str(data["vocabulary"]), keypoints)
+            term_bounds = np.cumsum([0, *data["term_counts"]])
+            every_term = data["terms"]  # each data[...] reads the file's array again
+            photo_terms = [every_term[a:b] for a, b in itertools.pairwise(term_bounds)]
+            return cls(str(data["vocabulary"]), keypoints, photo_terms)
 
     def candidates(self, query: np.ndarray, allowed: np.ndarray, count: int) -> list[int]:
         """The ``count`` allowed photos of most shared IDF weight (ties: lower row first)."""
         scores = np.zeros(len(self.keypoints))
-        for word in np.unique(query["word"]).astype(np.int64):
-            at = np.searchsorted(self._distinct, word)
-            if at == len(self._distinct) or self._distinct[at] != word:
+        for term in terms(query):
+            at = np.searchsorted(self._distinct, term)
+            if at == len(self._distinct) or self._distinct[at] != term:
                 continue
             start = self._starts[at]
-            end = self._starts[at + 1] if at + 1 < len(self._starts) else len(self._words)
+            end = self._starts[at + 1] if at + 1 < len(self._starts) else len(self._terms)
             scores[self._owners[start:end]] += self._idf[at]
         scores = np.where(allowed & (scores > 0), scores, -math.inf)
         top = np.argsort(-scores, kind="stable")[:count]

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from shared.contracts import Keypoints
-from shared.keypoints import pack
+from shared.keypoints import PHRASE_NEIGHBOURS, pack
 
 SIDE = 448  # the photo's longer side as ORB sees it (catalog shots of 224 px are doubled)
 FEATURES = 500
@@ -50,11 +50,13 @@ def orb_features(image: np.ndarray, detector: cv2.ORB, side: int = SIDE) -> tupl
     return points, descriptors
 
 
-def catalog_features(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def catalog_features(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """orb_features at every CATALOG_SIDES, together (positions all in the SIDE frame, so one affine
-    map carries a copy's keypoints onto whichever size matched them)."""
+    map carries a copy's keypoints onto whichever size matched them), and each one's size (its index
+    in CATALOG_SIDES: phrases pair keypoints of one size)."""
     found = [orb_features(image, orb(), side) for side in CATALOG_SIDES]
-    return np.concatenate([p for p, _ in found]), np.concatenate([d for _, d in found])
+    copies = np.concatenate([np.full(len(p), i, np.uint8) for i, (p, _) in enumerate(found)])
+    return np.concatenate([p for p, _ in found]), np.concatenate([d for _, d in found]), copies
 
 
 def signs(descriptors: np.ndarray) -> np.ndarray:
@@ -67,10 +69,10 @@ class Vocabulary:
         with np.load(path) as data:
             self.first = signs(data["first"])  # (K1, 256)
             self.second = signs(data["second"])  # (K1, K2, 256)
-        # the catalog's sizes are in the name: an index filled at other sizes is filled again
+        # the catalog's sizes and the phrases are in the name: an index filled otherwise is filled again
         sides = "+".join(str(side) for side in CATALOG_SIDES)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        self.name = f"orb{FEATURES}-{self.words}w-{sides}@{digest}"
+        self.name = f"orb{FEATURES}-{self.words}w-{sides}-p{PHRASE_NEIGHBOURS}@{digest}"
 
     @property
     def words(self) -> int:
@@ -102,8 +104,11 @@ class KeypointFinder:
         """A posted photo's keypoints, or with ``catalog`` a catalog photo's (at CATALOG_SIDES)."""
         if self.vocabulary is None:
             raise RuntimeError("keypoint vocabulary not loaded")
-        points, descriptors = catalog_features(image) if catalog else orb_features(image, orb())
+        if catalog:
+            points, descriptors, copies = catalog_features(image)
+        else:
+            (points, descriptors), copies = orb_features(image, orb()), None
         words = self.vocabulary.assign(descriptors)
         return Keypoints(
-            vocabulary=self.vocabulary.name, count=len(words), data=pack(points, words, descriptors)
+            vocabulary=self.vocabulary.name, count=len(words), data=pack(points, words, descriptors, copies)
         )

@@ -66,7 +66,7 @@ def test_words_are_the_vocabularys_and_a_blank_photo_has_none() -> None:
     blank = keypoints.predict(np.full((300, 200, 3), 240, np.uint8))
     assert blank.count == 0 and len(unpack(blank.data)) == 0
     vocabulary = Vocabulary(Settings().vocabulary)
-    assert vocabulary.words == 32768 and vocabulary.name.startswith("orb500-32768w-448+320+224@")
+    assert vocabulary.words == 32768 and vocabulary.name.startswith("orb500-32768w-448+320+224-p6@")
     noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)
     words = unpack(keypoints.predict(noise).data)["word"]
     assert len(words) and int(words.max()) < vocabulary.words

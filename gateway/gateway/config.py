@@ -80,7 +80,7 @@ class Settings(ServiceSettings):
         "1: never",
     )
     duplicate_inliers: int = Field(
-        default=20,
+        default=22,
         ge=0,
         description="Keypoints of the photo that one affine map must carry onto a catalog photo for that "
         "photo to count as the posted photo's own (cropped, turned, lit or compressed differently): its "
@@ -92,7 +92,7 @@ class Settings(ServiceSettings):
         description="Agreeing keypoints from which the posted photo's own catalog photo's product, when no "
         "item has its category, names a product photo's one item, or else is shown as an item of its own "
         "(stronger evidence than putting the product first: of 920 photos of products the catalog lacks, "
-        "4 reach 16 on some catalog photo, 1 reaches 18, none 20)",
+        "4 reach 16 on some catalog photo, 2 reach 18, 1 reaches 21, none 22)",
     )
     duplicate_candidates: int = Field(
         default=30,

@@ -18,8 +18,9 @@ ingestion: for stores of 100k products and more (make bench-index).
 Each product has two vectors: its look vector (the unnamed vector "": kind, shape and colour, what
 recommendations compare) and, with INDEX_INSTANCE_DIM > 0, optionally its instance vector (the named
 vector "instance", which finds the very product: ``SearchRequest.space``). Its catalog photo's
-keypoints (``IndexPoint.keypoints``) are kept as the sparse vector "keypoints" of its visual words,
-by which /duplicates finds the photos sharing the most words with a query photo, and in the payload
+keypoints (``IndexPoint.keypoints``) are kept as the sparse vector "keypoints" of its visual words
+and phrases (shared.keypoints.terms), by which /duplicates finds the photos sharing the most with a
+query photo, and in the payload
 field of the same name, by which it then checks them geometrically (shared/shared/keypoints.py).
 Reads return the product's own fields only (PRODUCT_FIELDS), never the keypoints.
 """
@@ -84,7 +85,7 @@ from shared.contracts import (
     SnapshotInfo,
     VectorSpace,
 )
-from shared.keypoints import inliers, unpack, word_set
+from shared.keypoints import inliers, terms, unpack
 
 if TYPE_CHECKING:
     from qdrant_edge import ConditionType
@@ -259,8 +260,8 @@ def point_vectors(
 ) -> list[float] | dict[str, Any]:
     """What a point stores: its look vector alone in a store of one vector, else its vectors by name
     (a product without an instance vector has only its look vector; with ``sparse``, the maker of
-    the backend's sparse vectors, its photo's visual words too)."""
-    words = word_set(unpack(point.keypoints.data)) if point.keypoints and sparse else []
+    the backend's sparse vectors, its photo's visual words and phrases too)."""
+    words = terms(unpack(point.keypoints.data)) if point.keypoints and sparse else []
     if instance_dim == 0 and not words:
         return point.vector
     vectors: dict[str, Any] = {LOOK_VECTOR: point.vector}
@@ -271,8 +272,8 @@ def point_vectors(
     return vectors
 
 
-def edge_words(words: list[int]) -> SparseVector:
-    return SparseVector(words, [1.0] * len(words))  # presence: the store weighs each word by IDF
+def edge_terms(words: list[int]) -> SparseVector:
+    return SparseVector(words, [1.0] * len(words))  # presence: the store weighs each term by IDF
 
 
 def shelf_of(gender: str, category: str) -> str:
@@ -616,7 +617,7 @@ class VectorIndex:
         check_writable(self.settings)
         check_points(points, self.dim, self.instance_dim)
         latest = {point.product.product_id: point for point in points}
-        sparse = edge_words if self.keypoints else None
+        sparse = edge_terms if self.keypoints else None
         batch = [
             Point(
                 point_id(product_id),
@@ -652,17 +653,17 @@ class VectorIndex:
 
     def duplicates(self, request: DuplicatesRequest) -> list[Hit]:
         """The products whose catalog photo is the query photo's own (shared/shared/keypoints.py):
-        the ``candidates`` sharing the most visual words with it, checked geometrically."""
+        the ``candidates`` sharing the most visual words and phrases with it, checked geometrically."""
         if not self.keypoints:
             raise NoKeypoints(f"the store at {self.path} {NO_KEYPOINTS}")
         keypoints = query_keypoints(request)
-        words = word_set(keypoints)
+        words = terms(keypoints)
         if not words:
             return []
         wanted = engine_filter(request.filter, vocabulary=request.keypoints.vocabulary)
         query = QueryRequest(
             limit=request.candidates,
-            query=Query.Nearest(edge_words(words), using=KEYPOINTS),
+            query=Query.Nearest(edge_terms(words), using=KEYPOINTS),
             filter=wanted,
             with_payload=[*PRODUCT_FIELDS, KEYPOINTS],
             with_vector=False,

@@ -67,7 +67,7 @@ from shared.contracts import (
     SearchRequest,
     SnapshotInfo,
 )
-from shared.keypoints import word_set
+from shared.keypoints import terms
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,7 +83,7 @@ def serialised_when_local(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def server_words(words: list[int]) -> models.SparseVector:
+def server_terms(words: list[int]) -> models.SparseVector:
     return models.SparseVector(indices=words, values=[1.0] * len(words))
 
 
@@ -237,7 +237,7 @@ class ServerIndex:
         check_points(points, self.dim, self.instance_dim)
         check_writable(self.settings)
         latest = {point.product.product_id: point for point in points}
-        sparse = server_words if self.keypoints else None
+        sparse = server_terms if self.keypoints else None
         batch = [
             models.PointStruct(
                 id=str(point_id(pid)),
@@ -286,12 +286,12 @@ class ServerIndex:
         if not self.keypoints:
             raise NoKeypoints(f"collection {self.collection!r} {NO_KEYPOINTS}")
         keypoints = query_keypoints(request)
-        words = word_set(keypoints)
+        words = terms(keypoints)
         if not words:
             return []
         found = self.client.query_points(
             self.collection,
-            query=server_words(words),
+            query=server_terms(words),
             using=KEYPOINTS,
             query_filter=server_filter(request.filter, vocabulary=request.keypoints.vocabulary),
             limit=request.candidates,

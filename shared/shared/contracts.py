@@ -104,7 +104,8 @@ class Keypoints(BaseModel):
     vocabulary: str = Field(description="The vocabulary that named the words; others' words differ")
     count: int = Field(ge=0)
     data: str = Field(
-        description="base64 of count records: x, y (float32), word (uint32), descriptor (32 bytes)"
+        description="base64 of count records: x, y (float32), word (uint32), copy (uint8: the size of "
+        "the photo that found it, 0 the largest), descriptor (32 bytes)"
     )
 
 
@@ -301,7 +302,7 @@ class DuplicatesRequest(BaseModel):
         default=30, ge=1, le=200, description="Photos sharing the most words that are checked geometrically"
     )
     min_inliers: int = Field(
-        default=20, ge=3, description="Keypoints one affine map must carry onto a photo for it to count"
+        default=22, ge=3, description="Keypoints one affine map must carry onto a photo for it to count"
     )
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.keypoints import correspondences, inliers, pack, unpack, word_set
+from shared.keypoints import PHRASES_FROM, correspondences, inliers, pack, phrases, terms, unpack
 
 
 def photo(seed: int, count: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -27,7 +27,33 @@ def test_keypoints_survive_packing() -> None:
     assert np.allclose(unpacked["x"], points[:, 0]) and np.allclose(unpacked["y"], points[:, 1])
     assert list(unpacked["word"]) == list(words)
     assert np.array_equal(unpacked["descriptor"], descriptors)
-    assert word_set(unpacked) == sorted(set(int(w) for w in words))
+    assert list(unpacked["copy"]) == [0] * 5
+    assert terms(unpacked)[:5] == sorted(set(int(w) for w in words))
+    assert all(t >= PHRASES_FROM for t in terms(unpacked)[5:])
+
+
+def test_phrases_pair_neighbouring_words_of_one_size_wherever_the_photo_is_moved() -> None:
+    points, words, descriptors = photo(5)
+    own = phrases(unpack(pack(points, words, descriptors)))
+    copy = phrases(unpack(pack(moved(points, 8, 0.6, (40, 10)), words, descriptors)))
+    assert np.array_equal(own, copy), "neighbours stay neighbours under a turn, a scale, a shift"
+    assert len(own) >= len(words) and own.min() >= PHRASES_FROM and own.max() < 2**32
+    other = phrases(unpack(pack(*photo(6))))
+    assert len(np.intersect1d(own, other)) <= 0.01 * len(own), "two photos' words pair differently"
+    # keypoints found at two sizes of a photo pair only with those of their own size
+    twice = np.concatenate([points, points + 0.5])
+    both = unpack(pack(twice, np.concatenate([words, words + 1]), np.concatenate([descriptors] * 2)))
+    assert len(phrases(both)) > len(own), "each size pairs its own nearest"
+    sized = unpack(
+        pack(
+            twice,
+            np.concatenate([words, words + 1]),
+            np.concatenate([descriptors] * 2),
+            np.repeat([0, 1], 300),
+        )
+    )
+    shifted = phrases(unpack(pack(points + 0.5, words + 1, descriptors)))
+    assert np.array_equal(phrases(sized), np.union1d(own, shifted))
 
 
 @pytest.mark.parametrize("blob", ["not base64!", "AAAA"])
