@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Literal, cast
 
 from shared.contracts import (
     REGION_CATEGORIES,
@@ -216,7 +216,9 @@ def gender_filter(label: GenderLabel) -> list[str] | None:
 SHOPPER_GENDERS = ("Men", "Women")
 
 
-def product_genders(product: ProductPayload) -> list[str] | None:
-    """The catalog genders to look for products like this one among: its shopper's (with Unisex);
-    None (every gender) for a Unisex, Boys' or Girls' product."""
+def genders_like(product: ProductPayload, requested: Literal["auto", "Men", "Women"]) -> list[str] | None:
+    """The catalog genders to look for products like this one among: the requested gender's, else
+    (auto) its shopper's (with Unisex); None (every gender) for a Unisex, Boys' or Girls' product."""
+    if requested != "auto":
+        return gender_filter(requested)
     return gender_filter(cast(GenderLabel, product.gender)) if product.gender in SHOPPER_GENDERS else None

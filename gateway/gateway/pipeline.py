@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import numpy as np
 
 from gateway.config import Settings
-from gateway.items import Candidate, ResolvedItem, gender_filter, product_genders, resolve
+from gateway.items import Candidate, ResolvedItem, gender_filter, genders_like, resolve
 from shared.clients import DetectorClient, DownstreamError, GenderClient, IndexClient
 from shared.contracts import (
     CATEGORY_VOTE_K,
@@ -423,9 +423,7 @@ class Recommender:
                 positive=[hit.product.product_id],
                 k=max(query.k - 1, 1),
                 filter=SearchFilter(
-                    genders=gender_filter(query.gender)
-                    if query.gender != "auto"
-                    else product_genders(hit.product),
+                    genders=genders_like(hit.product, query.gender),
                     categories=[hit.product.category] if hit.product.category else None,
                 ),
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.items import gender_filter, product_genders
+from gateway.items import genders_like
 from gateway.pipeline import ImageUrl, recommendation_of
 from shared.clients import IndexClient, NotFound
 from shared.contracts import (
@@ -26,7 +26,7 @@ async def find_similar(
     first = await index.get(body.positive[0])
     if first is None:
         raise NotFound(f"not in the index: {body.positive[0]!r}")
-    wanted = SearchFilter(genders=_genders(body, first), categories=_categories(categories, first))
+    wanted = SearchFilter(genders=genders_like(first, body.gender), categories=_categories(categories, first))
     request = RecommendRequest(positive=body.positive, negative=body.negative, k=body.k, filter=wanted)
     hits = (await index.recommend(request)).hits
     elapsed = round((time.perf_counter() - started) * 1000, 1)
@@ -34,12 +34,6 @@ async def find_similar(
         recommendations=[recommendation_of(hit, image_url) for hit in hits],
         timings_ms={"recommend": elapsed, "total": elapsed},
     )
-
-
-def _genders(body: SimilarRequest, first: ProductPayload) -> list[str] | None:
-    if body.gender != "auto":
-        return gender_filter(body.gender)
-    return product_genders(first)
 
 
 def _categories(categories: set[Category] | None, first: ProductPayload) -> list[Category] | None:
