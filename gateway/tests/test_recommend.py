@@ -37,6 +37,21 @@ async def _recommend(
     return await client.post(f"/recommend{params}", files={"image": ("look.jpg", image or jpeg())})
 
 
+def resolved_item(
+    category: Category, person: int | None = None, article_type: str | None = None
+) -> ResolvedItem:
+    """A red item covering the whole photo, as the pipeline resolves it."""
+    return ResolvedItem(
+        person=person,
+        category=category,
+        article_type=article_type,
+        colour="Red",
+        box=[0, 0, 1, 1],
+        score=1.0,
+        vector=[1.0],
+    )
+
+
 async def test_answer_has_every_item_with_consistent_recommendations(client: httpx.AsyncClient) -> None:
     response = await _recommend(client)
     assert response.status_code == 200, response.text
@@ -346,15 +361,7 @@ def test_only_sure_own_photos_of_categories_no_item_has_are_shown_as_items() -> 
     def own(product_id: str, inliers: int, category: Category | None) -> Hit:
         return Hit(score=inliers, product=ProductPayload(product_id=product_id, category=category))
 
-    tops = ResolvedItem(
-        person=0,
-        category=Category.topwear,
-        article_type=None,
-        colour="Red",
-        box=[0, 0, 1, 1],
-        score=1,
-        vector=[1],
-    )
+    tops = resolved_item(Category.topwear, person=0)
     found = [
         own("t", 60, Category.topwear),
         own("j", 50, Category.outerwear),
@@ -397,15 +404,7 @@ def test_own_photos_go_first_once_and_only_in_their_category() -> None:
     def hit(product_id: str, score: float, category: Category = Category.topwear) -> Hit:
         return Hit(score=score, product=ProductPayload(product_id=product_id, category=category))
 
-    item = ResolvedItem(
-        person=None,
-        category=Category.topwear,
-        article_type=None,
-        colour="Red",
-        box=[0, 0, 1, 1],
-        score=1.0,
-        vector=[1.0],
-    )
+    item = resolved_item(Category.topwear)
     look = [hit("a", 0.9), hit("b", 0.8), hit("c", 0.7)]
     own = [hit("c", 60), hit("j", 50, Category.bottomwear), hit("z", 40)]
     ordered = photo_first(look, own, item, k=3)
@@ -415,15 +414,7 @@ def test_own_photos_go_first_once_and_only_in_their_category() -> None:
 
 def test_a_product_photos_item_takes_the_category_of_its_own_catalog_photo() -> None:
     def item(category: Category, person: int | None = None) -> ResolvedItem:
-        return ResolvedItem(
-            person=person,
-            category=category,
-            article_type="Caps",
-            colour="Red",
-            box=[0, 0, 1, 1],
-            score=1.0,
-            vector=[1.0],
-        )
+        return resolved_item(category, person, article_type="Caps")
 
     shirt = Hit(
         score=40, product=ProductPayload(product_id="s", category=Category.topwear, article_type="Shirts")

@@ -109,7 +109,9 @@ FACET_LIMIT = 1000  # distinct values reported per attribute
 ENGINE_CONFIG_FILE = "edge_config.json"  # written by the engine into every store it creates
 LOOK_VECTOR = ""  # Qdrant's unnamed (default) vector
 INSTANCE_VECTOR = "instance"
-KEYPOINTS = "keypoints"  # the sparse vector of a photo's visual words, and the payload field of its keypoints
+KEYPOINTS = (
+    "keypoints"  # the sparse vector of a photo's words and phrases, and the payload field of its keypoints
+)
 KEYPOINT_VOCABULARY = "keypoint_vocabulary"
 PRODUCT_FIELDS = list(ProductPayload.model_fields)  # what reads return of a point's payload
 
@@ -130,7 +132,7 @@ def engine_config(
     """The store's vectors (cosine; with int8, the quantised copy in RAM and the originals on disk)
     and, with ``hnsw``, the graph (make bench-index measures this very configuration). With an
     ``instance_dim``, the instance vectors beside the look vectors, configured alike; with
-    ``keypoints``, the photos' visual words, weighed by their rarity (IDF)."""
+    ``keypoints``, the photos' visual words and phrases, weighed by their rarity (IDF)."""
     look = vector_params(dim, int8)
     vectors = (
         {LOOK_VECTOR: look, INSTANCE_VECTOR: vector_params(instance_dim, int8)} if instance_dim else look
@@ -261,19 +263,19 @@ def point_vectors(
     """What a point stores: its look vector alone in a store of one vector, else its vectors by name
     (a product without an instance vector has only its look vector; with ``sparse``, the maker of
     the backend's sparse vectors, its photo's visual words and phrases too)."""
-    words = terms(unpack(point.keypoints.data)) if point.keypoints and sparse else []
-    if instance_dim == 0 and not words:
+    photo_terms = terms(unpack(point.keypoints.data)) if point.keypoints and sparse else []
+    if instance_dim == 0 and not photo_terms:
         return point.vector
     vectors: dict[str, Any] = {LOOK_VECTOR: point.vector}
     if point.instance is not None and instance_dim:
         vectors[INSTANCE_VECTOR] = point.instance
-    if words and sparse is not None:
-        vectors[KEYPOINTS] = sparse(words)
+    if photo_terms and sparse is not None:
+        vectors[KEYPOINTS] = sparse(photo_terms)
     return vectors
 
 
-def edge_terms(words: list[int]) -> SparseVector:
-    return SparseVector(words, [1.0] * len(words))  # presence: the store weighs each term by IDF
+def edge_terms(indices: list[int]) -> SparseVector:
+    return SparseVector(indices, [1.0] * len(indices))  # presence: the store weighs each term by IDF
 
 
 def shelf_of(gender: str, category: str) -> str:
@@ -657,13 +659,13 @@ class VectorIndex:
         if not self.keypoints:
             raise NoKeypoints(f"the store at {self.path} {NO_KEYPOINTS}")
         keypoints = query_keypoints(request)
-        words = terms(keypoints)
-        if not words:
+        query_terms = terms(keypoints)
+        if not query_terms:
             return []
         wanted = engine_filter(request.filter, vocabulary=request.keypoints.vocabulary)
         query = QueryRequest(
             limit=request.candidates,
-            query=Query.Nearest(edge_terms(words), using=KEYPOINTS),
+            query=Query.Nearest(edge_terms(query_terms), using=KEYPOINTS),
             filter=wanted,
             with_payload=[*PRODUCT_FIELDS, KEYPOINTS],
             with_vector=False,

@@ -4,7 +4,7 @@ disk. The collection is created on first use with the configured shards and repl
 keyword payload indexes; every write waits for the server to apply it. ``:memory:`` or a folder
 path instead of a URL runs qdrant-client's local mode (used by the congruence tests). As there, a
 product's look vector is the unnamed vector "" and, with INDEX_INSTANCE_DIM > 0, its instance vector
-(when it has one) the named vector "instance", and its photo's visual words the sparse vector
+(when it has one) the named vector "instance", and its photo's visual words and phrases the sparse vector
 "keypoints" (IDF-weighted by the server) beside its keypoints in the payload."""
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def serialised_when_local(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def server_terms(words: list[int]) -> models.SparseVector:
-    return models.SparseVector(indices=words, values=[1.0] * len(words))
+def server_terms(indices: list[int]) -> models.SparseVector:
+    return models.SparseVector(indices=indices, values=[1.0] * len(indices))
 
 
 def server_filter(
@@ -286,12 +286,12 @@ class ServerIndex:
         if not self.keypoints:
             raise NoKeypoints(f"collection {self.collection!r} {NO_KEYPOINTS}")
         keypoints = query_keypoints(request)
-        words = terms(keypoints)
-        if not words:
+        query_terms = terms(keypoints)
+        if not query_terms:
             return []
         found = self.client.query_points(
             self.collection,
-            query=server_terms(words),
+            query=server_terms(query_terms),
             using=KEYPOINTS,
             query_filter=server_filter(request.filter, vocabulary=request.keypoints.vocabulary),
             limit=request.candidates,
