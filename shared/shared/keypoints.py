@@ -77,8 +77,9 @@ def phrases(keypoints: np.ndarray) -> np.ndarray:
         neighbours = min(PHRASE_NEIGHBOURS, len(group) - 1)
         if neighbours < 1:
             continue
-        points = np.stack([group["x"], group["y"]], axis=1)
-        distance = ((points[:, None, :] - points[None, :, :]) ** 2).sum(axis=2)
+        across = group["x"][:, None] - group["x"][None, :]  # not one (n, n, 2) array summed: 4x slower
+        down = group["y"][:, None] - group["y"][None, :]
+        distance = across * across + down * down
         np.fill_diagonal(distance, np.inf)
         nearest = np.argpartition(distance, neighbours - 1, axis=1)[:, :neighbours]
         words = group["word"].astype(np.uint64)
@@ -151,14 +152,38 @@ def _best_consensus(source: np.ndarray, target: np.ndarray, tolerance: float) ->
     rng = np.random.default_rng(0)
     count = len(source)
     picks = rng.integers(0, count, (HYPOTHESES, 3))
-    systems = np.concatenate([source[picks], np.ones((HYPOTHESES, 3, 1))], axis=2)
-    solvable = np.abs(np.linalg.det(systems)) > 1e-6
-    maps = np.linalg.solve(systems[solvable], target[picks[solvable]])  # (H, 3, 2): x' = [x y 1] @ map
-    area = np.linalg.det(maps[:, :2, :])
-    maps = maps[(area > MIN_SCALE**2) & (area < MIN_SCALE**-2)].astype(np.float32)  # no mirror, no collapse
-    if not len(maps):
+    linear, shift = _affine_maps(source[picks], target[picks])
+    area = linear[:, 0, 0] * linear[:, 1, 1] - linear[:, 0, 1] * linear[:, 1, 0]
+    kept = (area > MIN_SCALE**2) & (area < MIN_SCALE**-2)  # no mirror, no collapse
+    if not kept.any():
         return np.zeros(count, dtype=bool)
-    moved = source.astype(np.float32) @ maps[:, :2, :] + maps[:, 2:, :]  # (H, N, 2)
-    misses = moved - target.astype(np.float32)[None]
+    linear, shift = linear[kept].astype(np.float32), shift[kept].astype(np.float32)
+    misses = source.astype(np.float32) @ linear + shift[:, None, :] - target.astype(np.float32)[None]
     within = np.einsum("hnj,hnj->hn", misses, misses) <= tolerance**2
     return within[within.sum(axis=1).argmax()]
+
+
+def _affine_maps(points: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The affine maps x' = x @ linear + shift carrying each triple of ``points`` (H, 3, 2) onto
+    its ``images``, those of collinear triples left out: linear (H', 2, 2), shift (H', 2). Solved in
+    closed form (the inverse of the 2x2 of edges), as numpy's batched solver takes about 3 us a
+    system, most of the check's time."""
+    corner, corner_image = points[:, 0], images[:, 0]
+    edges = points[:, 1:] - corner[:, None]  # rows: second and third point less the first
+    edge_images = images[:, 1:] - corner_image[:, None]
+    det = edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0]
+    solvable = np.abs(det) > 1e-6
+    edges, edge_images, det = edges[solvable], edge_images[solvable], det[solvable]
+    inverse = (
+        np.stack(
+            [
+                np.stack([edges[:, 1, 1], -edges[:, 0, 1]], axis=1),
+                np.stack([-edges[:, 1, 0], edges[:, 0, 0]], axis=1),
+            ],
+            axis=1,
+        )
+        / det[:, None, None]
+    )
+    linear = inverse @ edge_images
+    shift = corner_image[solvable] - np.einsum("hj,hjk->hk", corner[solvable], linear)
+    return linear, shift

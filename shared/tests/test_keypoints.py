@@ -3,7 +3,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.keypoints import PHRASES_FROM, correspondences, inliers, pack, phrases, terms, unpack
+from shared.keypoints import (
+    PHRASES_FROM,
+    _affine_maps,
+    correspondences,
+    inliers,
+    pack,
+    phrases,
+    terms,
+    unpack,
+)
 
 
 def photo(seed: int, count: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,3 +107,15 @@ def test_a_mirror_image_is_not_the_same_photo() -> None:
     catalog = unpack(pack(points, words, descriptors))
     mirrored = points * np.array([-1.0, 1.0]) + np.array([448.0, 0.0])
     assert inliers(unpack(pack(mirrored, words, descriptors)), catalog) < 5
+
+
+def test_the_affine_map_of_three_points_is_solved_exactly_and_collinear_ones_are_left_out() -> None:
+    rng = np.random.default_rng(3)
+    linear = np.array([[0.8, 0.3], [-0.2, 1.1]])
+    shift = np.array([12.0, -7.0])
+    points = rng.uniform(0, 448, (50, 3, 2))
+    points[7] = [[0, 0], [10, 10], [30, 30]]  # on one line: no map, whatever the images
+    found_linear, found_shift = _affine_maps(points, points @ linear + shift)
+    assert len(found_linear) == 49
+    np.testing.assert_allclose(found_linear, np.broadcast_to(linear, (49, 2, 2)), atol=1e-9)
+    np.testing.assert_allclose(found_shift, np.broadcast_to(shift, (49, 2)), atol=1e-6)
