@@ -80,19 +80,19 @@ class Settings(ServiceSettings):
         "1: never",
     )
     duplicate_inliers: int = Field(
-        default=22,
+        default=25,
         ge=0,
         description="Keypoints of the photo that one affine map must carry onto a catalog photo for that "
         "photo to count as the posted photo's own (cropped, turned, lit or compressed differently): its "
         "product is put first in the item of its category. 0: photos are not matched by keypoints",
     )
     duplicate_rename_inliers: int = Field(
-        default=25,
+        default=28,
         ge=0,
         description="Agreeing keypoints from which the posted photo's own catalog photo's product, when no "
         "item has its category, names a product photo's one item, or else is shown as an item of its own "
         "(stronger evidence than putting the product first: of 920 photos of products the catalog lacks, "
-        "4 reach 16 on some catalog photo, 2 reach 18, 1 reaches 21, none 22)",
+        "posted keypoints at two sizes, 3 reach 22 on some catalog photo, 1 reaches 24, none 25)",
     )
     duplicate_candidates: int = Field(
         default=30,

@@ -302,7 +302,7 @@ class DuplicatesRequest(BaseModel):
         default=30, ge=1, le=200, description="Photos sharing the most words that are checked geometrically"
     )
     min_inliers: int = Field(
-        default=22, ge=3, description="Keypoints one affine map must carry onto a photo for it to count"
+        default=25, ge=3, description="Keypoints one affine map must carry onto a photo for it to count"
     )
 
 

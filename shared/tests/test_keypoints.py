@@ -119,3 +119,16 @@ def test_the_affine_map_of_three_points_is_solved_exactly_and_collinear_ones_are
     assert len(found_linear) == 49
     np.testing.assert_allclose(found_linear, np.broadcast_to(linear, (49, 2, 2)), atol=1e-9)
     np.testing.assert_allclose(found_shift, np.broadcast_to(shift, (49, 2)), atol=1e-6)
+
+
+def test_keypoints_agreeing_along_one_line_are_printed_words_not_the_same_photo() -> None:
+    """A slogan matches a logo's letters along their line; a photo's own copy agrees across its area."""
+    rng = np.random.default_rng(5)
+    line_of_print = np.stack([rng.uniform(50, 400, 60), 200 + rng.normal(0, 3, 60)], axis=1)
+    area = rng.uniform(50, 400, (60, 2))
+    words = rng.integers(0, 32768, 60)
+    descriptors = rng.integers(0, 256, (60, 32), dtype=np.uint8)
+    for points, agreeing in ((line_of_print, 0), (area, 60)):
+        posted = unpack(pack(points, words, descriptors))
+        stored = unpack(pack(points * 0.9 + 10, words, descriptors))
+        assert inliers(posted, stored) == agreeing
