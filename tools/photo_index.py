@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared.keypoints import KEYPOINT, inliers, terms, unpack
+from shared.keypoints import KEYPOINT, inliers, near_the_best, terms, unpack
 
 
 def qdrant_idf(photos: int, holding: np.ndarray) -> np.ndarray:
@@ -86,8 +86,11 @@ class PhotoIndex:
     def duplicates(
         self, query: np.ndarray, allowed: np.ndarray, candidates: int, min_inliers: int, kept: int
     ) -> list[tuple[int, int]]:
-        """(row, inliers) of the candidates that pass the check, most inliers first."""
+        """(row, inliers) of the candidates that pass the check and are near the best, most inliers first."""
         rows = self.candidates(query, allowed, candidates)
         checked = [(row, inliers(query, self.keypoints[row], min_inliers)) for row in rows]
-        passed = sorted((pair for pair in checked if pair[1] >= min_inliers), key=lambda pair: -pair[1])
-        return passed[:kept]
+        passed = [pair for pair in checked if pair[1] >= min_inliers]
+        near = near_the_best([agreeing for _, agreeing in passed])
+        return sorted(
+            (pair for pair, kept in zip(passed, near, strict=True) if kept), key=lambda pair: -pair[1]
+        )[:kept]

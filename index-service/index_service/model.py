@@ -85,7 +85,7 @@ from shared.contracts import (
     SnapshotInfo,
     VectorSpace,
 )
-from shared.keypoints import inliers, terms, unpack
+from shared.keypoints import inliers, near_the_best, terms, unpack
 
 if TYPE_CHECKING:
     from qdrant_edge import ConditionType
@@ -312,13 +312,15 @@ def photo_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
 def verified(request: DuplicatesRequest, query: np.ndarray, candidates: Sequence[Any]) -> list[Hit]:
     """The candidates (scored points of either backend, their payload holding KEYPOINTS) whose
     keypoints one affine map carries at least ``min_inliers`` of the ``query``'s onto, scored by
-    how many, best first."""
+    how many, best first; of those, the ones near the best (shared.keypoints.near_the_best: the
+    others are photos of other products in the same model's pose)."""
     hits = []
     for point in candidates:
         payload = dict(point.payload or {})
         agreeing = inliers(query, unpack(payload.pop(KEYPOINTS, "")), request.min_inliers)
         if agreeing >= request.min_inliers:
             hits.append(Hit(score=agreeing, product=ProductPayload.model_validate(payload)))
+    hits = [hit for hit, kept in zip(hits, near_the_best([int(h.score) for h in hits]), strict=True) if kept]
     hits.sort(key=lambda hit: -hit.score)
     return hits[: request.k]
 

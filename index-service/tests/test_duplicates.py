@@ -4,6 +4,7 @@ both backends, through the ``client`` fixture)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -12,8 +13,9 @@ import pytest
 from qdrant_edge import EdgeShard
 
 from index_service.main import build_app
-from index_service.model import engine_config
-from shared.keypoints import pack
+from index_service.model import engine_config, verified
+from shared.contracts import DuplicatesRequest, Keypoints
+from shared.keypoints import pack, unpack
 from shared.testing import running_app
 from tests.conftest import DIM, axis, backend_settings, make_settings, point
 
@@ -140,3 +142,21 @@ async def test_a_store_without_instance_vectors_keeps_keypoints_too(backend: str
         assert [h["product"]["product_id"] for h in await duplicates(client, shopper_copy(1))] == ["shirt"]
         hits = (await client.post("/search", json={"vector": axis(0)})).json()["hits"]
         assert [h["product"]["product_id"] for h in hits] == ["shirt"]
+
+
+def test_photos_far_below_the_best_match_are_another_products_in_the_same_pose() -> None:
+    """The very photo agrees on all 120 keypoints; another agreeing on 60 of them (the same model,
+    pose and jeans, another jacket) passes the threshold but is not the posted photo's."""
+    points, words, descriptors = keypoints(3, 120)
+    query = unpack(pack(points, words, descriptors))
+    very = pack(points * 0.8 + 5, words, descriptors)
+    same_pose = pack(points[:60] * 0.8 + 5, words[:60], descriptors[:60])
+    stored = [
+        SimpleNamespace(payload={"product_id": product, "keypoints": blob})
+        for product, blob in (("very", very), ("pose", same_pose))
+    ]
+    request = DuplicatesRequest(
+        keypoints=Keypoints(vocabulary="v", count=120, data=pack(points, words, descriptors))
+    )
+    assert [hit.product.product_id for hit in verified(request, query, stored)] == ["very"]
+    assert [hit.product.product_id for hit in verified(request, query, stored[1:])] == ["pose"]

@@ -8,6 +8,7 @@ from shared.keypoints import (
     _affine_maps,
     correspondences,
     inliers,
+    near_the_best,
     pack,
     phrases,
     terms,
@@ -132,3 +133,11 @@ def test_keypoints_agreeing_along_one_line_are_printed_words_not_the_same_photo(
         posted = unpack(pack(points, words, descriptors))
         stored = unpack(pack(points * 0.9 + 10, words, descriptors))
         assert inliers(posted, stored) == agreeing
+
+
+def test_only_photos_near_the_best_match_count_as_the_posted_photos() -> None:
+    """The very photo agrees on 80 keypoints, the same model's pose in another colour on 30: only
+    the first is the photo's; a photo held twice under two ids agrees as well with both."""
+    assert near_the_best([80, 30, 79]) == [True, False, True]
+    assert near_the_best([25]) == [True]
+    assert near_the_best([]) == []
