@@ -92,5 +92,6 @@ class PhotoIndex:
         passed = [pair for pair in checked if pair[1] >= min_inliers]
         near = near_the_best([agreeing for _, agreeing in passed])
         return sorted(
-            (pair for pair, kept in zip(passed, near, strict=True) if kept), key=lambda pair: -pair[1]
+            (pair for pair, near_enough in zip(passed, near, strict=True) if near_enough),
+            key=lambda pair: -pair[1],
         )[:kept]

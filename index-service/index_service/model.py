@@ -320,7 +320,8 @@ def verified(request: DuplicatesRequest, query: np.ndarray, candidates: Sequence
         agreeing = inliers(query, unpack(payload.pop(KEYPOINTS, "")), request.min_inliers)
         if agreeing >= request.min_inliers:
             hits.append(Hit(score=agreeing, product=ProductPayload.model_validate(payload)))
-    hits = [hit for hit, kept in zip(hits, near_the_best([int(h.score) for h in hits]), strict=True) if kept]
+    near = near_the_best([int(hit.score) for hit in hits])
+    hits = [hit for hit, near_enough in zip(hits, near, strict=True) if near_enough]
     hits.sort(key=lambda hit: -hit.score)
     return hits[: request.k]
 
