@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared.keypoints import KEYPOINT, inliers, near_the_best, terms, unpack
+from shared.keypoints import KEYPOINT, inliers, own_photos, terms, unpack
 
 
 def qdrant_idf(photos: int, holding: np.ndarray) -> np.ndarray:
@@ -86,12 +86,7 @@ class PhotoIndex:
     def duplicates(
         self, query: np.ndarray, allowed: np.ndarray, candidates: int, min_inliers: int, kept: int
     ) -> list[tuple[int, int]]:
-        """(row, inliers) of the candidates that pass the check and are near the best, most inliers first."""
+        """(row, inliers) of the candidates that are the query photo's own (shared.keypoints.own_photos)."""
         rows = self.candidates(query, allowed, candidates)
-        checked = [(row, inliers(query, self.keypoints[row], min_inliers)) for row in rows]
-        passed = [pair for pair in checked if pair[1] >= min_inliers]
-        near = near_the_best([agreeing for _, agreeing in passed])
-        return sorted(
-            (pair for pair, near_enough in zip(passed, near, strict=True) if near_enough),
-            key=lambda pair: -pair[1],
-        )[:kept]
+        agreeing = [inliers(query, self.keypoints[row], min_inliers) for row in rows]
+        return [(rows[i], agreeing[i]) for i in own_photos(agreeing, min_inliers, kept)]

@@ -85,7 +85,7 @@ from shared.contracts import (
     SnapshotInfo,
     VectorSpace,
 )
-from shared.keypoints import inliers, near_the_best, terms, unpack
+from shared.keypoints import inliers, own_photos, terms, unpack
 
 if TYPE_CHECKING:
     from qdrant_edge import ConditionType
@@ -109,9 +109,8 @@ FACET_LIMIT = 1000  # distinct values reported per attribute
 ENGINE_CONFIG_FILE = "edge_config.json"  # written by the engine into every store it creates
 LOOK_VECTOR = ""  # Qdrant's unnamed (default) vector
 INSTANCE_VECTOR = "instance"
-KEYPOINTS = (
-    "keypoints"  # the sparse vector of a photo's words and phrases, and the payload field of its keypoints
-)
+# the sparse vector of a photo's words and phrases, and the payload field of its keypoints
+KEYPOINTS = "keypoints"
 KEYPOINT_VOCABULARY = "keypoint_vocabulary"
 PRODUCT_FIELDS = list(ProductPayload.model_fields)  # what reads return of a point's payload
 
@@ -310,20 +309,15 @@ def photo_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def verified(request: DuplicatesRequest, query: np.ndarray, candidates: Sequence[Any]) -> list[Hit]:
-    """The candidates (scored points of either backend, their payload holding KEYPOINTS) whose
-    keypoints one affine map carries at least ``min_inliers`` of the ``query``'s onto, scored by
-    how many, best first; of those, the ones near the best (shared.keypoints.near_the_best: the
-    others are photos of other products in the same model's pose)."""
-    hits = []
-    for point in candidates:
-        payload = dict(point.payload or {})
-        agreeing = inliers(query, unpack(payload.pop(KEYPOINTS, "")), request.min_inliers)
-        if agreeing >= request.min_inliers:
-            hits.append(Hit(score=agreeing, product=ProductPayload.model_validate(payload)))
-    near = near_the_best([int(hit.score) for hit in hits])
-    hits = [hit for hit, near_enough in zip(hits, near, strict=True) if near_enough]
-    hits.sort(key=lambda hit: -hit.score)
-    return hits[: request.k]
+    """The candidates (scored points of either backend, their payload holding KEYPOINTS) that are
+    the ``query`` photo's own (shared.keypoints.own_photos: enough of its keypoints carried onto
+    theirs by one affine map, and near the best), scored by how many, best first."""
+    payloads = [dict(point.payload or {}) for point in candidates]
+    agreeing = [inliers(query, unpack(p.pop(KEYPOINTS, "")), request.min_inliers) for p in payloads]
+    return [
+        Hit(score=agreeing[i], product=ProductPayload.model_validate(payloads[i]))
+        for i in own_photos(agreeing, request.min_inliers, request.k)
+    ]
 
 
 def query_keypoints(request: DuplicatesRequest) -> np.ndarray:

@@ -162,11 +162,14 @@ def inliers(query: np.ndarray, candidate: np.ndarray, needed: int = 3, tolerance
     return min(len(np.unique(q_index[agree])), len(np.unique(c_index[agree])))
 
 
-def near_the_best(agreeing: Sequence[int]) -> list[bool]:
-    """Which of several catalog photos' agreeing keypoints (inliers) are at least NEAR_BEST of the
-    most: those photos count as the posted photo's, the others only share its model and pose."""
-    most = max(agreeing, default=0)
-    return [count >= NEAR_BEST * most for count in agreeing]
+def own_photos(agreeing: Sequence[int], min_inliers: int, kept: int) -> list[int]:
+    """Which of the checked catalog photos (their agreeing keypoints, as ``inliers`` counts them)
+    count as the posted photo's own, most keypoints first, at most ``kept``: at least
+    ``min_inliers``, and at least NEAR_BEST of the most (the others only share its model and pose)."""
+    passed = [i for i, count in enumerate(agreeing) if count >= min_inliers]
+    most = max((agreeing[i] for i in passed), default=0)
+    near = [i for i in passed if agreeing[i] >= NEAR_BEST * most]
+    return sorted(near, key=lambda i: -agreeing[i])[:kept]
 
 
 def _narrowest_spread(points: np.ndarray) -> float:

@@ -8,7 +8,7 @@ from shared.keypoints import (
     _affine_maps,
     correspondences,
     inliers,
-    near_the_best,
+    own_photos,
     pack,
     phrases,
     terms,
@@ -138,6 +138,6 @@ def test_keypoints_agreeing_along_one_line_are_printed_words_not_the_same_photo(
 def test_only_photos_near_the_best_match_count_as_the_posted_photos() -> None:
     """The very photo agrees on 80 keypoints, the same model's pose in another colour on 30: only
     the first is the photo's; a photo held twice under two ids agrees as well with both."""
-    assert near_the_best([80, 30, 79]) == [True, False, True]
-    assert near_the_best([25]) == [True]
-    assert near_the_best([]) == []
+    assert own_photos([80, 30, 79], 25, 5) == [0, 2]
+    assert own_photos([25], 25, 5) == [0]
+    assert own_photos([], 25, 5) == []
