@@ -78,7 +78,8 @@ def terms(keypoints: np.ndarray) -> list[int]:
     shared by chance (make eval's 300 distorted products, scratch: the own photo among the 30 sharing
     the most for 0.847 by words alone, 0.89 by words and phrases)."""
     words = np.unique(keypoints["word"]).astype(np.int64)
-    return [int(t) for t in np.concatenate([words, phrases(keypoints)])]
+    listed: list[int] = np.concatenate([words, phrases(keypoints)]).tolist()
+    return listed
 
 
 def phrases(keypoints: np.ndarray) -> np.ndarray:
