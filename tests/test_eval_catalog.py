@@ -125,15 +125,17 @@ def test_unseen_products_are_queries_that_leave_themselves_out() -> None:
     assert found == {"products": 2, "family_p@10": round(1 / 3, 4)}
 
 
-def test_photos_the_head_learnt_from_are_left_out_of_its_folder_only(tmp_path: Path) -> None:
+def test_photos_the_head_or_tail_learnt_from_are_left_out_of_its_folder_only(tmp_path: Path) -> None:
     consumer, other = tmp_path / "consumer", tmp_path / "other"
-    card = tmp_path / "classifier.json"
+    card, tail_card = tmp_path / "classifier.json", tmp_path / "category-tail.json"
     card.write_text(json.dumps({"photos": {"folder": "consumer", "images": ["images/a.jpg"]}}))
-    assert photos_learnt(consumer, card) == {"images/a.jpg"}
-    assert photos_learnt(other, card) == set()
+    tail_card.write_text(json.dumps({"photos": {"folder": "consumer", "images": ["images/b.jpg"]}}))
+    assert photos_learnt(consumer, (card,)) == {"images/a.jpg"}
+    assert photos_learnt(consumer, (card, tail_card)) == {"images/a.jpg", "images/b.jpg"}
+    assert photos_learnt(other, (card, tail_card)) == set()
     card.write_text(json.dumps({"photos": None}))
-    assert photos_learnt(consumer, card) == set()
-    assert photos_learnt(consumer, tmp_path / "missing.json") == set()
+    assert photos_learnt(consumer, (card,)) == set()
+    assert photos_learnt(consumer, (tmp_path / "missing.json",)) == set()
 
 
 def test_the_instance_projection_is_the_one_that_wins_the_product_photo_measures(

@@ -96,6 +96,7 @@ SEARCH_MODES: dict[str, dict[str, float]] = {
 GATEWAY = Settings()  # the gateway's defaults: its colour rerank's pool and weight
 SERVICES = ("detector-service", "gender-service", "embedding-service")
 HEAD_CARD = ROOT / "embedding-service" / "embedding_service" / "assets" / "classifier.json"
+CATEGORY_TAIL_CARD = HEAD_CARD.with_name("category-tail.json")
 
 
 @dataclass
@@ -451,13 +452,16 @@ async def analyse(recommender: Recommender, data: bytes) -> Analysis:
     return await recommender.analyse(Query(data, K, "auto", set(CATEGORIES)), Timings(), [])
 
 
-def photos_learnt(folder: Path, card: Path = HEAD_CARD) -> set[str]:
-    """The images of ``folder``'s labels.csv that the served classifier head learnt from (its card
-    names them; train_head --photos), which make eval must not measure it on."""
-    photos = json.loads(card.read_text()).get("photos") if card.exists() else None
-    if not photos or photos.get("folder") != folder.resolve().name:
-        return set()
-    return set(photos["images"])
+def photos_learnt(folder: Path, cards: tuple[Path, ...] = (HEAD_CARD, CATEGORY_TAIL_CARD)) -> set[str]:
+    """The images of ``folder``'s labels.csv that the served classifier head or category tail
+    learnt from (their cards name them; train_head --photos, train_category), which make eval
+    must not measure them on."""
+    learnt: set[str] = set()
+    for card in cards:
+        photos = json.loads(card.read_text()).get("photos") if card.exists() else None
+        if photos and photos.get("folder") == folder.resolve().name:
+            learnt |= set(photos["images"])
+    return learnt
 
 
 async def product_photos(

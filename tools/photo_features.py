@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from gateway.pipeline import crop_jpeg, for_detector
 from shared.clients import DetectorClient, EmbeddingClient
 from shared.contracts import Category, Region
 from shared.images import decode_image
+from shared.splits import photo_held_out
 from tools.catalog_features import save_features
 from tools.stack import Stack
 
@@ -66,7 +68,28 @@ async def product_crop(photo: bytes, detector: DetectorClient, settings: Setting
     return crop_jpeg(image, products[0].box, settings) if products and not detection.persons else None
 
 
-async def extract(folder: Path, stack: Stack) -> dict[str, np.ndarray]:
+def save_crops(crops: list[bytes], photos: list[LabelledPhoto], folder: Path, output: Path) -> None:
+    """The crops as ``<n>.jpg`` with ``labels.json`` (the photos' folder and, per photo, its image,
+    category, contributor and whether it may be learnt from: shared.splits), for
+    embedding_service.train_category."""
+    output.mkdir(parents=True, exist_ok=True)
+    for number, crop in enumerate(crops):
+        (output / f"{number}.jpg").write_bytes(crop)
+    labels = [
+        {
+            "image": p.image,
+            "category": p.category.value,
+            "contributor": p.contributor,
+            "learnt": not photo_held_out(p.contributor, p.image),
+        }
+        for p in photos
+    ]
+    (output / "labels.json").write_text(
+        json.dumps({"folder": folder.name, "photos": labels}, indent=1) + "\n"
+    )
+
+
+async def extract(folder: Path, stack: Stack, crops_output: Path | None = None) -> dict[str, np.ndarray]:
     photos = labelled_photos(folder)
     settings = Settings()
     detector = DetectorClient("detector", stack.url("detector-service"), 60.0)
@@ -81,6 +104,8 @@ async def extract(folder: Path, stack: Stack) -> dict[str, np.ndarray]:
     try:
         await asyncio.gather(*(cut(i) for i in range(len(photos))))
         kept = [i for i, crop in enumerate(crops) if crop is not None]
+        if crops_output is not None:
+            save_crops([c for c in crops if c is not None], [photos[i] for i in kept], folder, crops_output)
         vectors: list[list[float]] = []
         for start in range(0, len(kept), 32):
             batch = [crops[i] for i in kept[start : start + 32]]
@@ -113,9 +138,10 @@ def main() -> int:
     )
     parser.add_argument("--photos", type=Path, required=True, help="folder with labels.csv")
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--crops", type=Path, help="also save the crops here (make train-category)")
     args = parser.parse_args()
     folder = args.photos.resolve()
-    data = save_features(lambda stack: extract(folder, stack), args.output)
+    data = save_features(lambda stack: extract(folder, stack, args.crops), args.output)
     logger.info("saved photo features", extra={"path": str(args.output), "photos": len(data["vectors"])})
     return 0
 

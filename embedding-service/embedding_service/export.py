@@ -12,6 +12,10 @@ Lite2), naming its network in its metadata (``backbone``), and giving
   its look-alikes far better than the average (retrieval of distorted products, make eval), and
   the learned whitening (embedding_service.fit_whitening) is fitted on them.
 
+With ``--category-tail`` (make train-category), the graph also gives ``category``: the
+probabilities of the categories named in its metadata (``category_labels``), from a second copy of
+the last blocks trained on the category, beside the retrieval tail and from the same trunk.
+
 With ``--tail`` (the weights `make train-backbone` fine-tuned on a catalog, float16), the last
 blocks take those weights over ImageNet's, and the network's name says so (heads and features made
 on the ImageNet network are then refused until they are made again).
@@ -20,14 +24,17 @@ on the ImageNet network are then refused until they are made again).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from embedding_service.model import CATEGORY_OUTPUT  # with a category tail: (N, C) probabilities
+from shared.features import file_digest
 
 logger = logging.getLogger("embedding-service")
 OUTPUTS = ("features", "descriptor")
@@ -54,24 +61,34 @@ def gem(feature_map: Any, power: float = GEM_POWER) -> Any:
     return torch.nn.functional.normalize(pooled, dim=1)
 
 
-def pooled_module(net: Any, descriptor_blocks: tuple[int, int]) -> Any:
-    """EfficientNet's extract_features, pooled two ways (see OUTPUTS)."""
+def pooled_module(net: Any, descriptor_blocks: tuple[int, int], category: Any = None) -> Any:
+    """EfficientNet's extract_features, pooled two ways (see OUTPUTS); with ``category`` (a
+    train_category.category_module), also its probabilities from the same trunk (CATEGORY_OUTPUT)."""
     import torch
+
+    from embedding_service.finetune import TAIL_FROM
 
     class Pooled(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.net = net
+            self.category = category
 
-        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
             x = self.net._swish(self.net._bn0(self.net._conv_stem(image)))
             stages = []
+            trunk = x
             for index, block in enumerate(self.net._blocks):
+                if index == TAIL_FROM:
+                    trunk = x
                 x = block(x)
                 if index in descriptor_blocks:
                     stages.append(gem(x))
             x = self.net._swish(self.net._bn1(self.net._conv_head(x)))
-            return x.mean((2, 3)), torch.cat([gem(x), *reversed(stages)], dim=1)
+            pooled = (x.mean((2, 3)), torch.cat([gem(x), *reversed(stages)], dim=1))
+            if self.category is None:
+                return pooled
+            return (*pooled, torch.softmax(self.category(trunk), dim=1))
 
     return Pooled()
 
@@ -105,18 +122,22 @@ def network_name(name: str, tail: Path | None) -> str:
     """What heads must be trained on: the ImageNet network, or it with a catalog-trained tail."""
     if tail is None:
         return f"{name}-imagenet"
-    return f"{name}-imagenet+tail@{hashlib.sha1(tail.read_bytes()).hexdigest()[:10]}"
+    return f"{name}-imagenet+tail@{file_digest(tail)}"
 
 
-def export(name: str, output: Path, tail: Path | None = None) -> None:
+def export(name: str, output: Path, tail: Path | None = None, category_tail: Path | None = None) -> None:
     import onnx
     import torch
+
+    from embedding_service.train_category import load_category
 
     network = NETWORKS[name]
     net = pretrained(name)
     if tail is not None:
         net = with_tail(net, tail)
-    model = pooled_module(net, network.descriptor_blocks).eval()
+    category, labels = load_category(pretrained(name), category_tail) if category_tail else (None, [])
+    model = pooled_module(net, network.descriptor_blocks, category).eval()
+    names = [*OUTPUTS, *([CATEGORY_OUTPUT] if category is not None else [])]
     sample = torch.randn(2, 3, network.input_size, network.input_size)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(".tmp")
@@ -126,19 +147,22 @@ def export(name: str, output: Path, tail: Path | None = None) -> None:
         str(tmp),
         opset_version=17,
         input_names=["image"],
-        output_names=list(OUTPUTS),
-        dynamic_axes={"image": {0: "batch"}, **{output_name: {0: "batch"} for output_name in OUTPUTS}},
+        output_names=names,
+        dynamic_axes={"image": {0: "batch"}, **{output_name: {0: "batch"} for output_name in names}},
         dynamo=False,
     )
     graph = onnx.load(str(tmp))
     graph.metadata_props.add(key="backbone", value=network_name(name, tail))
+    if category_tail is not None:
+        graph.metadata_props.add(key="category_labels", value=json.dumps(labels))
+        graph.metadata_props.add(key="category_tail", value=file_digest(category_tail))
     onnx.save(graph, str(tmp))
-    _check(tmp, model, sample)
+    _check(tmp, model, sample, names)
     tmp.replace(output)
     logger.info("exported", extra={"path": str(output), "bytes": output.stat().st_size})
 
 
-def _check(path: Path, model: object, sample: object) -> None:
+def _check(path: Path, model: object, sample: object, names: list[str]) -> None:
     """The ONNX graph must give the torch outputs (it once silently did not, in train mode)."""
     import onnxruntime
     import torch
@@ -146,7 +170,7 @@ def _check(path: Path, model: object, sample: object) -> None:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = [t.numpy() for t in model(sample)]  # type: ignore[operator]
-    got = session.run(list(OUTPUTS), {"image": sample.numpy()})  # type: ignore[attr-defined]
+    got = session.run(names, {"image": sample.numpy()})  # type: ignore[attr-defined]
     error = max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))
     if error > 1e-3:
         raise RuntimeError(f"ONNX export differs from torch by {error}")
@@ -159,9 +183,12 @@ def main() -> None:
     parser.add_argument(
         "--tail", type=Path, help="fine-tuned weights of the last blocks (make train-backbone)"
     )
+    parser.add_argument(
+        "--category-tail", type=Path, help="the category tail and its softmax layer (make train-category)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    export(args.network, args.output, args.tail)
+    export(args.network, args.output, args.tail, args.category_tail)
 
 
 if __name__ == "__main__":

@@ -65,16 +65,22 @@ class ClassifierHead:
         )
 
     def classify(
-        self, features: np.ndarray, top_articles: int = 8
+        self,
+        features: np.ndarray,
+        categories: tuple[np.ndarray, list[str]] | None = None,
+        top_articles: int = 8,
     ) -> list[tuple[dict[Category, float], list[ArticleTypeScore]]]:
-        """Per crop: probability of every category, and the most likely article types."""
-        category_p = self.category.probabilities(features)
+        """Per crop: probability of every category (``categories``' when given: probabilities and
+        their labels, from a category tail; else this head's), and the most likely article types."""
+        category_p, category_labels = categories or (
+            self.category.probabilities(features),
+            self.category.labels,
+        )
         article_p = self.article.probabilities(features)
         results = []
         for cat_row, art_row in zip(category_p, article_p, strict=True):
-            categories = {
-                Category(label): round(float(p), 4)
-                for label, p in zip(self.category.labels, cat_row, strict=True)
+            categories_of_crop = {
+                Category(label): round(float(p), 4) for label, p in zip(category_labels, cat_row, strict=True)
             }
             articles = [
                 ArticleTypeScore(
@@ -84,7 +90,7 @@ class ClassifierHead:
                 )
                 for i in np.argsort(-art_row)[:top_articles]
             ]
-            results.append((categories, articles))
+            results.append((categories_of_crop, articles))
         return results
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,9 +16,12 @@ from embedding_service.preprocess import LEGACY_INPUT_SIZE, to_batch
 from shared.calibration import card_threshold
 from shared.colours import crop_colour
 from shared.contracts import CropEmbedding
+from shared.features import file_digest
 
 logger = logging.getLogger("embedding-service")
 LEGACY_BACKBONE_NAME = "efficientnet-lite2-imagenet"  # of an export that does not name its network
+# a category tail's probabilities (export --category-tail), its labels in the graph's metadata
+CATEGORY_OUTPUT = "category"
 
 
 def json_floats(values: np.ndarray) -> list[float]:
@@ -36,8 +39,14 @@ def backbone_facts(session: Any) -> tuple[str, int]:
     return name, side if isinstance(side, int) else LEGACY_INPUT_SIZE
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()[:10]
+def category_labels(session: Any) -> list[str]:
+    """The categories of the graph's category output (a category tail, make train-category), in
+    its order; none when the graph has no such output."""
+    if CATEGORY_OUTPUT not in [output.name for output in session.get_outputs()]:
+        return []
+    return [
+        str(label) for label in json.loads(session.get_modelmeta().custom_metadata_map["category_labels"])
+    ]
 
 
 def vector_model_name(backbone: Path, projection: Path | None, instance: Path | None = None) -> str:
@@ -82,6 +91,7 @@ class EmbeddingModel:
         self.vector_model = ""
         self.backbone = LEGACY_BACKBONE_NAME
         self.input_size = LEGACY_INPUT_SIZE
+        self.category_labels: list[str] = []  # of the graph's category output, when it has one
         # colours are named while onnxruntime runs, whose two threads leave a core half idle on a
         # small batch (in-process, per crop with colours: one crop 13.3 -> 11.3 ms, five 10.4 -> 9.1)
         self._colourist = ThreadPoolExecutor(1, thread_name_prefix="colours")
@@ -117,6 +127,7 @@ class EmbeddingModel:
         self._session = session
         self._output_names = [output.name for output in session.get_outputs()]
         self.backbone, self.input_size = backbone_facts(session)
+        self.category_labels = category_labels(session)
         outputs = self._run(np.zeros((1, 3, self.input_size, self.input_size), np.float32))
         backbone_dim = int(outputs["features"].shape[1])
         self.dim = backbone_dim
@@ -151,14 +162,17 @@ class EmbeddingModel:
         }
 
     def embed_outputs(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Each backbone output for the crops, (N, D) and L2-normalised, computed in batches of
-        at most max_batch."""
+        """Each backbone output for the crops, (N, D) and L2-normalised (the category
+        probabilities as they are), computed in batches of at most max_batch."""
         parts: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(crops), self.settings.max_batch):
             batch = to_batch(crops[start : start + self.settings.max_batch], self.input_size)
             for name, value in self._run(batch).items():
                 parts.setdefault(name, []).append(value)
-        return {name: unit_rows(np.concatenate(values)) for name, values in parts.items()}
+        joined = {name: np.concatenate(values) for name, values in parts.items()}
+        return {
+            name: value if name == CATEGORY_OUTPUT else unit_rows(value) for name, value in joined.items()
+        }
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, 1280) L2-normalised average-pooled features."""
@@ -172,7 +186,8 @@ class EmbeddingModel:
         named = self._colourist.submit(lambda: [crop_colour(crop) for crop in crops]) if colours else None
         outputs = self.embed_outputs(crops)
         features = outputs["features"]
-        classes = self.head.classify(features) if self.head else [({}, [])] * len(crops)
+        tail = (outputs[CATEGORY_OUTPUT], self.category_labels) if CATEGORY_OUTPUT in outputs else None
+        classes = self.head.classify(features, tail) if self.head else [({}, [])] * len(crops)
         vectors = self.projection.apply(self.projection.input_of(outputs)) if self.projection else features
         made = (
             self.instance.apply(self.instance.input_of(outputs))

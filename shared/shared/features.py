@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -12,3 +13,8 @@ def network_of(data: Any, path: Path) -> str:
     if "backbone" not in data.files:
         raise SystemExit(f"{path} does not name the network of its vectors: make it again (make features)")
     return str(data["backbone"])
+
+
+def file_digest(path: Path) -> str:
+    """The first ten hex digits of the file's SHA-1: what names a model file's weights."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:10]

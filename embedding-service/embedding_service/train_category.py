@@ -1,0 +1,356 @@
+"""Fine-tune a category tail (make train-category): the backbone's last blocks and head convolution
+copied, with a softmax layer on their average-pooled, unit-length output, trained with cross-entropy
+on the category.
+
+A linear head on ImageNet's features names the category of a shopper's photo (a garment laid on a
+bed, hung on a door, held up) far worse than that of a catalog shot: jackets and shirts, dresses and
+tops are told apart by what ImageNet's last blocks never had to learn. This tail learns it from:
+
+- the catalog's crops and one distorted view of each training product (their category from the
+  catalog), through the trunk's outputs cached as embedding_service.finetune caches them;
+- the learnt shoppers' photos (tools/photo_features.py cuts them as queries are cut; the half of
+  the contributors shared.splits.photo_held_out leaves to make eval is never read), each also
+  AUGMENTATIONS times cropped, mirrored, turned and relit. Every batch holds CATALOG_BATCH catalog
+  images and PHOTO_BATCH photos, both drawn with weights 1/sqrt(count of their category).
+
+The retrieval tail is left as it is: embedding_service.export computes this one beside it from the
+same trunk, as the graph's ``category`` output, which the service then reads instead of the linear
+head's category (the article types stay the head's). First, one fold of the learnt contributors
+(train_head.contributor_folds, fold VALIDATION_FOLD) is kept out: the card gives its accuracy, and
+for each of train_head.VOTE_WEIGHTS the accuracy once the catalog's nearest crops (by ImageNet's
+features, as the index holds them) vote with the tail, as the gateway's vote does; then the tail is
+trained again on every learnt photo and saved (float16) with its card.
+
+    python -m embedding_service.train_category --crops data/cache/crops/<key> \
+        --features data/cache/catalog-features.npz --photos data/cache/photo-crops-consumer \
+        --output embedding_service/assets/category-tail.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from embedding_service import finetune
+from embedding_service.export import NETWORKS, pretrained
+from embedding_service.preprocess import to_input
+from embedding_service.train_head import VOTE_WEIGHTS, Examples, contributor_folds, held_out, neighbour_shares
+from shared.splits import retrieval_held_out
+
+logger = logging.getLogger("embedding-service")
+NETWORK = "efficientnet-lite0"
+STEPS = 150
+CATALOG_BATCH = 96
+PHOTO_BATCH = 32
+LEARNING_RATE = 2e-4  # the tail's; the softmax layer's is LAYER_LEARNING_RATE
+LAYER_LEARNING_RATE = 1e-2
+AUGMENTATIONS = 8
+FEATURE_SCALE = 30.0  # as the linear head's: unit features have tiny components
+VALIDATION_FOLD = 0
+
+
+@dataclass(frozen=True)
+class Images:
+    """Cached trunk outputs, each with its category's index (-1: none of ours), the catalog crop
+    or photo it was made from, and whether it is that crop or photo itself (not a view of it)."""
+
+    trunk: np.ndarray  # (N, C, H, W) float16
+    labels: np.ndarray
+    source: np.ndarray
+    plain: np.ndarray
+
+    def rows(self, mask: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(mask & (self.labels >= 0))
+
+
+def category_module(net: Any, classes: int) -> Any:
+    """The tail (the network's blocks from finetune.TAIL_FROM and head convolution, its own copy)
+    and the softmax layer: trunk output -> category logits."""
+    import copy
+
+    import torch
+
+    class CategoryTail(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = torch.nn.ModuleList(copy.deepcopy(net._blocks[finetune.TAIL_FROM :]))
+            self.conv_head = copy.deepcopy(net._conv_head)
+            self.bn1 = copy.deepcopy(net._bn1)
+            self.swish = copy.deepcopy(net._swish)
+            self.layer = torch.nn.Linear(self.conv_head.out_channels, classes)
+
+        def pooled(self, x: torch.Tensor) -> torch.Tensor:
+            for block in self.blocks:
+                x = block(x)
+            return torch.nn.functional.normalize(self.swish(self.bn1(self.conv_head(x))).mean((2, 3)), dim=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(self.pooled(x) * FEATURE_SCALE)
+
+    return CategoryTail()
+
+
+def load_category(net: Any, path: Path) -> tuple[Any, list[str]]:
+    """The category tail saved at ``path`` (``save``), built on ``net``'s blocks, and its labels."""
+    import torch
+
+    with np.load(path, allow_pickle=False) as data:
+        labels = [str(label) for label in data["labels"]]
+        weights = {
+            key: torch.from_numpy(data[key].astype(np.float32)) for key in data.files if key != "labels"
+        }
+    model = category_module(net, len(labels))
+    model.load_state_dict(weights)
+    return model.eval(), labels
+
+
+def augmented(image: Image.Image, rng: random.Random) -> Image.Image:
+    """A shopper's photo as another shot of it might be: cropped by up to a quarter, mirrored,
+    turned by up to 10 degrees, lit and coloured up to 25-30% otherwise."""
+    width, height = image.size
+    scale, aspect = rng.uniform(0.75, 1.0), rng.uniform(0.8, 1.25)
+    crop_w = min(width, int(width * scale * aspect**0.5))
+    crop_h = min(height, int(height * scale / aspect**0.5))
+    left, top = rng.randint(0, width - crop_w), rng.randint(0, height - crop_h)
+    image = image.crop((left, top, left + crop_w, top + crop_h))
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    image = image.rotate(rng.uniform(-10, 10), Image.Resampling.BILINEAR, fillcolor=(255, 255, 255))
+    image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.75, 1.25))
+    image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.75, 1.25))
+    return ImageEnhance.Color(image).enhance(rng.uniform(0.7, 1.3))
+
+
+def photo_inputs(folder: Path, learnt: list[bool], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Network inputs of each photo crop and, for the learnt ones, of AUGMENTATIONS variants:
+    (inputs, the photo of each, whether it is the photo itself)."""
+    rng = random.Random(0)
+    inputs, photos, plain = [], [], []
+    for index, is_learnt in enumerate(learnt):
+        image = Image.open(folder / f"{index}.jpg").convert("RGB")
+        variants = [image] + ([augmented(image, rng) for _ in range(AUGMENTATIONS)] if is_learnt else [])
+        for number, variant in enumerate(variants):
+            inputs.append(to_input(np.asarray(variant), size))
+            photos.append(index)
+            plain.append(number == 0)
+    return np.stack(inputs), np.array(photos), np.array(plain)
+
+
+def trunk_of(net: Any, inputs: np.ndarray, cache: Path) -> np.ndarray:
+    """The trunk's outputs on prepared inputs, in onnxruntime (float16)."""
+    import onnxruntime
+
+    path = cache / "trunk-photos.onnx"
+    cache.mkdir(parents=True, exist_ok=True)
+    finetune.export_trunk(finetune.trunk_module(net, NETWORKS[NETWORK].descriptor_blocks).eval(), 224, path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    parts = [
+        session.run(["trunk"], {"image": inputs[start : start + 64]})[0].astype(np.float16)
+        for start in range(0, len(inputs), 64)
+    ]
+    path.unlink()
+    return np.concatenate(parts)
+
+
+def catalog_images(net: Any, crops: Path, features: Path, index: dict[str, int], cache: Path) -> Images:
+    """Every catalog crop and one distorted view of each product make eval does not hold out."""
+    product_ids: list[str] = json.loads((crops / "manifest.json").read_text())
+    data = np.load(features, allow_pickle=False)
+    category_of = {str(p): str(c) for p, c in zip(data["product_ids"], data["categories"], strict=True)}
+    wanted = [(i, -1) for i in range(len(product_ids))]
+    wanted += [(i, 0) for i, pid in enumerate(product_ids) if not retrieval_held_out(pid)]
+    trunk, _ = finetune.cached_trunk_outputs(NETWORK, net, crops, wanted, cache)
+    labels = np.array([index.get(category_of.get(product_ids[i], ""), -1) for i, _ in wanted])
+    sources = np.array([i for i, _ in wanted])
+    return Images(trunk, labels, sources, np.array([v < 0 for _, v in wanted]))
+
+
+def photo_images(
+    net: Any, folder: Path, index: dict[str, int], cache: Path
+) -> tuple[Images, np.ndarray, np.ndarray]:
+    """The photo crops (tools/photo_features.py), augmented when learnt; with, per photo, whether it
+    may be learnt from and its contributor fold."""
+    labels = json.loads((folder / "labels.json").read_text())["photos"]
+    learnt = np.array([bool(p["learnt"]) for p in labels])
+    inputs, photos, plain = photo_inputs(folder, learnt.tolist(), NETWORKS[NETWORK].input_size)
+    categories = np.array([index.get(p["category"], -1) for p in labels])
+    groups = np.array([p["contributor"] or p["image"] for p in labels])
+    folds = contributor_folds(Examples(np.zeros((len(labels), 1)), categories, learnt, groups))
+    return Images(trunk_of(net, inputs, cache), categories[photos], photos, plain), learnt, folds
+
+
+def class_weights(labels: np.ndarray, classes: int) -> np.ndarray:
+    """Each row's chance to be drawn: 1/sqrt(count of its category), normalised."""
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    weights = 1.0 / np.sqrt(np.maximum(counts, 1.0))[labels]
+    return np.asarray(weights / weights.sum())
+
+
+def train(
+    net: Any, classes: int, catalog: Images, catalog_rows: np.ndarray, photos: Images, photo_rows: np.ndarray
+) -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    model = category_module(net, classes).eval()  # batch normalisation keeps ImageNet's statistics
+    tail = [p for name, p in model.named_parameters() if not name.startswith("layer.")]
+    optimiser = torch.optim.Adam(
+        [
+            {"params": tail, "lr": LEARNING_RATE},
+            {"params": model.layer.parameters(), "lr": LAYER_LEARNING_RATE},
+        ]
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=[LEARNING_RATE, LAYER_LEARNING_RATE], total_steps=STEPS, pct_start=0.1
+    )
+    rng = np.random.default_rng(0)
+    catalog_p = class_weights(catalog.labels[catalog_rows], classes)
+    photo_p = class_weights(photos.labels[photo_rows], classes)
+    for step in range(1, STEPS + 1):
+        from_catalog = rng.choice(catalog_rows, CATALOG_BATCH, p=catalog_p)
+        from_photos = rng.choice(photo_rows, PHOTO_BATCH, p=photo_p)
+        x = np.concatenate([catalog.trunk[from_catalog], photos.trunk[from_photos]]).astype(np.float32)
+        y = np.concatenate([catalog.labels[from_catalog], photos.labels[from_photos]])
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % 25 == 0:
+            logger.info("step %d/%d loss %.3f", step, STEPS, float(loss))
+    return model
+
+
+def probabilities(model: Any, trunk: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        parts = [
+            torch.softmax(
+                model(torch.from_numpy(trunk[start : start + 256].astype(np.float32))), dim=1
+            ).numpy()
+            for start in range(0, len(trunk), 256)
+        ]
+    return np.concatenate(parts)
+
+
+def imagenet_features(net: Any, trunk: np.ndarray) -> np.ndarray:
+    """ImageNet's unit average-pooled features from trunk outputs (what the index's look vectors
+    are, for the catalog's vote): an untrained copy of the network's tail computes them."""
+    import torch
+
+    imagenet = category_module(net, 1).eval()
+    with torch.no_grad():
+        parts = [
+            imagenet.pooled(torch.from_numpy(trunk[start : start + 256].astype(np.float32))).numpy()
+            for start in range(0, len(trunk), 256)
+        ]
+    return np.concatenate(parts).astype(np.float64)
+
+
+def validation(
+    net: Any, model: Any, names: list[str], catalog: Images, photos: Images, rows: np.ndarray
+) -> dict[str, object]:
+    """Accuracy of the tail on ``rows`` (photos it did not learn), alone and with the catalog's
+    nearest crops voting at each of VOTE_WEIGHTS."""
+    index = {name: i for i, name in enumerate(names)}
+    crops = np.flatnonzero(catalog.plain & (catalog.labels >= 0))
+    gallery = Examples(
+        imagenet_features(net, catalog.trunk[crops]),
+        np.array([names[i] for i in catalog.labels[crops]]),
+        np.ones(len(crops), dtype=bool),
+    )
+    shares = neighbour_shares(imagenet_features(net, photos.trunk[rows]), gallery, index)
+    p = probabilities(model, photos.trunk[rows])
+    truth = photos.labels[rows]
+    voted = {str(w): round(float(((p + w * shares).argmax(1) == truth).mean()), 4) for w in VOTE_WEIGHTS}
+    return {"photos": len(rows), "accuracy": voted["0.0"], "vote_weights": voted}
+
+
+def learnt_photos(folder: Path, learnt: np.ndarray) -> dict[str, object]:
+    """What the card says of the photos: their folder, how many, and the images learnt from (which
+    make eval leaves out)."""
+    labels = json.loads((folder / "labels.json").read_text())
+    return {
+        "folder": labels["folder"],
+        "learnt_from": int(learnt.sum()),
+        "held_out": int((~learnt).sum()),
+        "images": [p["image"] for p, is_learnt in zip(labels["photos"], learnt, strict=True) if is_learnt],
+    }
+
+
+def save(model: Any, names: list[str], output: Path, card: dict[str, Any]) -> None:
+    weights = {name: p.detach().numpy().astype(np.float16) for name, p in model.state_dict().items()}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(output, labels=np.array(names), **weights)  # type: ignore[arg-type]
+    card["weights"] = int(sum(w.size for w in weights.values()))
+    output.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    logger.info("saved %s: %s", output, card)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--crops", type=Path, required=True, help="the catalog crops (make eval's cache)")
+    parser.add_argument(
+        "--features", type=Path, required=True, help="tools/catalog_features.py's (categories)"
+    )
+    parser.add_argument("--photos", type=Path, required=True, help="photo crops (tools/photo_features.py)")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, default=Path("data/cache"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    started = time.perf_counter()
+    net = pretrained(NETWORK).eval()
+    data = np.load(args.features, allow_pickle=False)
+    learnable = data["categories"][(data["categories"] != "") & ~held_out(data["product_ids"])]
+    names = sorted({str(c) for c in learnable})
+    index = {name: i for i, name in enumerate(names)}
+    catalog = catalog_images(net, args.crops, args.features, index, args.cache)
+    photos, learnt, folds = photo_images(net, args.photos, index, args.cache)
+    product_ids = np.array(json.loads((args.crops / "manifest.json").read_text()))
+    catalog_rows = catalog.rows(~held_out(product_ids)[catalog.source])
+    kept_out = learnt & (folds == VALIDATION_FOLD)
+    model = train(
+        net,
+        len(names),
+        catalog,
+        catalog_rows,
+        photos,
+        photos.rows(learnt[photos.source] & ~kept_out[photos.source]),
+    )
+    checked = validation(
+        net, model, names, catalog, photos, photos.rows(kept_out[photos.source] & photos.plain)
+    )
+    logger.info("learnt contributors' fold %d kept out: %s", VALIDATION_FOLD, checked)
+    model = train(net, len(names), catalog, catalog_rows, photos, photos.rows(learnt[photos.source]))
+    card = {
+        "network": NETWORK,
+        "trained_from_block": finetune.TAIL_FROM,
+        "labels": names,
+        "steps": STEPS,
+        "catalog_batch": CATALOG_BATCH,
+        "photo_batch": PHOTO_BATCH,
+        "learning_rates": [LEARNING_RATE, LAYER_LEARNING_RATE],
+        "augmentations": AUGMENTATIONS,
+        "catalog_images": len(catalog_rows),
+        "photos": learnt_photos(args.photos, learnt),
+        "validation_fold": {"fold": VALIDATION_FOLD, **checked},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    save(model, names, args.output, card)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""The category tail: its copy of the last blocks computes what the network computes, what it saves
+is what the export puts in the graph, and the service names categories by the graph's output."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from embedding_service.config import Settings
+from embedding_service.export import NETWORKS, export, pooled_module, pretrained
+from embedding_service.finetune import trunk_module
+from embedding_service.model import EmbeddingModel
+from embedding_service.train_category import (
+    Images,
+    augmented,
+    category_module,
+    class_weights,
+    load_category,
+    save,
+)
+
+LITE0 = NETWORKS["efficientnet-lite0"]
+LABELS = ["bottomwear", "dress", "topwear"]
+
+
+@pytest.fixture(scope="module")
+def net() -> torch.nn.Module:
+    return pretrained("efficientnet-lite0").eval()
+
+
+def _trained(net: Any) -> Any:
+    """A category tail whose weights differ from ImageNet's and whose layer favours a category."""
+    model = category_module(net, len(LABELS)).eval()
+    with torch.no_grad():
+        model.conv_head.weight.mul_(1.1)
+        model.layer.bias.copy_(torch.tensor([0.0, 3.0, 1.0]))
+    return model
+
+
+def test_the_tail_starts_as_the_networks_own_last_blocks(net: torch.nn.Module) -> None:
+    image = torch.randn(2, 3, LITE0.input_size, LITE0.input_size)
+    with torch.no_grad():
+        features, _ = pooled_module(net, LITE0.descriptor_blocks)(image)
+        trunk, _ = trunk_module(net, LITE0.descriptor_blocks)(image)
+        pooled = category_module(net, len(LABELS)).eval().pooled(trunk)
+    assert torch.allclose(pooled, torch.nn.functional.normalize(features, dim=1), atol=1e-5)
+
+
+def test_training_the_tail_leaves_the_retrieval_blocks_alone(net: Any) -> None:
+    before = net._conv_head.weight.clone()
+    model = _trained(net)
+    assert not torch.equal(model.conv_head.weight, net._conv_head.weight)
+    assert torch.equal(net._conv_head.weight, before)
+
+
+def test_the_saved_tail_is_what_the_graph_computes_and_the_service_reads(
+    net: torch.nn.Module, tmp_path: Path
+) -> None:
+    model = _trained(net)
+    path = tmp_path / "category-tail.npz"
+    save(model, LABELS, path, {})
+    loaded, labels = load_category(pretrained("efficientnet-lite0"), path)
+    assert labels == LABELS
+    image = torch.randn(3, 3, LITE0.input_size, LITE0.input_size)
+    with torch.no_grad():
+        trunk, _ = trunk_module(net, LITE0.descriptor_blocks)(image)
+        expected = torch.softmax(model(trunk), dim=1).numpy()
+        *_, graph_like = pooled_module(net, LITE0.descriptor_blocks, loaded)(image)
+    np.testing.assert_allclose(graph_like.numpy(), expected, atol=2e-3)  # float16 on disk
+
+    backbone = tmp_path / "backbone.onnx"
+    export("efficientnet-lite0", backbone, category_tail=path)
+    served = EmbeddingModel(Settings(backbone_path=backbone, projection="none", head_path=tmp_path / "none"))
+    served.load()
+    assert served.category_labels == LABELS
+    crops = [np.full((90, 60, 3), colour, np.uint8) for colour in ((200, 30, 30), (30, 30, 200))]
+    outputs = served.embed_outputs(crops)
+    np.testing.assert_allclose(outputs["category"].sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(outputs["features"], axis=1), 1.0, atol=1e-5)
+
+
+def test_class_weights_give_each_category_the_root_of_its_count() -> None:
+    labels = np.array([0] * 100 + [1] * 25 + [2] * 4)
+    weights = class_weights(labels, 3)
+    mass = np.array([weights[labels == c].sum() for c in range(3)])
+    np.testing.assert_allclose(mass / mass[0], [1.0, 0.5, 0.2], atol=1e-9)
+    assert np.isclose(weights.sum(), 1.0)
+
+
+def test_an_augmented_photo_is_a_slightly_different_shot_of_it() -> None:
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 150, 3), np.uint8))
+    first = augmented(image, random.Random(1))
+    assert first.size[0] >= 0.75 * 0.85 * 150 and first.size[1] >= 0.75 * 0.85 * 200
+    assert first.size[0] <= 150 and first.size[1] <= 200
+    assert np.array_equal(np.asarray(first), np.asarray(augmented(image, random.Random(1))))
+    assert not np.array_equal(np.asarray(first), np.asarray(augmented(image, random.Random(2))))
+
+
+def test_rows_keep_only_images_of_a_known_category() -> None:
+    images = Images(
+        np.zeros((4, 1, 1, 1), np.float16), np.array([0, -1, 2, 1]), np.arange(4), np.ones(4, dtype=bool)
+    )
+    assert images.rows(np.array([True, True, True, False])).tolist() == [0, 2]
