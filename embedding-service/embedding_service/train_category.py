@@ -9,7 +9,7 @@ tops are told apart by what ImageNet's last blocks never had to learn. This tail
 - the catalog's crops and one distorted view of each training product (their category from the
   catalog), through the trunk's outputs cached as embedding_service.finetune caches them;
 - the learnt shoppers' photos (tools/photo_features.py cuts them as queries are cut; the half of
-  the contributors shared.splits.photo_held_out leaves to make eval is never read), each also
+  the contributors shared.splits.photo_held_out leaves to make eval is not even cut), each also
   AUGMENTATIONS times cropped, mirrored, turned and relit. Every batch holds CATALOG_BATCH catalog
   images and PHOTO_BATCH photos, both drawn with weights 1/sqrt(count of their category).
 
@@ -131,13 +131,15 @@ def augmented(image: Image.Image, rng: random.Random) -> Image.Image:
 
 
 def photo_inputs(folder: Path, learnt: list[bool], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Network inputs of each photo crop and, for the learnt ones, of AUGMENTATIONS variants:
-    (inputs, the photo of each, whether it is the photo itself)."""
+    """Network inputs of each learnt photo's crop and of AUGMENTATIONS variants of it: (inputs, the
+    photo of each, whether it is the photo itself). Photos make eval measures on are left out."""
     rng = random.Random(0)
     inputs, photos, plain = [], [], []
     for index, is_learnt in enumerate(learnt):
+        if not is_learnt:
+            continue
         image = Image.open(folder / f"{index}.jpg").convert("RGB")
-        variants = [image] + ([augmented(image, rng) for _ in range(AUGMENTATIONS)] if is_learnt else [])
+        variants = [image] + [augmented(image, rng) for _ in range(AUGMENTATIONS)]
         for number, variant in enumerate(variants):
             inputs.append(to_input(np.asarray(variant), size))
             photos.append(index)
@@ -177,8 +179,8 @@ def catalog_images(net: Any, crops: Path, features: Path, index: dict[str, int],
 def photo_images(
     net: Any, folder: Path, index: dict[str, int], cache: Path
 ) -> tuple[Images, np.ndarray, np.ndarray]:
-    """The photo crops (tools/photo_features.py), augmented when learnt; with, per photo, whether it
-    may be learnt from and its contributor fold."""
+    """The learnt photos' crops (tools/photo_features.py) and their augmented variants; with, per
+    photo, whether it may be learnt from and its contributor fold."""
     labels = json.loads((folder / "labels.json").read_text())["photos"]
     learnt = np.array([bool(p["learnt"]) for p in labels])
     inputs, photos, plain = photo_inputs(folder, learnt.tolist(), NETWORKS[NETWORK].input_size)
