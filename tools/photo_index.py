@@ -38,6 +38,7 @@ class PhotoIndex:
         self._terms = flat[order]
         self._owners = np.concatenate(owners)[order] if owners else np.zeros(0, np.int32)
         self._distinct, self._starts, counts = np.unique(self._terms, return_index=True, return_counts=True)
+        self._ends = self._starts + counts  # each distinct term's rows in _terms: [start, end)
         self._idf = qdrant_idf(len(self.keypoints), counts)
 
     @classmethod
@@ -78,9 +79,8 @@ class PhotoIndex:
         at = np.searchsorted(self._distinct, wanted)
         held = at < len(self._distinct)
         held[held] = self._distinct[at[held]] == wanted[held]
-        ends = np.append(self._starts[1:], len(self._terms))
         for term in at[held]:
-            scores[self._owners[self._starts[term] : ends[term]]] += self._idf[term]
+            scores[self._owners[self._starts[term] : self._ends[term]]] += self._idf[term]
         scores = np.where(allowed & (scores > 0), scores, -math.inf)
         top = np.argsort(-scores, kind="stable")[:count]
         return [int(i) for i in top if np.isfinite(scores[i])]

@@ -279,9 +279,15 @@ def train(
 
 
 def save(net: Any, output: Path, card: dict[str, Any]) -> None:
-    weights = {name: p.detach().numpy().astype(np.float16) for name, p in tail_parameters(net).items()}
+    save_weights(tail_parameters(net), output, card)
+
+
+def save_weights(tensors: dict[str, Any], output: Path, card: dict[str, Any], **extra: np.ndarray) -> None:
+    """The tensors in float16 (``extra`` arrays beside them, as they are) and the card, which gets
+    their number of weights, beside them as .json."""
+    weights = {name: t.detach().numpy().astype(np.float16) for name, t in tensors.items()}
     output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(output, **weights)  # type: ignore[arg-type]
+    np.savez_compressed(output, **extra, **weights)  # type: ignore[arg-type]
     card["weights"] = int(sum(w.size for w in weights.values()))
     output.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     logger.info("saved %s: %s", output, card)

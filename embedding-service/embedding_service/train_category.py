@@ -153,7 +153,10 @@ def trunk_of(net: Any, inputs: np.ndarray, cache: Path) -> np.ndarray:
 
     path = cache / "trunk-photos.onnx"
     cache.mkdir(parents=True, exist_ok=True)
-    finetune.export_trunk(finetune.trunk_module(net, NETWORKS[NETWORK].descriptor_blocks).eval(), 224, path)
+    network = NETWORKS[NETWORK]
+    finetune.export_trunk(
+        finetune.trunk_module(net, network.descriptor_blocks).eval(), network.input_size, path
+    )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     parts = [
         session.run(["trunk"], {"image": inputs[start : start + 64]})[0].astype(np.float16)
@@ -163,17 +166,18 @@ def trunk_of(net: Any, inputs: np.ndarray, cache: Path) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def catalog_images(net: Any, crops: Path, features: Path, index: dict[str, int], cache: Path) -> Images:
-    """Every catalog crop and one distorted view of each product make eval does not hold out."""
+def catalog_images(
+    net: Any, crops: Path, category_of: dict[str, str], index: dict[str, int], cache: Path
+) -> tuple[Images, np.ndarray]:
+    """Every catalog crop and one distorted view of each product make eval does not hold out; and
+    the product id of each crop."""
     product_ids: list[str] = json.loads((crops / "manifest.json").read_text())
-    data = np.load(features, allow_pickle=False)
-    category_of = {str(p): str(c) for p, c in zip(data["product_ids"], data["categories"], strict=True)}
     wanted = [(i, -1) for i in range(len(product_ids))]
     wanted += [(i, 0) for i, pid in enumerate(product_ids) if not retrieval_held_out(pid)]
     trunk, _ = finetune.cached_trunk_outputs(NETWORK, net, crops, wanted, cache)
     labels = np.array([index.get(category_of.get(product_ids[i], ""), -1) for i, _ in wanted])
     sources = np.array([i for i, _ in wanted])
-    return Images(trunk, labels, sources, np.array([v < 0 for _, v in wanted]))
+    return Images(trunk, labels, sources, np.array([v < 0 for _, v in wanted])), np.array(product_ids)
 
 
 def photo_images(
@@ -291,12 +295,7 @@ def learnt_photos(folder: Path, learnt: np.ndarray) -> dict[str, object]:
 
 
 def save(model: Any, names: list[str], output: Path, card: dict[str, Any]) -> None:
-    weights = {name: p.detach().numpy().astype(np.float16) for name, p in model.state_dict().items()}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(output, labels=np.array(names), **weights)  # type: ignore[arg-type]
-    card["weights"] = int(sum(w.size for w in weights.values()))
-    output.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    logger.info("saved %s: %s", output, card)
+    finetune.save_weights(model.state_dict(), output, card, labels=np.array(names))
 
 
 def main() -> int:
@@ -318,9 +317,9 @@ def main() -> int:
     learnable = data["categories"][(data["categories"] != "") & ~held_out(data["product_ids"])]
     names = sorted({str(c) for c in learnable})
     index = {name: i for i, name in enumerate(names)}
-    catalog = catalog_images(net, args.crops, args.features, index, args.cache)
+    category_of = {str(p): str(c) for p, c in zip(data["product_ids"], data["categories"], strict=True)}
+    catalog, product_ids = catalog_images(net, args.crops, category_of, index, args.cache)
     photos, learnt, folds = photo_images(net, args.photos, index, args.cache)
-    product_ids = np.array(json.loads((args.crops / "manifest.json").read_text()))
     catalog_rows = catalog.rows(~held_out(product_ids)[catalog.source])
     kept_out = learnt & (folds == VALIDATION_FOLD)
     model = train(
