@@ -178,7 +178,7 @@ train-classifier: install models $(FEATURES) $(VIEWS) $(if $(HAS_PHOTOS),$(PHOTO
 
 # The category tail (embedding_service.train_category): the backbone's last blocks trained again on
 # the category, from catalog crops and the learnt shoppers' photos; exported beside the retrieval
-# tail, it names the category of every crop instead of the head (optional: not shipped, README).
+# tail, it names the category of product photos' crops instead of the head (README, Retrieval quality).
 train-category: install models $(FEATURES) $(PHOTO_CROPS)/labels.json
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
 	crops=$(CATALOG_CROPS) && \

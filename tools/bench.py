@@ -34,7 +34,7 @@ import uvloop
 from gateway.catalog import read_catalog
 from gateway.config import Settings
 from gateway.ingest import CatalogEmbedder
-from gateway.pipeline import crop_jpeg, for_detector, instances_wanted
+from gateway.pipeline import crop_jpeg, for_detector, instances_wanted, product_crops
 from shared.clients import DetectorClient, EmbeddingClient, GenderClient
 from shared.images import decode_image
 from tools.eval_gender import sent_heads, timed_gender
@@ -226,6 +226,7 @@ class SentCrop:
     data: bytes
     colour: bool  # a garment region the detector gave no colour: the service names it
     instance: bool  # the photo's crops get instance vectors (pipeline.instances_wanted)
+    product: bool = False  # a product worn by no one: named by the category tail (pipeline.product_crops)
 
 
 async def photo_crops(detector: DetectorClient, blob: bytes, settings: Settings) -> list[SentCrop]:
@@ -234,19 +235,23 @@ async def photo_crops(detector: DetectorClient, blob: bytes, settings: Settings)
     image = decode_image(blob)
     found = await detector.detect(for_detector(image, settings)[1])
     instances = instances_wanted(found.regions, settings)
+    products = set(product_crops(found.regions))
     regions = [
-        SentCrop(crop_jpeg(image, r.box, settings), r.colour is None, instances) for r in found.regions
+        SentCrop(crop_jpeg(image, r.box, settings), r.colour is None, instances, i in products)
+        for i, r in enumerate(found.regions)
     ]
     return regions + [SentCrop(crop_jpeg(image, p.box, settings), False, instances) for p in found.persons]
 
 
 async def embed_as_sent(embedding: EmbeddingClient, crops: list[SentCrop]) -> None:
-    """One request, naming colours when any of its crops needs one and making instance vectors when
-    the photo's crops need them (as the gateway asks)."""
+    """One request, naming colours when any of its crops needs one, making instance vectors when
+    the photo's crops need them and naming product crops by the category tail (as the gateway
+    asks)."""
     await embedding.embed(
         [crop.data for crop in crops],
         colours=any(crop.colour for crop in crops),
         instances=any(crop.instance for crop in crops),
+        products=[i for i, crop in enumerate(crops) if crop.product],
     )
 
 

@@ -6,6 +6,7 @@ way as query crops; stored as a small .npz beside this module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,23 +66,18 @@ class ClassifierHead:
         )
 
     def classify(
-        self,
-        features: np.ndarray,
-        categories: tuple[np.ndarray, list[str]] | None = None,
-        top_articles: int = 8,
+        self, features: np.ndarray, tail: TailCategories | None = None, top_articles: int = 8
     ) -> list[tuple[dict[Category, float], list[ArticleTypeScore]]]:
-        """Per crop: probability of every category (``categories``' when given: probabilities and
-        their labels, from a category tail; else this head's), and the most likely article types."""
-        category_p, category_labels = categories or (
-            self.category.probabilities(features),
-            self.category.labels,
-        )
+        """Per crop: probability of every category (the ``tail``'s for its rows, else this
+        head's), and the most likely article types."""
+        category_p = self.category.probabilities(features)
+        categories = [_named(self.category.labels, row) for row in category_p]
+        if tail is not None:
+            for row, probabilities in zip(tail.rows, tail.probabilities, strict=True):
+                categories[row] = _named(tail.labels, probabilities)
         article_p = self.article.probabilities(features)
         results = []
-        for cat_row, art_row in zip(category_p, article_p, strict=True):
-            categories_of_crop = {
-                Category(label): round(float(p), 4) for label, p in zip(category_labels, cat_row, strict=True)
-            }
+        for categories_of_crop, art_row in zip(categories, article_p, strict=True):
             articles = [
                 ArticleTypeScore(
                     name=self.article.labels[i],
@@ -92,6 +88,19 @@ class ClassifierHead:
             ]
             results.append((categories_of_crop, articles))
         return results
+
+
+def _named(labels: Sequence[str], probabilities: np.ndarray) -> dict[Category, float]:
+    return {Category(label): round(float(p), 4) for label, p in zip(labels, probabilities, strict=True)}
+
+
+@dataclass(frozen=True)
+class TailCategories:
+    """A category tail's probabilities (make train-category) for some crops of a batch."""
+
+    rows: list[int]  # the crops', by their place in the batch
+    probabilities: np.ndarray  # (len(rows), len(labels))
+    labels: list[str]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 
 from embedding_service.config import Settings
 from embedding_service.model import EmbeddingModel
@@ -20,6 +20,15 @@ InstancesQuery = Annotated[
     Query(
         description="Make each crop's instance vector (when the service has an instance projection); "
         "false skips it (a photo of persons: its worn garments are searched by their look)"
+    ),
+]
+ProductsQuery = Annotated[
+    list[int],
+    Query(
+        description="Positions (from 0, repeated) of the crops that show a product on its own, not "
+        "worn (a product photo, a catalog image without a category): their category is named by the "
+        "service's category tail, trained on such photos, when it has one; the other crops' by the "
+        "classifier head"
     ),
 ]
 
@@ -62,11 +71,15 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         images: Annotated[list[UploadFile], File()],
         colours: ColoursQuery = True,
         instances: InstancesQuery = True,
+        products: ProductsQuery = [],  # noqa: B006 (FastAPI copies a query default per request)
     ) -> EmbedResponse:
+        outside = [i for i in products if not 0 <= i < len(images)]
+        if outside:
+            raise HTTPException(422, f"products names crop {outside[0]}; the request holds {len(images)}")
         items = await analyse_uploads(
             request,
             images,
-            functools.partial(model.predict, colours=colours, instances=instances),
+            functools.partial(model.predict, colours=colours, instances=instances, products=products),
             decode=decode_image,
             operation="embed",
             max_count=settings.max_crops,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from embedding_service.config import Settings
-from embedding_service.head import ClassifierHead, Projection, unit_rows
+from embedding_service.head import ClassifierHead, Projection, TailCategories, unit_rows
 from embedding_service.preprocess import LEGACY_INPUT_SIZE, to_batch
 from shared.calibration import card_threshold
 from shared.colours import crop_colour
@@ -20,7 +21,9 @@ from shared.features import file_digest
 
 logger = logging.getLogger("embedding-service")
 LEGACY_BACKBONE_NAME = "efficientnet-lite2-imagenet"  # of an export that does not name its network
-# a category tail's probabilities (export --category-tail), its labels in the graph's metadata
+# with a category tail (export --category-tail): the backbone graph's input of the last blocks, and
+# the output of the category graph beside it that takes it (labels in the backbone's metadata)
+TRUNK_OUTPUT = "trunk"
 CATEGORY_OUTPUT = "category"
 
 
@@ -39,14 +42,18 @@ def backbone_facts(session: Any) -> tuple[str, int]:
     return name, side if isinstance(side, int) else LEGACY_INPUT_SIZE
 
 
+def category_graph_path(backbone: Path) -> Path:
+    """Where the export puts the category graph of the backbone graph at ``backbone``."""
+    return backbone.with_name(f"{backbone.stem}.category.onnx")
+
+
 def category_labels(session: Any) -> list[str]:
-    """The categories of the graph's category output (a category tail, make train-category), in
-    its order; none when the graph has no such output."""
-    if CATEGORY_OUTPUT not in [output.name for output in session.get_outputs()]:
+    """The categories of the category graph (a category tail, make train-category), in its
+    output's order; none when the backbone graph has no category graph."""
+    if TRUNK_OUTPUT not in [output.name for output in session.get_outputs()]:
         return []
-    return [
-        str(label) for label in json.loads(session.get_modelmeta().custom_metadata_map["category_labels"])
-    ]
+    labels = session.get_modelmeta().custom_metadata_map["category_labels"]
+    return [str(label) for label in json.loads(labels)]
 
 
 def vector_model_name(backbone: Path, projection: Path | None, instance: Path | None = None) -> str:
@@ -82,6 +89,7 @@ class EmbeddingModel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._session: object | None = None
+        self._category: object | None = None  # the category graph, with a category tail
         self._output_names: list[str] = []
         self.head: ClassifierHead | None = None
         self.projection: Projection | None = None
@@ -125,10 +133,21 @@ class EmbeddingModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._session = session
-        self._output_names = [output.name for output in session.get_outputs()]
+        self._output_names = [
+            output.name
+            for output in session.get_outputs()
+            if output.name not in (TRUNK_OUTPUT, CATEGORY_OUTPUT)  # the latter: of an older export
+        ]
         self.backbone, self.input_size = backbone_facts(session)
         self.category_labels = category_labels(session)
-        outputs = self._run(np.zeros((1, 3, self.input_size, self.input_size), np.float32))
+        if self.category_labels:
+            graph = category_graph_path(path)
+            if not graph.exists():
+                raise FileNotFoundError(f"category graph {graph} is missing: run `make models`")
+            self._category = onnxruntime.InferenceSession(
+                str(graph), options, providers=["CPUExecutionProvider"]
+            )
+        outputs = self._run(np.zeros((1, 3, self.input_size, self.input_size), np.float32), trunk=False)
         backbone_dim = int(outputs["features"].shape[1])
         self.dim = backbone_dim
         projection, instance = self.settings.projection_path(), self.settings.instance_path()
@@ -151,42 +170,64 @@ class EmbeddingModel:
                 "no classifier head; crops get no category", extra={"path": str(self.settings.head_path)}
             )
 
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """The backbone's outputs by name (export.OUTPUTS; an older export gives "features" only)."""
+    def _run(self, batch: np.ndarray, trunk: bool) -> dict[str, np.ndarray]:
+        """The backbone's outputs by name (export.OUTPUTS; an older export gives "features" only),
+        with ``trunk`` also TRUNK_OUTPUT."""
         assert self._session is not None, "load() first"
         session: Any = self._session
-        names = self._output_names
+        names = [*self._output_names, *([TRUNK_OUTPUT] if trunk else [])]
         return {
             name: np.asarray(value, dtype=np.float32)
             for name, value in zip(names, session.run(names, {"image": batch}), strict=True)
         }
 
-    def embed_outputs(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Each backbone output for the crops, (N, D) and L2-normalised (the category
-        probabilities as they are), computed in batches of at most max_batch."""
+    def embed_outputs(self, crops: list[np.ndarray], tail_rows: Sequence[int] = ()) -> dict[str, np.ndarray]:
+        """Each backbone output for the crops, (N, D) and L2-normalised, computed in batches of at
+        most max_batch; with a category tail, its probabilities (as they are) for the crops
+        ``tail_rows`` only (in ascending order): the category graph runs on their trunks alone."""
+        asked = sorted(set(tail_rows)) if self._category is not None else []
         parts: dict[str, list[np.ndarray]] = {}
+        trunks = []
         for start in range(0, len(crops), self.settings.max_batch):
             batch = to_batch(crops[start : start + self.settings.max_batch], self.input_size)
-            for name, value in self._run(batch).items():
+            wanted = [row - start for row in asked if start <= row < start + len(batch)]
+            outputs = self._run(batch, trunk=bool(wanted))
+            if wanted:
+                trunks.append(outputs.pop(TRUNK_OUTPUT)[wanted])
+            for name, value in outputs.items():
                 parts.setdefault(name, []).append(value)
-        joined = {name: np.concatenate(values) for name, values in parts.items()}
-        return {
-            name: value if name == CATEGORY_OUTPUT else unit_rows(value) for name, value in joined.items()
-        }
+        joined = {name: unit_rows(np.concatenate(values)) for name, values in parts.items()}
+        if trunks:
+            joined[CATEGORY_OUTPUT] = self._categories(np.concatenate(trunks))
+        return joined
+
+    def _categories(self, trunks: np.ndarray) -> np.ndarray:
+        session: Any = self._category
+        return np.asarray(session.run([CATEGORY_OUTPUT], {TRUNK_OUTPUT: trunks})[0], dtype=np.float32)
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, 1280) L2-normalised average-pooled features."""
         return self.embed_outputs(crops)["features"]
 
     def predict(
-        self, crops: list[np.ndarray], colours: bool = True, instances: bool = True
+        self,
+        crops: list[np.ndarray],
+        colours: bool = True,
+        instances: bool = True,
+        products: Sequence[int] = (),
     ) -> list[CropEmbedding]:
         """Vector, instance vector (with ``instances``, when served), classes and (with ``colours``)
-        the dominant colour of each crop."""
+        the dominant colour of each crop. ``products``: the crops that show a product on its own
+        (not worn), whose category the category tail names when the service has one."""
         named = self._colourist.submit(lambda: [crop_colour(crop) for crop in crops]) if colours else None
-        outputs = self.embed_outputs(crops)
+        rows = sorted(set(products))
+        outputs = self.embed_outputs(crops, rows)
         features = outputs["features"]
-        tail = (outputs[CATEGORY_OUTPUT], self.category_labels) if CATEGORY_OUTPUT in outputs else None
+        tail = (
+            TailCategories(rows, outputs[CATEGORY_OUTPUT], self.category_labels)
+            if CATEGORY_OUTPUT in outputs
+            else None
+        )
         classes = self.head.classify(features, tail) if self.head else [({}, [])] * len(crops)
         vectors = self.projection.apply(self.projection.input_of(outputs)) if self.projection else features
         made = (

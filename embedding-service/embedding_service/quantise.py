@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from embedding_service.head import unit_rows
-from embedding_service.model import backbone_facts
+from embedding_service.model import backbone_facts, category_graph_path
 from embedding_service.preprocess import to_batch
 
 logger = logging.getLogger("embedding-service")
@@ -86,13 +87,17 @@ def export_int8(backbone: Path, output: Path, crops: list[Path]) -> None:
 
 
 def copy_metadata(source: Path, target: Path) -> None:
-    """The source graph's metadata (which network it is) onto an export made from it."""
+    """The source graph's metadata (which network it is) onto an export made from it, and its
+    category graph (if any, kept in float: it runs on product photos' crops alone) beside it."""
     import onnx
 
     model = onnx.load(str(target))
     del model.metadata_props[:]
     model.metadata_props.extend(onnx.load(str(source)).metadata_props)
     onnx.save(model, str(target))
+    category = category_graph_path(source)
+    if category.exists():
+        shutil.copyfile(category, category_graph_path(target))
 
 
 def session_of(path: Path) -> Any:

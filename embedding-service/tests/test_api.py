@@ -73,6 +73,9 @@ async def test_bad_crops_and_limits(client: httpx.AsyncClient) -> None:
     many = [("images", (f"{i}.jpg", _jpeg(_solid((1, 2, 3))))) for i in range(9)]
     assert (await client.post("/embed", files=many)).status_code == 413
     assert (await client.post("/embed")).status_code == 422
+    one = [("images", ("a.jpg", _jpeg(_solid((1, 2, 3)))))]
+    outside = await client.post("/embed", params={"products": [0, 1]}, files=one)
+    assert outside.status_code == 422 and "crop 1" in outside.json()["detail"]
 
 
 async def test_missing_backbone_keeps_service_unready() -> None:

@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 
 from embedding_service.config import Settings
-from embedding_service.export import NETWORKS, export, pooled_module, pretrained
+from embedding_service.export import NETWORKS, export, pooled_module, pretrained, probabilities_module
 from embedding_service.finetune import trunk_module
-from embedding_service.model import EmbeddingModel
+from embedding_service.head import ClassifierHead, LinearHead
+from embedding_service.model import EmbeddingModel, category_graph_path
 from embedding_service.train_category import (
     Images,
     augmented,
@@ -24,6 +25,7 @@ from embedding_service.train_category import (
     load_category,
     save,
 )
+from shared.contracts import Category
 
 LITE0 = NETWORKS["efficientnet-lite0"]
 LABELS = ["bottomwear", "dress", "topwear"]
@@ -71,18 +73,46 @@ def test_the_saved_tail_is_what_the_graph_computes_and_the_service_reads(
     with torch.no_grad():
         trunk, _ = trunk_module(net, LITE0.descriptor_blocks)(image)
         expected = torch.softmax(model(trunk), dim=1).numpy()
-        *_, graph_like = pooled_module(net, LITE0.descriptor_blocks, loaded)(image)
+        *_, graph_trunk = pooled_module(net, LITE0.descriptor_blocks, trunk=True)(image)
+        graph_like = probabilities_module(loaded)(graph_trunk)
     np.testing.assert_allclose(graph_like.numpy(), expected, atol=2e-3)  # float16 on disk
 
     backbone = tmp_path / "backbone.onnx"
     export("efficientnet-lite0", backbone, category_tail=path)
+    assert category_graph_path(backbone).exists()
     served = EmbeddingModel(Settings(backbone_path=backbone, projection="none", head_path=tmp_path / "none"))
     served.load()
     assert served.category_labels == LABELS
     crops = [np.full((90, 60, 3), colour, np.uint8) for colour in ((200, 30, 30), (30, 30, 200))]
-    outputs = served.embed_outputs(crops)
+    outputs = served.embed_outputs(crops, tail_rows=[0, 1])
     np.testing.assert_allclose(outputs["category"].sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(outputs["features"], axis=1), 1.0, atol=1e-5)
+
+    worn = served.embed_outputs(crops)
+    assert "category" not in worn, "the tail runs only for the crops asked"
+    second = served.embed_outputs(crops, tail_rows=[1])
+    np.testing.assert_allclose(second["category"], outputs["category"][1:], atol=1e-5)
+    for name in worn:
+        np.testing.assert_allclose(second[name], worn[name], atol=1e-5, err_msg=name)
+
+    served.head = _head(len(worn["features"][0]), served.backbone)
+    items = served.predict(crops, colours=False, products=[1])
+    assert set(items[0].category_scores) == {Category.topwear, Category.footwear}, "the head's"
+    tail = dict(zip(LABELS, outputs["category"][1].tolist(), strict=True))
+    assert {c.value: s for c, s in items[1].category_scores.items()} == pytest.approx(tail, abs=1e-4)
+    assert items[0].article_types and items[1].article_types, "article types stay the head's"
+
+    export("efficientnet-lite0", backbone)
+    assert not category_graph_path(backbone).exists(), "no stale category graph beside a plain backbone"
+
+
+def _head(dim: int, backbone: str) -> ClassifierHead:
+    """A head that names only topwear and footwear (the tail also knows dresses)."""
+    rng = np.random.default_rng(0)
+    category = LinearHead(rng.normal(size=(dim, 2)), np.zeros(2), ["topwear", "footwear"])
+    article = LinearHead(rng.normal(size=(dim, 2)), np.zeros(2), ["Tshirts", "Sandals"])
+    kinds = {"Tshirts": Category.topwear, "Sandals": Category.footwear}
+    return ClassifierHead(category, article, kinds, backbone)
 
 
 def test_class_weights_give_each_category_the_root_of_its_count() -> None:

@@ -247,8 +247,10 @@ def digest(*parts: bytes) -> str:
     return hasher.hexdigest()
 
 
-def _crop_key(vector_model: str, crop: bytes) -> str:
-    return f"{KEY_PREFIX}:embedding:{vector_model}:{digest(crop)}"
+def _crop_key(vector_model: str, crop: bytes, product: bool) -> str:
+    """A product crop's categories come from the category tail, a worn one's from the head."""
+    kind = ":product" if product else ""
+    return f"{KEY_PREFIX}:embedding:{vector_model}{kind}:{digest(crop)}"
 
 
 class CachedEmbeddings:
@@ -268,10 +270,14 @@ class CachedEmbeddings:
         self.instance_facts_known = False  # both above, once an answer or the peers told them
 
     async def embed(
-        self, crops: Sequence[bytes], colours: bool = True, instances: bool = True
+        self,
+        crops: Sequence[bytes],
+        colours: bool = True,
+        instances: bool = True,
+        products: Sequence[int] = (),
     ) -> EmbedResponse:
-        """``colours``, ``instances``: as the service's; an entry cached without its colour, or
-        without its instance vector while the service makes them, is fetched again."""
+        """``colours``, ``instances``, ``products``: as the service's; an entry cached without its
+        colour, or without its instance vector while the service makes them, is fetched again."""
         if not self.vector_model:  # a replica starting: what its peers learnt, if anything
             known, instance_dim, exact = await self.cache.get_many(
                 "embedding", [MODEL_KEY, INSTANCE_KEY, EXACT_KEY]
@@ -283,7 +289,8 @@ class CachedEmbeddings:
             self.exact_match = _threshold(exact)
             self.instance_facts_known = told_dim and exact is not None
         model = self.vector_model
-        keys = [_crop_key(model, crop) for crop in crops]
+        shown = set(products)
+        keys = [_crop_key(model, crop, i in shown) for i, crop in enumerate(crops)]
         items = [_parse(CropEmbedding, v) for v in await self.cache.get_many("embedding", keys)]
         # a replica that cannot learn the instance facts from its peers asks the service once
         unknown = instances and not self.instance_facts_known
@@ -294,7 +301,12 @@ class CachedEmbeddings:
         ]
         served_by = "cache"
         if missing:
-            fetched = await self.inner.embed([crops[i] for i in missing], colours, instances)
+            fetched = await self.inner.embed(
+                [crops[i] for i in missing],
+                colours,
+                instances,
+                [place for place, i in enumerate(missing) if i in shown],
+            )
             changed = fetched.vector_model != model or fetched.exact_match != self.exact_match
             self.instance_dim, self.exact_match = fetched.instance_dim, fetched.exact_match
             self.instance_facts_known = True
@@ -308,8 +320,8 @@ class CachedEmbeddings:
             if fetched.vector_model != model:
                 self.vector_model = fetched.vector_model
                 if len(missing) < len(crops):  # the cached ones are of the model before
-                    return await self.embed(crops, colours, instances)
-                keys = [_crop_key(fetched.vector_model, crop) for crop in crops]
+                    return await self.embed(crops, colours, instances, products)
+                keys = [_crop_key(fetched.vector_model, crop, i in shown) for i, crop in enumerate(crops)]
             served_by = fetched.model
             self.backbone = fetched.backbone
             for i, item in zip(missing, fetched.items, strict=True):

@@ -199,7 +199,13 @@ class CatalogEmbedder:
         people = [cropped.person for _, cropped in kept if cropped.person is not None]
         # a colour is named only for products whose catalog row lacks one (see to_point)
         colours = any(row.colour is None for row, _ in kept)
-        answer = await self.embedding.embed([c.product for _, c in kept] + people, colours=colours)
+        # the category is named only for products whose row lacks one: by the category tail
+        unnamed = [
+            i for i, (row, cropped) in enumerate(kept) if row.category is None and not cropped.on_model
+        ]
+        answer = await self.embedding.embed(
+            [c.product for _, c in kept] + people, colours=colours, products=unnamed
+        )
         embedded = answer.items
         products, persons = iter(embedded[: len(kept)]), iter(embedded[len(kept) :])
         return [

@@ -73,7 +73,11 @@ class Embedder(Protocol):
     """What the pipeline needs of the embedding service: its client, or the client behind a cache."""
 
     async def embed(
-        self, crops: Sequence[bytes], colours: bool = True, instances: bool = True
+        self,
+        crops: Sequence[bytes],
+        colours: bool = True,
+        instances: bool = True,
+        products: Sequence[int] = (),
     ) -> EmbedResponse: ...
 
     async def ready(self) -> tuple[bool, str]: ...
@@ -171,7 +175,7 @@ class Recommender:
         colours = any(r.colour is None for r in regions)
         instances = instances_wanted(regions, self.settings)
         embedded, vector_model, backbone, calibrated = await timings.measure(
-            "embed", self._embed(crops, colours, instances)
+            "embed", self._embed(crops, colours, instances, product_crops(regions))
         )
         window_crops = iter(embedded[len(regions) + len(people) :])
         embedded_windows = [[next(window_crops) for _ in ws] for ws in windows]
@@ -393,15 +397,16 @@ class Recommender:
         return [crop_jpeg(image, box, self.settings) for box in boxes]
 
     async def _embed(
-        self, crops: list[bytes], colours: bool, instances: bool
+        self, crops: list[bytes], colours: bool, instances: bool, products: list[int]
     ) -> tuple[list[CropEmbedding], str, str, float | None]:
         """The crops' embeddings (with ``colours``, their colours named; with ``instances``, their
-        instance vectors made), the name of the model that made their vectors, the network
-        whose features they hold and the exact-match threshold of their instance vectors."""
+        instance vectors made; ``products``: those named by the category tail), the name of the
+        model that made their vectors, the network whose features they hold and the exact-match
+        threshold of their instance vectors."""
         if not crops:
             return [], "", "", None
         try:
-            answer = await self.clients.embedding.embed(crops, colours, instances)
+            answer = await self.clients.embedding.embed(crops, colours, instances, products)
             return answer.items, answer.vector_model, answer.backbone, answer.exact_match
         except DownstreamError as exc:
             raise Unavailable("embedding", exc.detail) from exc
@@ -487,6 +492,13 @@ def product_windows(box: list[float]) -> list[list[float]]:
         top = min(max(y1 + cy * (y2 - y1) - height / 2, y1), y2 - height)
         windows.append([left, top, left + width, top + height])
     return windows
+
+
+def product_crops(regions: Sequence[RegionDetection]) -> list[int]:
+    """The regions (by position; their crops lead the embedding batch) that show a product on its
+    own, worn by no one, whose category the embedding service names (``items.choose``): by its
+    category tail, trained on such photos, where it has one."""
+    return [i for i, r in enumerate(regions) if r.person is None and r.category is None]
 
 
 def instances_wanted(regions: Sequence[RegionDetection], settings: Settings) -> bool:

@@ -79,6 +79,7 @@ class Downstream:
     embedded: list[int] = field(default_factory=list)  # crops per /embed call
     embed_colours: list[bool] = field(default_factory=list)  # whether each /embed call asked colours
     embed_instances: list[bool] = field(default_factory=list)  # whether it asked instance vectors
+    embed_products: list[list[int]] = field(default_factory=list)  # the crops it said were products
     region_colour: str | None = None  # what the detector stand-in names its person regions' colour
     heads: list[int] = field(default_factory=list)  # head crops per /heads call
     vector_model: str = "stand-in@0"  # what the embedding stand-in says made its vectors
@@ -197,12 +198,16 @@ def embedding_app(state: Downstream) -> FastAPI:
 
     @app.post("/embed")
     async def embed(
-        images: Annotated[list[UploadFile], File()], colours: bool = True, instances: bool = True
+        images: Annotated[list[UploadFile], File()],
+        colours: bool = True,
+        instances: bool = True,
+        products: Annotated[list[int] | None, Query()] = None,
     ) -> EmbedResponse:
         state.check("embedding")
         state.embedded.append(len(images))
         state.embed_colours.append(colours)
         state.embed_instances.append(instances)
+        state.embed_products.append(products or [])
         items = []
         for index, _ in enumerate(images):
             vector = np.zeros(8)

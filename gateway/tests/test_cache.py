@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.cache import INSTANCE_KEY, MODEL_KEY, Cache, CachedEmbeddings, CacheMetrics, LruStore, _crop_key
 from gateway.config import Settings
 from gateway.main import build_app
-from shared.contracts import CropEmbedding, EmbedResponse
+from shared.contracts import Category, CropEmbedding, EmbedResponse
 from shared.testing import running_app
 from tests.conftest import Downstream, jpeg, stand_in_clients
 
@@ -316,7 +316,7 @@ async def test_a_crop_cached_without_its_colour_is_embedded_again_when_the_colou
 
     class Service:
         async def embed(
-            self, crops: list[bytes], colours: bool = True, instances: bool = True
+            self, crops: list[bytes], colours: bool = True, instances: bool = True, products: object = ()
         ) -> EmbedResponse:
             calls.append((len(crops), colours))
             item = CropEmbedding(
@@ -337,6 +337,43 @@ async def test_a_crop_cached_without_its_colour_is_embedded_again_when_the_colou
     assert calls == [(1, False), (1, True)]
 
 
+async def test_a_crop_cached_as_worn_is_embedded_again_as_a_product() -> None:
+    """A product crop's categories come from the category tail, a worn one's from the head: each
+    is cached apart."""
+    calls: list[tuple[int, list[int]]] = []
+
+    class Service:
+        async def embed(
+            self,
+            crops: list[bytes],
+            colours: bool = True,
+            instances: bool = True,
+            products: Sequence[int] = (),
+        ) -> EmbedResponse:
+            calls.append((len(crops), list(products)))
+            items = [
+                CropEmbedding(
+                    vector=[1.0, 0.0],
+                    category_scores={Category.dress if i in products else Category.topwear: 1.0},
+                    article_types=[],
+                    colour="Red",
+                    colour_score=0.9,
+                )
+                for i in range(len(crops))
+            ]
+            return EmbedResponse(model="m", vector_model="vm", dim=2, items=items)
+
+    cache = Cache(LruStore(16), CacheMetrics(CollectorRegistry()), logging.getLogger("test"), retry_s=1.0)
+    embeddings = CachedEmbeddings(Service(), cache, ttl_s=60)  # type: ignore[arg-type]
+    worn = await embeddings.embed([b"a", b"b"], instances=False)
+    assert [list(item.category_scores) for item in worn.items] == [[Category.topwear]] * 2
+    mixed = await embeddings.embed([b"b", b"a"], instances=False, products=[1])
+    assert [list(item.category_scores) for item in mixed.items] == [[Category.topwear], [Category.dress]]
+    again = await embeddings.embed([b"a"], instances=False, products=[0])
+    assert list(again.items[0].category_scores) == [Category.dress]
+    assert calls == [(2, []), (1, [0])], "crop a as a product once, then from the cache"
+
+
 @pytest.mark.parametrize("instance_dim", [3, None], ids=["makes instance vectors", "makes none"])
 async def test_a_crop_cached_without_its_instance_vector_is_embedded_again_when_it_is_wanted(
     instance_dim: int | None,
@@ -345,7 +382,7 @@ async def test_a_crop_cached_without_its_instance_vector_is_embedded_again_when_
 
     class Service:
         async def embed(
-            self, crops: list[bytes], colours: bool = True, instances: bool = True
+            self, crops: list[bytes], colours: bool = True, instances: bool = True, products: object = ()
         ) -> EmbedResponse:
             calls.append(instances)
             item = CropEmbedding(
@@ -379,7 +416,7 @@ async def test_a_replica_answering_from_the_cache_gives_the_services_exact_match
 
     class Service:
         async def embed(
-            self, crops: list[bytes], colours: bool = True, instances: bool = True
+            self, crops: list[bytes], colours: bool = True, instances: bool = True, products: object = ()
         ) -> EmbedResponse:
             calls.append(len(crops))
             item = CropEmbedding(
@@ -410,7 +447,9 @@ async def test_a_replica_answering_from_the_cache_gives_the_services_exact_match
     # a cache filled by a gateway from before the threshold: the model and its crops, no threshold
     older = Cache(LruStore(16), CacheMetrics(CollectorRegistry()), logging.getLogger("test"), retry_s=1.0)
     crop = (await first.embed([b"crop"])).items[0].model_dump_json().encode()
-    await older.set_many({MODEL_KEY: b"vm", INSTANCE_KEY: b"2", _crop_key("vm", b"crop"): crop}, 60)
+    await older.set_many(
+        {MODEL_KEY: b"vm", INSTANCE_KEY: b"2", _crop_key("vm", b"crop", product=False): crop}, 60
+    )
     after_upgrade = CachedEmbeddings(Service(), older, ttl_s=60)  # type: ignore[arg-type]
     assert (await after_upgrade.embed([b"crop"])).exact_match == 0.77, "asked the service once"
     assert (await after_upgrade.embed([b"crop"])).exact_match == 0.77 and calls == [1, 1]

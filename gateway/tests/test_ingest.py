@@ -141,3 +141,15 @@ def test_a_products_point_carries_its_instance_vector(tmp_path: Path) -> None:
     embedding.instance = None
     point = to_point(EmbeddedProduct(row=row, embedding=embedding, vector_model="m@1", on_model=False))
     assert point.instance is None, "a service without instance vectors stores look vectors alone"
+
+
+async def test_only_products_the_catalog_gives_no_category_are_named_by_the_category_tail(
+    tmp_path: Path,
+) -> None:
+    rows = _catalog(tmp_path, 4, set())
+    rows[1], rows[3] = (replace(row, category=None) for row in (rows[1], rows[3]))
+    downstream = Downstream()
+    clients = stand_in_clients(downstream)
+    await CatalogEmbedder(tmp_path, clients.detector, clients.embedding, Settings()).embed_rows(rows, {})
+    await clients.aclose()
+    assert downstream.embed_products == [[1, 3]]

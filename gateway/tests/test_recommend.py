@@ -471,6 +471,23 @@ async def test_categories_the_detector_knows_are_kept(
     assert [i["category"] for i in only["items"]] == ["footwear"]
 
 
+async def test_only_a_product_worn_by_no_one_is_named_by_the_category_tail(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    downstream.extra_regions = [
+        RegionDetection(person=None, region=Region.product, box=[0.0, 0.0, 0.2, 0.2], score=0.7),
+        RegionDetection(
+            person=None,
+            region=Region.product,
+            box=[0.0, 0.0, 0.1, 0.1],
+            score=0.6,
+            category=Category.accessories,
+        ),
+    ]
+    assert (await _recommend(client)).status_code == 200
+    assert downstream.embed_products == [[4]], "not the worn garments, nor what the detector named"
+
+
 async def test_a_long_coat_takes_the_long_box(client: httpx.AsyncClient, downstream: Downstream) -> None:
     downstream.upper_category = Category.outerwear  # every crop reads as outerwear, the long one too
     body = (await _recommend(client)).json()

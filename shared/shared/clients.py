@@ -177,12 +177,21 @@ class GenderClient(ServiceClient):
 
 class EmbeddingClient(ServiceClient):
     async def embed(
-        self, crops: Sequence[bytes], colours: bool = True, instances: bool = True
+        self,
+        crops: Sequence[bytes],
+        colours: bool = True,
+        instances: bool = True,
+        products: Sequence[int] = (),
     ) -> EmbedResponse:
         """``colours=False``: the items come without their colour names (cheaper);
-        ``instances=False``: without their instance vectors (cheaper)."""
+        ``instances=False``: without their instance vectors (cheaper); ``products``: the crops (by
+        position) that show a product on its own, not worn, named by the category tail."""
         files = [("images", (f"crop{i}.jpg", crop, "image/jpeg")) for i, crop in enumerate(crops)]
-        params = {**_colours_params(colours), **({} if instances else {"instances": "false"})}
+        params: dict[str, str | list[int]] = {
+            **_colours_params(colours),
+            **({} if instances else {"instances": "false"}),
+            **({"products": list(products)} if products else {}),
+        }
         return await self._parse(EmbedResponse, "POST", "/embed", files=files, params=params)
 
 
