@@ -117,6 +117,8 @@ class EmbeddingModel:
             parts.append(f"instance-{self.instance.dim}")
         if self.head:
             parts.append("classifier")
+        if self.category_labels:
+            parts.append("category-tail")
         return "+".join(parts)
 
     def load(self) -> None:

@@ -82,7 +82,7 @@ def test_the_saved_tail_is_what_the_graph_computes_and_the_service_reads(
     assert category_graph_path(backbone).exists()
     served = EmbeddingModel(Settings(backbone_path=backbone, projection="none", head_path=tmp_path / "none"))
     served.load()
-    assert served.category_labels == LABELS
+    assert served.category_labels == LABELS and served.name.endswith("+category-tail")
     crops = [np.full((90, 60, 3), colour, np.uint8) for colour in ((200, 30, 30), (30, 30, 200))]
     outputs = served.embed_outputs(crops, tail_rows=[0, 1])
     np.testing.assert_allclose(outputs["category"].sum(axis=1), 1.0, atol=1e-5)
