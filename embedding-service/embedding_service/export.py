@@ -13,8 +13,8 @@ Lite2), naming its network in its metadata (``backbone``), and giving
   the learned whitening (embedding_service.fit_whitening) is fitted on them.
 
 With ``--category-tail`` (make train-category), the graph also gives ``trunk``, the input of the
-last blocks, and a second graph beside it (``category_graph_path``, named in the first's metadata)
-takes that trunk to ``category``: the probabilities of the categories named in its metadata
+last blocks, and a second graph beside it (at ``category_graph_path``, which make quantise follows
+too) takes that trunk to ``category``: the probabilities of the categories named in its metadata
 (``category_labels``), from a second copy of the last blocks trained on the category. Two graphs,
 because onnxruntime computes every node of a graph whichever outputs are asked (a graph holding
 both tails took 16% longer on batches of 32, though only the retrieval outputs were asked): the
@@ -166,7 +166,6 @@ def export(name: str, output: Path, tail: Path | None = None, category_tail: Pat
         graph = category_graph_path(output)
         _write(probabilities_module(category).eval(), trunk, TRUNK_OUTPUT, [CATEGORY_OUTPUT], graph, {})
         metadata |= {
-            "category_graph": graph.name,
             "category_labels": json.dumps(labels),
             "category_tail": file_digest(category_tail),
         }

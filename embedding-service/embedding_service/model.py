@@ -99,7 +99,7 @@ class EmbeddingModel:
         self.vector_model = ""
         self.backbone = LEGACY_BACKBONE_NAME
         self.input_size = LEGACY_INPUT_SIZE
-        self.category_labels: list[str] = []  # of the graph's category output, when it has one
+        self.category_labels: list[str] = []  # of the category graph, when there is one
         # colours are named while onnxruntime runs, whose two threads leave a core half idle on a
         # small batch (in-process, per crop with colours: one crop 13.3 -> 11.3 ms, five 10.4 -> 9.1)
         self._colourist = ThreadPoolExecutor(1, thread_name_prefix="colours")

@@ -13,9 +13,9 @@ tops are told apart by what ImageNet's last blocks never had to learn. This tail
   AUGMENTATIONS times cropped, mirrored, turned and relit. Every batch holds CATALOG_BATCH catalog
   images and PHOTO_BATCH photos, both drawn with weights 1/sqrt(count of their category).
 
-The retrieval tail is left as it is: embedding_service.export computes this one beside it from the
-same trunk, as the graph's ``category`` output, which the service then reads instead of the linear
-head's category (the article types stay the head's). First, one fold of the learnt contributors
+The retrieval tail is left as it is: embedding_service.export makes this one a second graph taking
+the backbone graph's trunk, which the service runs for the crops of products worn by no one and
+reads instead of the linear head's category (the article types stay the head's). First, one fold of the learnt contributors
 (train_head.contributor_folds, fold VALIDATION_FOLD) is kept out: the card gives its accuracy, and
 for each of train_head.VOTE_WEIGHTS the accuracy once the catalog's nearest crops (by ImageNet's
 features, as the index holds them) vote with the tail, as the gateway's vote does; then the tail is
@@ -239,28 +239,25 @@ def train(
 def probabilities(model: Any, trunk: np.ndarray) -> np.ndarray:
     import torch
 
-    with torch.no_grad():
-        parts = [
-            torch.softmax(
-                model(torch.from_numpy(trunk[start : start + 256].astype(np.float32))), dim=1
-            ).numpy()
-            for start in range(0, len(trunk), 256)
-        ]
-    return np.concatenate(parts)
+    return _in_chunks(lambda x: torch.softmax(model(x), dim=1), trunk)
 
 
 def imagenet_features(net: Any, trunk: np.ndarray) -> np.ndarray:
     """ImageNet's unit average-pooled features from trunk outputs (what the index's look vectors
     are, for the catalog's vote): an untrained copy of the network's tail computes them."""
+    return _in_chunks(category_module(net, 1).eval().pooled, trunk).astype(np.float64)
+
+
+def _in_chunks(function: Any, trunk: np.ndarray, size: int = 256) -> np.ndarray:
+    """``function`` of the trunk outputs (float16), a chunk of ``size`` at a time, without grad."""
     import torch
 
-    imagenet = category_module(net, 1).eval()
     with torch.no_grad():
         parts = [
-            imagenet.pooled(torch.from_numpy(trunk[start : start + 256].astype(np.float32))).numpy()
-            for start in range(0, len(trunk), 256)
+            function(torch.from_numpy(trunk[start : start + size].astype(np.float32))).numpy()
+            for start in range(0, len(trunk), size)
         ]
-    return np.concatenate(parts).astype(np.float64)
+    return np.concatenate(parts)
 
 
 def validation(

@@ -444,6 +444,13 @@ def test_catalog_image_paths_cannot_escape_the_folder(tmp_path: Path) -> None:
     assert inside_folder(catalog, "missing.jpg") is None
 
 
+def _accessory_on_no_one() -> RegionDetection:
+    """A cap beside the person, which the detector (a YOLO backend) names itself."""
+    return RegionDetection(
+        person=None, region=Region.product, box=[0.0, 0.0, 0.1, 0.1], score=0.6, category=Category.accessories
+    )
+
+
 async def test_categories_the_detector_knows_are_kept(
     client: httpx.AsyncClient, downstream: Downstream
 ) -> None:
@@ -456,13 +463,7 @@ async def test_categories_the_detector_knows_are_kept(
             score=0.8,
             category=Category.accessories,
         ),
-        RegionDetection(
-            person=None,
-            region=Region.product,
-            box=[0.0, 0.0, 0.1, 0.1],
-            score=0.6,
-            category=Category.accessories,
-        ),
+        _accessory_on_no_one(),
     ]
     body = (await _recommend(client)).json()
     accessories = [i for i in body["items"] if i["category"] == "accessories"]
@@ -476,13 +477,7 @@ async def test_only_a_product_worn_by_no_one_is_named_by_the_category_tail(
 ) -> None:
     downstream.extra_regions = [
         RegionDetection(person=None, region=Region.product, box=[0.0, 0.0, 0.2, 0.2], score=0.7),
-        RegionDetection(
-            person=None,
-            region=Region.product,
-            box=[0.0, 0.0, 0.1, 0.1],
-            score=0.6,
-            category=Category.accessories,
-        ),
+        _accessory_on_no_one(),
     ]
     assert (await _recommend(client)).status_code == 200
     assert downstream.embed_products == [[4]], "not the worn garments, nor what the detector named"
