@@ -54,6 +54,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 "instance_dim": model.instance_dim,
                 "exact_match": model.exact_match,
                 "vector_model": model.vector_model,
+                "item_model": model.item_model,
                 "backbone": model.backbone,
             },
         )
@@ -89,6 +90,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         return EmbedResponse(
             model=model.name,
             vector_model=model.vector_model,
+            item_model=model.item_model,
             backbone=model.backbone,
             dim=model.dim,
             instance_dim=model.instance_dim,

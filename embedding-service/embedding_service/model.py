@@ -15,7 +15,7 @@ from embedding_service.config import Settings
 from embedding_service.head import ClassifierHead, Projection, TailCategories, unit_rows
 from embedding_service.preprocess import LEGACY_INPUT_SIZE, to_batch
 from shared.calibration import card_threshold
-from shared.colours import crop_colour
+from shared.colours import NEIGHBOURS_ASSET, crop_colour
 from shared.contracts import CropEmbedding
 from shared.features import file_digest
 
@@ -67,6 +67,20 @@ def vector_model_name(backbone: Path, projection: Path | None, instance: Path | 
     return name
 
 
+def item_model_name(vector_model: str, head: Path | None, category_graph: Path | None) -> str:
+    """What makes a crop's whole item: the vectors (``vector_model``), its categories and article
+    types (the classifier head, the category tail's graph) and its colour (the colour table), each
+    named by its weights' digest, so that a retrained head or tail is not taken from a cache."""
+    name = vector_model
+    if head:
+        name += f"+classifier@{file_digest(head)}"
+    if category_graph:
+        name += f"+category@{file_digest(category_graph)}"
+    if NEIGHBOURS_ASSET.exists():
+        name += f"+colours@{file_digest(NEIGHBOURS_ASSET)}"
+    return name
+
+
 def checked_projection(path: Path, outputs: dict[str, np.ndarray], backbone: Path) -> Projection:
     """The projection at ``path``, refused unless the backbone gives what it reads."""
     projection = Projection.load(path)
@@ -97,6 +111,7 @@ class EmbeddingModel:
         self.exact_match: float | None = None  # the instance projection's calibration (its card)
         self.dim = 0
         self.vector_model = ""
+        self.item_model = ""  # vector_model and what else makes an item (item_model_name)
         self.backbone = LEGACY_BACKBONE_NAME
         self.input_size = LEGACY_INPUT_SIZE
         self.category_labels: list[str] = []  # of the category graph, when there is one
@@ -171,6 +186,11 @@ class EmbeddingModel:
             logger.warning(
                 "no classifier head; crops get no category", extra={"path": str(self.settings.head_path)}
             )
+        self.item_model = item_model_name(
+            self.vector_model,
+            self.settings.head_path if self.head else None,
+            category_graph_path(path) if self._category is not None else None,
+        )
 
     def _run(self, batch: np.ndarray, trunk: bool) -> dict[str, np.ndarray]:
         """The backbone's outputs by name (export.OUTPUTS; an older export gives "features" only),

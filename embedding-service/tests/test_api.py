@@ -218,3 +218,30 @@ async def test_a_head_trained_on_another_network_is_refused(tmp_path: Path) -> N
     model = EmbeddingModel(Settings(backbone_path=BACKBONE, head_path=other))
     with pytest.raises(ValueError, match=r"trained on efficientnet-lite2-imagenet.*make train-classifier"):
         model.load()
+
+
+async def test_a_retrained_head_changes_the_item_model_not_the_vector_model(tmp_path: Path) -> None:
+    """The gateway caches a crop's item (vectors, categories, colour) under item_model: a retrained
+    head must give another one, while the index's vectors (vector_model) stay comparable."""
+    from embedding_service.head import ClassifierHead
+
+    head = ClassifierHead.load(Settings().head_path)
+    head.category.weights[0, 0] += 1.0
+    retrained = tmp_path / "classifier.npz"
+    head.save(retrained)
+    unprojected = {"projection": "none", "instance_projection": "none"}
+    served = EmbeddingModel(Settings(backbone_path=BACKBONE, **unprojected))
+    other = EmbeddingModel(Settings(backbone_path=BACKBONE, head_path=retrained, **unprojected))
+    served.load()
+    other.load()
+    assert served.vector_model == other.vector_model
+    assert served.item_model != other.item_model
+    assert other.item_model.startswith(f"{other.vector_model}+classifier@{file_digest(retrained)}")
+    async with running_app(
+        build_app(Settings(backbone_path=BACKBONE, head_path=retrained, **unprojected))
+    ) as client:
+        body = (
+            await client.post("/embed", files=[("images", ("c.jpg", _jpeg(_solid((20, 30, 120)))))])
+        ).json()
+        ready = (await client.get("/readyz")).json()
+    assert body["item_model"] == ready["item_model"] == other.item_model

@@ -30,7 +30,8 @@ from shared.logs import request_id_var
 
 M = TypeVar("M", bound=BaseModel)
 KEY_PREFIX = "stl:v1"
-MODEL_KEY = f"{KEY_PREFIX}:embedding-model"  # the name of the model the cached crops are of
+MODEL_KEY = f"{KEY_PREFIX}:embedding-model"  # the item_model the cached crops are of
+VECTOR_KEY = f"{KEY_PREFIX}:embedding-vector-model"  # its vector_model
 INSTANCE_KEY = f"{KEY_PREFIX}:embedding-instance-dim"  # the size of its instance vectors (0: none)
 EXACT_KEY = f"{KEY_PREFIX}:embedding-exact-match"  # its instance vectors' calibration ("": none)
 # Set while a request asked for a fresh answer (Cache-Control: no-cache): no cache is read, both are written.
@@ -247,23 +248,25 @@ def digest(*parts: bytes) -> str:
     return hasher.hexdigest()
 
 
-def _crop_key(vector_model: str, crop: bytes, product: bool) -> str:
+def _crop_key(item_model: str, crop: bytes, product: bool) -> str:
     """A product crop's categories come from the category tail, a worn one's from the head."""
     kind = ":product" if product else ""
-    return f"{KEY_PREFIX}:embedding:{vector_model}{kind}:{digest(crop)}"
+    return f"{KEY_PREFIX}:embedding:{item_model}{kind}:{digest(crop)}"
 
 
 class CachedEmbeddings:
     """The embedding client behind a per-crop cache: only crops not seen before are sent. Entries
-    are kept under the name of the model that made them (the last the service gave, shared with
-    the other replicas through the cache), so that after a model change the old model's entries are
-    no longer used once a crop not cached brings the new name."""
+    are kept under the item_model that made them (the last the service gave, shared with the other
+    replicas through the cache; its vector_model from a service that names no item_model), so that
+    after a model change (a retrained head or category tail too) the old model's entries are no
+    longer used once a crop not cached brings the new name."""
 
     def __init__(self, inner: Embedder, cache: Cache, ttl_s: int) -> None:
         self.inner = inner
         self.cache = cache
         self.ttl_s = ttl_s
-        self.vector_model = ""  # learnt from the service's answers
+        self.item_model = ""  # learnt from the service's answers: what the keys are under
+        self.vector_model = ""  # likewise
         self.backbone = ""  # likewise (the cached items do not hold it)
         self.instance_dim: int | None = None  # likewise
         self.exact_match: float | None = None  # likewise: the calibration of its instance vectors
@@ -278,17 +281,19 @@ class CachedEmbeddings:
     ) -> EmbedResponse:
         """``colours``, ``instances``, ``products``: as the service's; an entry cached without its
         colour, or without its instance vector while the service makes them, is fetched again."""
-        if not self.vector_model:  # a replica starting: what its peers learnt, if anything
-            known, instance_dim, exact = await self.cache.get_many(
-                "embedding", [MODEL_KEY, INSTANCE_KEY, EXACT_KEY]
+        if not self.item_model:  # a replica starting: what its peers learnt, if anything
+            known, vectors, instance_dim, exact = await self.cache.get_many(
+                "embedding", [MODEL_KEY, VECTOR_KEY, INSTANCE_KEY, EXACT_KEY]
             )
-            self.vector_model = known.decode() if known else ""
+            self.item_model = known.decode() if known else ""
+            # a cache filled by a gateway from before item_model keyed the crops by vector_model
+            self.vector_model = (vectors or known or b"").decode()
             told_dim = instance_dim is not None and instance_dim.isdigit()
             if told_dim:
                 self.instance_dim = int(instance_dim or 0) or None
             self.exact_match = _threshold(exact)
             self.instance_facts_known = told_dim and exact is not None
-        model = self.vector_model
+        model = self.item_model
         shown = set(products)
         keys = [_crop_key(model, crop, i in shown) for i, crop in enumerate(crops)]
         items = [_parse(CropEmbedding, v) for v in await self.cache.get_many("embedding", keys)]
@@ -307,21 +312,24 @@ class CachedEmbeddings:
                 instances,
                 [place for place, i in enumerate(missing) if i in shown],
             )
-            changed = fetched.vector_model != model or fetched.exact_match != self.exact_match
+            made_by = fetched.item_model or fetched.vector_model
+            changed = made_by != model or fetched.exact_match != self.exact_match
             self.instance_dim, self.exact_match = fetched.instance_dim, fetched.exact_match
             self.instance_facts_known = True
             if changed:  # told to the other replicas
                 facts = {
-                    MODEL_KEY: fetched.vector_model,
+                    MODEL_KEY: made_by,
+                    VECTOR_KEY: fetched.vector_model,
                     INSTANCE_KEY: str(fetched.instance_dim or 0),
                     EXACT_KEY: "" if fetched.exact_match is None else str(fetched.exact_match),
                 }
                 await self.cache.set_many({k: v.encode() for k, v in facts.items()}, GENERATION_TTL_S)
-            if fetched.vector_model != model:
-                self.vector_model = fetched.vector_model
+            self.vector_model = fetched.vector_model
+            if made_by != model:
+                self.item_model = made_by
                 if len(missing) < len(crops):  # the cached ones are of the model before
                     return await self.embed(crops, colours, instances, products)
-                keys = [_crop_key(fetched.vector_model, crop, i in shown) for i, crop in enumerate(crops)]
+                keys = [_crop_key(made_by, crop, i in shown) for i, crop in enumerate(crops)]
             served_by = fetched.model
             self.backbone = fetched.backbone
             for i, item in zip(missing, fetched.items, strict=True):
@@ -335,6 +343,7 @@ class CachedEmbeddings:
         return EmbedResponse(
             model=served_by,
             vector_model=self.vector_model,
+            item_model=self.item_model,
             backbone=self.backbone,
             dim=len(found[0].vector) if found else 0,
             instance_dim=self.instance_dim,

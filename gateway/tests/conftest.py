@@ -83,6 +83,7 @@ class Downstream:
     region_colour: str | None = None  # what the detector stand-in names its person regions' colour
     heads: list[int] = field(default_factory=list)  # head crops per /heads call
     vector_model: str = "stand-in@0"  # what the embedding stand-in says made its vectors
+    head: str = "head@0"  # and its categories (its item_model is both)
     index_dim: int = 8  # what the index stand-in says it stores (the embedding stand-in makes 8)
     instance_dim: int | None = None  # the embedding stand-in makes instance vectors of this size
     exact_match: float | None = 0.8  # and gives this calibration of them (when it makes them)
@@ -227,6 +228,7 @@ def embedding_app(state: Downstream) -> FastAPI:
         return EmbedResponse(
             model="stand-in",
             vector_model=state.vector_model,
+            item_model=f"{state.vector_model}+{state.head}",
             backbone="stand-in-net",
             dim=8,
             instance_dim=state.instance_dim,

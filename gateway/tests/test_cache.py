@@ -175,6 +175,20 @@ async def test_a_new_embedding_model_is_not_answered_with_the_old_ones_vectors(
     assert downstream.embedded == [4, 4, 4], "and are cached under the new model"
 
 
+async def test_a_retrained_head_is_not_answered_with_the_old_ones_categories(
+    client: httpx.AsyncClient, downstream: Downstream
+) -> None:
+    """The vectors stay comparable (same vector_model), but the cached items' categories were the
+    old head's: the crops are keyed by the service's item_model."""
+    await recommend(client, "?gender=Women")
+    downstream.head = "head@1"  # the embedding service restarted with a retrained head
+    await recommend_photo(client, jpeg(colour=(10, 90, 200)), "?gender=Women&k=2")
+    await recommend(client, "?gender=Women&k=3")
+    assert downstream.embedded == [4, 4, 4], "the first photo's crops were embedded again"
+    await recommend(client, "?gender=Women&k=4")
+    assert downstream.embedded == [4, 4, 4], "and are cached under the new item model"
+
+
 async def test_no_cache_header_computes_afresh(client: httpx.AsyncClient, downstream: Downstream) -> None:
     await recommend(client)
     fresh = await recommend(client, **{"Cache-Control": "no-cache"})

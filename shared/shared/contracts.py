@@ -211,6 +211,12 @@ class EmbedResponse(BaseModel):
         description="What made the vectors and instance vectors, with digests of the weights: vectors "
         "of different vector_model are not comparable (the index keeps it per product as embedding_model)"
     )
+    item_model: str = Field(
+        default="",
+        description="What made the whole items, with digests of every file they depend on: vector_model "
+        "plus the classifier head, the category tail's graph and the colour table. A cache may reuse "
+        "an item only under an equal item_model; empty from a service that does not say",
+    )
     backbone: str = Field(
         default="",
         description="The network whose features `backbone` holds, e.g. efficientnet-lite0-imagenet",
