@@ -253,16 +253,15 @@ def train(
         optimiser, max_lr=[LEARNING_RATE, LAYER_LEARNING_RATE], total_steps=STEPS, pct_start=0.1
     )
     rng = np.random.default_rng(0)
-    catalog_p = class_weights(catalog.labels[catalog_rows], classes)
-    photo_p = class_weights(photos.labels[photo_rows], classes)
-    outline_rows = outlines.rows(np.ones(len(outlines.labels), dtype=bool)) if outlines else np.zeros(0, int)
-    outline_p = class_weights(outlines.labels[outline_rows], classes) if outlines else None
+    sources = [(catalog, catalog_rows, CATALOG_BATCH), (photos, photo_rows, PHOTO_BATCH)]
+    if outlines is not None:
+        sources.append((outlines, outlines.rows(np.ones(len(outlines.labels), dtype=bool)), SILHOUETTE_BATCH))
+    chances = [class_weights(images.labels[rows], classes) for images, rows, _ in sources]
     for step in range(1, STEPS + 1):
-        from_catalog = rng.choice(catalog_rows, CATALOG_BATCH, p=catalog_p)
-        from_photos = rng.choice(photo_rows, PHOTO_BATCH, p=photo_p)
-        drawn = [(catalog, from_catalog), (photos, from_photos)]
-        if outlines is not None:
-            drawn.append((outlines, rng.choice(outline_rows, SILHOUETTE_BATCH, p=outline_p)))
+        drawn = [
+            (images, rng.choice(rows, batch, p=p))
+            for (images, rows, batch), p in zip(sources, chances, strict=True)
+        ]
         x = np.concatenate([images.trunk[rows] for images, rows in drawn]).astype(np.float32)
         y = np.concatenate([images.labels[rows] for images, rows in drawn])
         loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
