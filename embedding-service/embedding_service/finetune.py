@@ -3,7 +3,7 @@
 The trunk (stem and blocks 0..TAIL_FROM-1) keeps ImageNet's weights. It runs once per image, in
 onnxruntime (an export made for the purpose), on every catalog crop and on distorted views of the
 training products (shared/distortions.py); its outputs are cached. The tail (the last blocks and
-the head convolution, about 1.9M weights) is then trained in torch on them:
+the head convolution, about 2.4M weights) is then trained in torch on them:
 
 - InfoNCE between two images of the same product (the crop or one of its views), against the other
   products of the batch, on the descriptor: a product must find itself through a shopper's photo;
@@ -42,7 +42,7 @@ from shared import distortions
 from shared.splits import retrieval_held_out
 
 logger = logging.getLogger("embedding-service")
-TAIL_FROM = 13  # blocks from here on, and the head convolution, are trained
+TAIL_FROM = 12  # blocks from here on, and the head convolution, are trained
 VIEW_SEED = 1000  # views other than those of embedding_service.views (seeds from 0)
 TEMPERATURE = 0.05
 CACHE_VERSION = 1

@@ -117,6 +117,12 @@ def load_category(net: Any, path: Path) -> tuple[Any, list[str]]:
             key: torch.from_numpy(data[key].astype(np.float32)) for key in data.files if key != "labels"
         }
     model = category_module(net, len(labels))
+    saved_blocks = {key.split(".")[1] for key in weights if key.startswith("blocks.")}
+    if len(saved_blocks) != len(model.blocks):
+        raise ValueError(
+            f"{path} holds {len(saved_blocks)} trained blocks, but a tail is now the last "
+            f"{len(model.blocks)} (finetune.TAIL_FROM): move it aside and run `make train-category`"
+        )
     model.load_state_dict(weights)
     return model.eval(), labels
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from embedding_service import finetune
 from embedding_service.config import Settings
 from embedding_service.export import NETWORKS, export, pooled_module, pretrained, probabilities_module
 from embedding_service.finetune import trunk_module
@@ -137,3 +138,14 @@ def test_rows_keep_only_images_of_a_known_category() -> None:
         np.zeros((4, 1, 1, 1), np.float16), np.array([0, -1, 2, 1]), np.arange(4), np.ones(4, dtype=bool)
     )
     assert images.rows(np.array([True, True, True, False])).tolist() == [0, 2]
+
+
+def test_a_tail_trained_from_another_block_is_refused_with_what_to_do(
+    net: torch.nn.Module, tmp_path: Path
+) -> None:
+    model = category_module(net, len(LABELS))
+    shallower = {k: v for k, v in model.state_dict().items() if not k.startswith("blocks.0.")}
+    path = tmp_path / "category-tail.npz"
+    finetune.save_weights(shallower, path, {}, labels=np.array(LABELS))
+    with pytest.raises(ValueError, match="make train-category"):
+        load_category(net, path)
