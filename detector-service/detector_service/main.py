@@ -34,9 +34,11 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     async def model_facts() -> tuple[bool, str, dict[str, Any]]:
         """/readyz tells, once loaded, which vocabulary names the photos' keypoints (an index filled
-        with another's finds no photo by them: make run ingests the catalog again)."""
+        with another's finds no photo by them: make run ingests the catalog again), and the version
+        of its models and settings (the gateway keys whole answers by it)."""
         vocabulary = model.keypoints.vocabulary
-        return True, "ready", {"vocabulary": vocabulary.name if vocabulary else None}
+        facts = {"vocabulary": vocabulary.name if vocabulary else None, "model_version": model.version}
+        return True, "ready", facts
 
     app.state.readiness_check = model_facts
 

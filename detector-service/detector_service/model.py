@@ -42,6 +42,15 @@ def mediapipe_modules() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "modules"
 
 
+def pose_models() -> tuple[Path, Path]:
+    """The person detector's and the landmark model's files in the mediapipe wheel."""
+    modules = mediapipe_modules()
+    return (
+        modules / "pose_detection" / "pose_detection.tflite",
+        modules / "pose_landmark" / "pose_landmark_full.tflite",
+    )
+
+
 @dataclass
 class _Engines:
     bodies: PersonDetector
@@ -64,6 +73,7 @@ class DetectorModel:
         self._lock = threading.Lock()
         self.yolo: YoloGarments | None = None
         self.keypoints = KeypointFinder(settings.vocabulary)
+        self.version = ""  # once loaded: settings.model_version of the model files below
 
     def load(self) -> None:
         # requests run in parallel on the inference threads, so OpenCV's and BLAS's own threads only
@@ -85,17 +95,22 @@ class DetectorModel:
             self._engines.put(self._new_engines(threads=1))
         if self.settings.model_threads > 1:
             self._alone = self._new_engines(self.settings.model_threads)
+        self.version = self.settings.model_version(self._model_files())
+
+    def _model_files(self) -> list[Path]:
+        files = [*pose_models(), self.settings.vocabulary]
+        return files + ([self.settings.yolo_weights] if self.yolo and self.settings.yolo_weights else [])
 
     def _new_engines(self, threads: int) -> _Engines:
-        modules = mediapipe_modules()
+        detector, landmarker = pose_models()
         engines = _Engines(
             bodies=PersonDetector(
-                modules / "pose_detection" / "pose_detection.tflite",
+                detector,
                 threads=threads,
                 min_score=self.settings.min_person_confidence,
             ),
             landmarks=PoseLandmarker(
-                modules / "pose_landmark" / "pose_landmark_full.tflite",
+                landmarker,
                 threads=threads,
                 min_presence=self.settings.min_pose_confidence,
             ),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import httpx
 import numpy as np
@@ -19,7 +20,9 @@ def _jpeg(array: np.ndarray) -> bytes:
 
 async def test_health_ready_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "alive"}
-    assert (await client.get("/readyz")).status_code == 200
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert re.fullmatch("[0-9a-f]{12}", ready.json()["model_version"]), "what the gateway keys answers by"
     await client.post("/detect", files={"image": ("x.jpg", _jpeg(np.zeros((64, 64, 3), np.uint8)))})
     metrics = (await client.get("/metrics")).text
     assert "detector_request_duration_seconds" in metrics

@@ -6,6 +6,7 @@ for ``cache_retry_s`` so that a dead or slow Redis does not cost every request a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.config import Settings
-from gateway.pipeline import Embedder, Query
+from gateway.pipeline import Clients, Embedder, Query
 from shared.contracts import CropEmbedding, EmbedResponse, RecommendResponse
 from shared.logs import request_id_var
 
@@ -376,6 +377,45 @@ def _threshold(cached: bytes | None) -> float | None:
         return None
 
 
+# the fact in each service's /readyz that names the models (and settings) its answers are made by
+VERSION_FACTS = {"detector": "model_version", "gender": "model_version", "embedding": "item_model"}
+
+
+class ModelVersions:
+    """The versions of the models behind an answer, as the services' /readyz tell them
+    (VERSION_FACTS), asked every ``poll_s``: they are part of every whole answer's key, so a retrained
+    or reconfigured model answers afresh within a poll instead of after the answers' TTL. A service
+    that cannot be asked keeps the version it last told: a blip must not empty the cache."""
+
+    def __init__(self, clients: Clients, poll_s: float, logger: logging.Logger) -> None:
+        self.clients = clients
+        self.poll_s = poll_s
+        self.logger = logger
+        self.known: dict[str, str] = {}
+
+    def key_part(self) -> bytes:
+        return json.dumps(sorted(self.known.items()), separators=(",", ":")).encode()
+
+    async def refresh(self) -> None:
+        names = list(VERSION_FACTS)
+        told = await asyncio.gather(*(getattr(self.clients, name).readiness() for name in names))
+        for name, (ready, _, facts) in zip(names, told, strict=True):
+            version = facts.get(VERSION_FACTS[name])
+            if not ready or not isinstance(version, str) or not version:
+                continue
+            if self.known.get(name, version) != version:
+                self.logger.info("model changed", extra={"service": name, "version": version})
+            self.known[name] = version
+
+    async def keep_polling(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # never let the poller die: the versions would freeze
+                self.logger.exception("asking the services' model versions failed")
+            await asyncio.sleep(self.poll_s)
+
+
 GENERATION_KEY = f"{KEY_PREFIX}:catalog-generation"
 GENERATION_TTL_S = 30 * 86400  # far beyond any answer's TTL
 Compute = Callable[[Query, Callable[[str], str]], Awaitable[RecommendResponse]]
@@ -385,10 +425,12 @@ class AnswerCache:
     """Whole /recommend answers. A cached answer gets the request's own id and image URLs, says
     ``cached: true`` and times only the lookup; answers that name a degraded stage are not kept.
     Keys carry the catalog's generation, which every catalog API write renews (in the shared store,
-    so every gateway replica sees it): an added or removed product is never hidden by an old answer."""
+    so every gateway replica sees it): an added or removed product is never hidden by an old answer;
+    and the services' model versions (``versions``)."""
 
-    def __init__(self, cache: Cache, settings: Settings) -> None:
+    def __init__(self, cache: Cache, settings: Settings, versions: ModelVersions) -> None:
         self.cache = cache
+        self.versions = versions
         self.ttl_s = settings.cache_ttl_s
         # settings that change an answer are part of its key, so gateways configured apart never share one
         self._config = json.dumps(
@@ -406,7 +448,8 @@ class AnswerCache:
         params = json.dumps(
             [query.k, query.gender, sorted(query.categories), query.colour], separators=(",", ":")
         ).encode()
-        return f"{KEY_PREFIX}:answer:{digest(query.data, params, self._config, generation)}"
+        models = self.versions.key_part()
+        return f"{KEY_PREFIX}:answer:{digest(query.data, params, self._config, generation, models)}"
 
     async def catalog_changed(self) -> None:
         await self.cache.set_many({GENERATION_KEY: uuid.uuid4().hex.encode()}, GENERATION_TTL_S)

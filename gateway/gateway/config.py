@@ -121,6 +121,12 @@ class Settings(ServiceSettings):
         "unset: an in-process LRU",
     )
     cache_ttl_s: int = Field(default=600, ge=1, description="Seconds a whole /recommend answer is cached")
+    versions_poll_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between asking the services' /readyz for their model versions, which key "
+        "whole answers: a changed model answers afresh within this time",
+    )
     embedding_cache_ttl_s: int = Field(
         default=86400, ge=1, description="Seconds a crop's embedding is cached"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ import httpx
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
-from gateway.cache import AnswerCache, CachedEmbeddings, build_cache
+from gateway.cache import AnswerCache, CachedEmbeddings, ModelVersions, build_cache
 from gateway.config import Settings
 from gateway.paths import image_path
 from gateway.pipeline import Clients, ColourChoice, GenderChoice, Recommender, Unavailable
@@ -76,12 +77,19 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
         plain = clients or make_clients(settings)
         cached = CachedEmbeddings(plain.embedding, app.state.cache, settings.embedding_cache_ttl_s)
         app.state.clients = dataclasses.replace(plain, embedding=cached)
-        app.state.answers = AnswerCache(app.state.cache, settings)
+        app.state.versions = ModelVersions(app.state.clients, settings.versions_poll_s, logger)
+        # before the first answer, so that replicas starting together key their answers alike
+        await app.state.versions.refresh()
+        app.state.versions_poller = asyncio.create_task(app.state.versions.keep_polling())
+        app.state.answers = AnswerCache(app.state.cache, settings, app.state.versions)
         app.state.recommender = Recommender(settings, app.state.clients, app.state.pool)
         app.state.readiness_check = lambda: _downstream_readiness(app.state.clients)
         app.state.fetcher = httpx.AsyncClient(timeout=settings.fetch_timeout_s)
 
     async def shutdown(app: FastAPI) -> None:
+        app.state.versions_poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await app.state.versions_poller
         await app.state.clients.aclose()
         await app.state.fetcher.aclose()
         await app.state.cache.aclose()

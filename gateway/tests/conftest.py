@@ -4,7 +4,7 @@ shared contracts (the real services are exercised by the end-to-end tests in tes
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -84,6 +84,8 @@ class Downstream:
     heads: list[int] = field(default_factory=list)  # head crops per /heads call
     vector_model: str = "stand-in@0"  # what the embedding stand-in says made its vectors
     head: str = "head@0"  # and its categories (its item_model is both)
+    detector_version: str = "detector@0"  # the model_version the detector stand-in's /readyz tells
+    gender_version: str = "gender@0"  # and the gender stand-in's
     index_dim: int = 8  # what the index stand-in says it stores (the embedding stand-in makes 8)
     instance_dim: int | None = None  # the embedding stand-in makes instance vectors of this size
     exact_match: float | None = 0.8  # and gives this calibration of them (when it makes them)
@@ -92,6 +94,15 @@ class Downstream:
     own_photos: list[str] = field(default_factory=list)  # products /duplicates finds, in this order
     duplicate_requests: list[DuplicatesRequest] = field(default_factory=list)
     duplicates_status: int | None = None  # /duplicates answers this error instead (409: no keypoints)
+
+    def item_model(self) -> str:
+        return f"{self.vector_model}+{self.head}"
+
+    def version_facts(self, service: str, fact: str, version: str) -> dict[str, object]:
+        """What the service's /readyz tells of its models; it answers 500 while ``<service>
+        readyz`` is failing."""
+        self.check(f"{service} readyz")
+        return {fact: version}
 
     def check(self, name: str) -> None:
         if name in self.failing:
@@ -104,19 +115,20 @@ def jpeg(width: int = 300, height: int = 400, colour: tuple[int, int, int] = (20
     return buffer.getvalue()
 
 
-def ready_app(**facts: object) -> FastAPI:
-    """A stand-in service, ready; its /readyz also tells ``facts`` (as the real ones tell their dim)."""
+def ready_app(live: Callable[[], dict[str, object]] = dict, **facts: object) -> FastAPI:
+    """A stand-in service, ready; its /readyz also tells ``facts`` (as the real ones tell their dim)
+    and what ``live`` gives when asked (facts a test changes, as a model version)."""
     app = FastAPI()
 
     @app.get("/readyz")
     async def ready() -> dict[str, object]:
-        return {"ready": True, **facts}
+        return {"ready": True, **facts, **live()}
 
     return app
 
 
 def detector_app(state: Downstream) -> FastAPI:
-    app = ready_app()
+    app = ready_app(lambda: state.version_facts("detector", "model_version", state.detector_version))
 
     @app.post("/detect")
     async def detect(
@@ -167,7 +179,7 @@ def detector_app(state: Downstream) -> FastAPI:
 
 
 def gender_app(state: Downstream) -> FastAPI:
-    app = ready_app()
+    app = ready_app(lambda: state.version_facts("gender", "model_version", state.gender_version))
 
     @app.post("/heads")
     async def heads(images: Annotated[list[UploadFile], File()]) -> HeadsResponse:
@@ -194,7 +206,11 @@ def gender_app(state: Downstream) -> FastAPI:
 
 
 def embedding_app(state: Downstream) -> FastAPI:
-    app = ready_app(dim=8, instance_dim=state.instance_dim)
+    app = ready_app(
+        lambda: state.version_facts("embedding", "item_model", state.item_model()),
+        dim=8,
+        instance_dim=state.instance_dim,
+    )
     calibration = state.exact_match if state.instance_dim else None
 
     @app.post("/embed")
@@ -228,7 +244,7 @@ def embedding_app(state: Downstream) -> FastAPI:
         return EmbedResponse(
             model="stand-in",
             vector_model=state.vector_model,
-            item_model=f"{state.vector_model}+{state.head}",
+            item_model=state.item_model(),
             backbone="stand-in-net",
             dim=8,
             instance_dim=state.instance_dim,

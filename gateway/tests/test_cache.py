@@ -189,6 +189,50 @@ async def test_a_retrained_head_is_not_answered_with_the_old_ones_categories(
     assert downstream.embedded == [4, 4, 4], "and are cached under the new item model"
 
 
+@pytest.mark.parametrize(
+    ("service", "knob", "value", "version"),
+    [
+        ("detector", "detector_version", "detector@1", "detector@1"),
+        ("gender", "gender_version", "gender@1", "gender@1"),
+        ("embedding", "head", "head@1", "stand-in@0+head@1"),
+    ],
+)
+async def test_a_changed_model_answers_afresh_once_its_version_is_told(
+    downstream: Downstream, tmp_path: Path, service: str, knob: str, value: str, version: str
+) -> None:
+    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
+    async with running_app(app) as client:
+        await recommend(client)
+        assert (await recommend(client))["cached"] is True
+        setattr(downstream, knob, value)  # the service restarted with another model or setting
+        await app.state.versions.refresh()  # what the poller does every GATEWAY_VERSIONS_POLL_S
+        assert app.state.versions.known[service] == version
+        assert (await recommend(client))["cached"] is False, f"a new {service} model's answer"
+        assert (await recommend(client))["cached"] is True, "kept under the new version"
+
+
+async def test_a_service_that_cannot_tell_its_version_keeps_the_answers(
+    downstream: Downstream, tmp_path: Path
+) -> None:
+    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
+    async with running_app(app) as client:
+        await recommend(client)
+        downstream.failing = {"gender readyz"}
+        await app.state.versions.refresh()
+        assert app.state.versions.known["gender"] == "gender@0", "the last version told"
+        assert (await recommend(client))["cached"] is True
+
+
+async def test_the_versions_are_asked_again_every_poll(downstream: Downstream, tmp_path: Path) -> None:
+    async with gateway(downstream, tmp_path, versions_poll_s=0.05) as client:
+        await recommend(client)
+        downstream.detector_version = "detector@1"
+        deadline = time.monotonic() + 10
+        while (await recommend(client))["cached"]:
+            assert time.monotonic() < deadline, "the poller never told the new version"
+            await asyncio.sleep(0.05)
+
+
 async def test_no_cache_header_computes_afresh(client: httpx.AsyncClient, downstream: Downstream) -> None:
     await recommend(client)
     fresh = await recommend(client, **{"Cache-Control": "no-cache"})

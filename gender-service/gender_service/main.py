@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 
@@ -27,6 +27,13 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         description="Finds faces (BlazeFace) in a photo or in crops around heads, and labels each Men, "
         "Women or unknown (FaceRes); fuses that with each person's appearance.",
     )
+
+    async def model_facts() -> tuple[bool, str, dict[str, Any]]:
+        """/readyz tells, once loaded, the version of its models and settings (the gateway keys
+        whole answers by it)."""
+        return True, "ready", {"model_version": model.version}
+
+    app.state.readiness_check = model_facts
 
     @app.post(
         "/faces",

@@ -113,6 +113,7 @@ class GenderModel:
         self.appearance: AppearanceModel | None = None
         self.fusion = FACE_ONLY
         self.appearance_backbone = ""  # the network whose features the appearance head reads
+        self.version = ""  # once loaded: settings.model_version of the model files read
 
     def load(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
@@ -127,7 +128,12 @@ class GenderModel:
         else:
             logger.warning("no appearance model: persons without a usable face stay unknown")
         self._warm_up()
+        self.version = self.settings.model_version(self._model_files())
         logger.info("models loaded", extra={"model": self.name, "model_dir": self.settings.model_dir})
+
+    def _model_files(self) -> list[Path]:
+        files = [self.detector.model_path, self.head_detector.model_path, self.classifier.model_path]
+        return files + ([self.settings.appearance_model, self.settings.fusion] if self.appearance else [])
 
     def _warm_up(self) -> None:
         """The first call of each graph is slow (graph optimisation); make it here, not in a request."""

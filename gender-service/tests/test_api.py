@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -55,7 +56,9 @@ async def _faces(client: httpx.AsyncClient, data: bytes, name: str = "photo.jpg"
 
 async def test_health_ready_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "alive"}
-    assert (await client.get("/readyz")).status_code == 200
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert re.fullmatch("[0-9a-f]{12}", ready.json()["model_version"]), "what the gateway keys answers by"
     await _faces(client, _jpeg(np.zeros((64, 64, 3), np.uint8)))
     metrics = (await client.get("/metrics")).text
     assert "gender_request_duration_seconds" in metrics
