@@ -272,6 +272,8 @@ class CachedEmbeddings:
         self.instance_dim: int | None = None  # likewise
         self.exact_match: float | None = None  # likewise: the calibration of its instance vectors
         self.instance_facts_known = False  # both above, once an answer or the peers told them
+        self.peers_asked = False  # whether the facts above were read from the cache yet
+        self.facts_shared = False  # whether this replica wrote them there yet
 
     async def embed(
         self,
@@ -282,11 +284,13 @@ class CachedEmbeddings:
     ) -> EmbedResponse:
         """``colours``, ``instances``, ``products``: as the service's; an entry cached without its
         colour, or without its instance vector while the service makes them, is fetched again."""
-        if not self.item_model:  # a replica starting: what its peers learnt, if anything
+        if not self.peers_asked:  # a replica starting: what its peers learnt, if anything
+            self.peers_asked = True
             known, vectors, instance_dim, exact = await self.cache.get_many(
                 "embedding", [MODEL_KEY, VECTOR_KEY, INSTANCE_KEY, EXACT_KEY]
             )
-            self.item_model = known.decode() if known else ""
+            # the service's own word (model_told) goes before its peers'
+            self.item_model = self.item_model or (known.decode() if known else "")
             # a cache filled by a gateway from before item_model keyed the crops by vector_model
             self.vector_model = (vectors or known or b"").decode()
             told_dim = instance_dim is not None and instance_dim.isdigit()
@@ -317,7 +321,8 @@ class CachedEmbeddings:
             changed = made_by != model or fetched.exact_match != self.exact_match
             self.instance_dim, self.exact_match = fetched.instance_dim, fetched.exact_match
             self.instance_facts_known = True
-            if changed:  # told to the other replicas
+            if changed or not self.facts_shared:  # told to the other replicas
+                self.facts_shared = True
                 facts = {
                     MODEL_KEY: made_by,
                     VECTOR_KEY: fetched.vector_model,
@@ -359,6 +364,12 @@ class CachedEmbeddings:
             return True
         makes_instances = self.instance_dim is not None or not self.instance_facts_known
         return instances and item.instance is None and makes_instances
+
+    def model_told(self, item_model: str) -> None:
+        """The service's item_model as its /readyz tells it (ModelVersions): from now on crops are
+        looked up under it, so that an answer made after a model change is not made of the old
+        model's crops."""
+        self.item_model = item_model
 
     async def ready(self) -> tuple[bool, str]:
         return await self.inner.ready()
@@ -406,6 +417,8 @@ class ModelVersions:
             if self.known.get(name, version) != version:
                 self.logger.info("model changed", extra={"service": name, "version": version})
             self.known[name] = version
+            if name == "embedding" and isinstance(self.clients.embedding, CachedEmbeddings):
+                self.clients.embedding.model_told(version)
 
     async def keep_polling(self) -> None:
         while True:

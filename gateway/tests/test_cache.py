@@ -211,6 +211,18 @@ async def test_a_changed_model_answers_afresh_once_its_version_is_told(
         assert (await recommend(client))["cached"] is True, "kept under the new version"
 
 
+async def test_an_answer_after_a_new_embedding_model_is_not_made_of_the_old_ones_crops(
+    downstream: Downstream, tmp_path: Path
+) -> None:
+    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
+    async with running_app(app) as client:
+        await recommend(client, "?gender=Women")
+        downstream.head = "head@1"
+        await app.state.versions.refresh()
+        assert (await recommend(client, "?gender=Women"))["cached"] is False
+        assert downstream.embedded == [4, 4], "the crops embedded again by the new model"
+
+
 async def test_a_service_that_cannot_tell_its_version_keeps_the_answers(
     downstream: Downstream, tmp_path: Path
 ) -> None:
