@@ -260,7 +260,7 @@ class CachedEmbeddings:
     are kept under the item_model that made them (the last the service gave, shared with the other
     replicas through the cache; its vector_model from a service that names no item_model), so that
     after a model change (a retrained head or category tail too) the old model's entries are no
-    longer used once a crop not cached brings the new name."""
+    longer used once a crop not cached brings the new name, or ModelVersions' poll does."""
 
     def __init__(self, inner: Embedder, cache: Cache, ttl_s: int) -> None:
         self.inner = inner
@@ -421,12 +421,13 @@ class ModelVersions:
                 self.clients.embedding.model_told(version)
 
     async def keep_polling(self) -> None:
+        """Ask again every ``poll_s`` (the gateway asks once itself at start-up)."""
         while True:
+            await asyncio.sleep(self.poll_s)
             try:
                 await self.refresh()
             except Exception:  # never let the poller die: the versions would freeze
                 self.logger.exception("asking the services' model versions failed")
-            await asyncio.sleep(self.poll_s)
 
 
 GENERATION_KEY = f"{KEY_PREFIX}:catalog-generation"
