@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 
 from gateway.config import Settings
 from gateway.pipeline import Clients, Embedder, Query
+from shared.clients import DownstreamError
 from shared.contracts import CropEmbedding, EmbedResponse, RecommendResponse
 from shared.logs import request_id_var
 
@@ -394,9 +395,10 @@ VERSION_FACTS = {"detector": "model_version", "gender": "model_version", "embedd
 
 class ModelVersions:
     """The versions of the models behind an answer, as the services' /readyz tell them
-    (VERSION_FACTS), asked every ``poll_s``: they are part of every whole answer's key, so a retrained
-    or reconfigured model answers afresh within a poll instead of after the answers' TTL. A service
-    that cannot be asked keeps the version it last told: a blip must not empty the cache."""
+    (VERSION_FACTS), and the number of products indexed, asked every ``poll_s``: they are part of
+    every whole answer's key, so a retrained or reconfigured model, or a catalog ingested straight
+    into the index, answers afresh within a poll instead of after the answers' TTL. A service that
+    cannot be asked keeps what it last told: a blip must not empty the cache."""
 
     def __init__(self, clients: Clients, poll_s: float, logger: logging.Logger) -> None:
         self.clients = clients
@@ -409,7 +411,12 @@ class ModelVersions:
 
     async def refresh(self) -> None:
         names = list(VERSION_FACTS)
-        told = await asyncio.gather(*(getattr(self.clients, name).readiness() for name in names))
+        told, products = await asyncio.gather(
+            asyncio.gather(*(getattr(self.clients, name).readiness() for name in names)),
+            self._products(),
+        )
+        if products is not None:
+            self.known["index"] = f"{products} products"
         for name, (ready, _, facts) in zip(names, told, strict=True):
             version = facts.get(VERSION_FACTS[name])
             if not ready or not isinstance(version, str) or not version:
@@ -419,6 +426,14 @@ class ModelVersions:
             self.known[name] = version
             if name == "embedding" and isinstance(self.clients.embedding, CachedEmbeddings):
                 self.clients.embedding.model_told(version)
+
+    async def _products(self) -> int | None:
+        """How many products the index holds (None: it cannot tell now). A catalog written to the
+        index directly (make ingest) changes it, not the catalog's generation."""
+        try:
+            return await self.clients.index.count()
+        except DownstreamError:
+            return None
 
     async def keep_polling(self) -> None:
         """Ask again every ``poll_s`` (the gateway asks once itself at start-up)."""

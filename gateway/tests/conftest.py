@@ -320,7 +320,8 @@ def index_app(state: Downstream) -> FastAPI:
 
     @app.get("/count")
     async def count() -> CountResponse:
-        return CountResponse(count=len(PRODUCTS))
+        state.check("index")
+        return CountResponse(count=len(PRODUCTS) + len(state.upserted))
 
     return app
 

@@ -25,9 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.cache import INSTANCE_KEY, MODEL_KEY, Cache, CachedEmbeddings, CacheMetrics, LruStore, _crop_key
 from gateway.config import Settings
 from gateway.main import build_app
-from shared.contracts import Category, CropEmbedding, EmbedResponse
+from shared.contracts import Category, CropEmbedding, EmbedResponse, IndexPoint, ProductPayload
 from shared.testing import running_app
-from tests.conftest import Downstream, jpeg, stand_in_clients
+from tests.conftest import PRODUCTS, Downstream, jpeg, stand_in_clients
 
 
 def free_port() -> int:
@@ -221,6 +221,22 @@ async def test_an_answer_after_a_new_embedding_model_is_not_made_of_the_old_ones
         await app.state.versions.refresh()
         assert (await recommend(client, "?gender=Women"))["cached"] is False
         assert downstream.embedded == [4, 4], "the crops embedded again by the new model"
+
+
+async def test_products_ingested_straight_into_the_index_answer_afresh_within_a_poll(
+    downstream: Downstream, tmp_path: Path
+) -> None:
+    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
+    async with running_app(app) as client:
+        await recommend(client)
+        downstream.upserted["new-1"] = IndexPoint(  # as make ingest writes, past the catalog API
+            vector=[0.0] * 8, product=ProductPayload(product_id="new-1", gender="Women")
+        )
+        await app.state.versions.refresh()
+        assert (await recommend(client))["cached"] is False
+        downstream.failing = {"index"}  # an index that cannot count keeps the count it told
+        await app.state.versions.refresh()
+        assert app.state.versions.known["index"] == f"{len(PRODUCTS) + 1} products"
 
 
 async def test_a_service_that_cannot_tell_its_version_keeps_the_answers(
