@@ -42,11 +42,13 @@ class ServiceSettings(BaseSettings):
 
     def model_version(self, files: Iterable[Path]) -> str:
         """What the service's answers are made by: a digest of its model files' bytes and of every
-        setting but the running ones. /readyz tells it, and the gateway keys whole answers by it,
-        so a retrained model or a changed threshold is never hidden behind an answer of the old."""
+        setting but the running ones and the paths (where a file lies is not what it holds). /readyz
+        tells it, and the gateway keys whole answers by it, so a retrained model or a changed
+        threshold is never hidden behind an answer of the old."""
         digest = hashlib.sha1()
         for path in sorted(files, key=lambda p: p.name):
             digest.update(f"{path.name}:{file_digest(path)};".encode())
-        answering = self.model_dump(mode="json", exclude=set(self.running_fields))
+        paths = {name for name, value in self if isinstance(value, Path)}
+        answering = self.model_dump(mode="json", exclude=set(self.running_fields) | paths)
         digest.update(json.dumps(answering, sort_keys=True).encode())
         return digest.hexdigest()[:12]
