@@ -83,7 +83,7 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
         app.state.versions_poller = asyncio.create_task(app.state.versions.keep_polling())
         app.state.answers = AnswerCache(app.state.cache, settings, app.state.versions)
         app.state.recommender = Recommender(settings, app.state.clients, app.state.pool)
-        app.state.readiness_check = lambda: _downstream_readiness(app.state.clients)
+        app.state.readiness_check = lambda: _readiness(app.state.clients, app.state.versions)
         app.state.fetcher = httpx.AsyncClient(timeout=settings.fetch_timeout_s)
 
     async def shutdown(app: FastAPI) -> None:
@@ -188,6 +188,13 @@ def build_app(settings: Settings | None = None, clients: Clients | None = None) 
         return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
 
     return app
+
+
+async def _readiness(clients: Clients, versions: ModelVersions) -> tuple[bool, str, dict[str, Any]]:
+    """The downstream services' readiness, and what whole answers are now keyed by (the models'
+    versions and the product count, as last told)."""
+    ready, reason, details = await _downstream_readiness(clients)
+    return ready, reason, {**details, "answers_keyed_by": dict(versions.known)}
 
 
 async def _downstream_readiness(clients: Clients) -> tuple[bool, str, dict[str, Any]]:

@@ -185,6 +185,12 @@ async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
     ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["services"]["index"]["ready"] is True
+    assert ready.json()["answers_keyed_by"] == {
+        "detector": "detector@0",
+        "gender": "gender@0",
+        "embedding": "stand-in@0+head@0",
+        "index": f"{len(PRODUCTS)} products",
+    }
     await _recommend(client)
     assert "gateway_request_duration_seconds" in (await client.get("/metrics")).text
     docs = await client.get("/openapi.json")
