@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -86,11 +87,21 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @asynccontextmanager
+async def gateway_app(
+    downstream: Downstream, tmp_path: Path, **settings: object
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """A gateway in front of the stand-ins, ready; with its app, for its state (the versions)."""
+    config = Settings(catalog_dir=tmp_path, **settings)  # type: ignore[arg-type]
+    app = build_app(config, clients=stand_in_clients(downstream))
+    async with running_app(app) as client:
+        yield app, client
+
+
+@asynccontextmanager
 async def gateway(
     downstream: Downstream, tmp_path: Path, **settings: object
 ) -> AsyncIterator[httpx.AsyncClient]:
-    config = Settings(catalog_dir=tmp_path, **settings)  # type: ignore[arg-type]
-    async with running_app(build_app(config, clients=stand_in_clients(downstream))) as client:
+    async with gateway_app(downstream, tmp_path, **settings) as (_, client):
         yield client
 
 
@@ -200,8 +211,7 @@ async def test_a_retrained_head_is_not_answered_with_the_old_ones_categories(
 async def test_a_changed_model_answers_afresh_once_its_version_is_told(
     downstream: Downstream, tmp_path: Path, service: str, knob: str, value: str, version: str
 ) -> None:
-    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
-    async with running_app(app) as client:
+    async with gateway_app(downstream, tmp_path) as (app, client):
         await recommend(client)
         assert (await recommend(client))["cached"] is True
         setattr(downstream, knob, value)  # the service restarted with another model or setting
@@ -214,8 +224,7 @@ async def test_a_changed_model_answers_afresh_once_its_version_is_told(
 async def test_an_answer_after_a_new_embedding_model_is_not_made_of_the_old_ones_crops(
     downstream: Downstream, tmp_path: Path
 ) -> None:
-    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
-    async with running_app(app) as client:
+    async with gateway_app(downstream, tmp_path) as (app, client):
         await recommend(client, "?gender=Women")
         downstream.head = "head@1"
         await app.state.versions.refresh()
@@ -226,8 +235,7 @@ async def test_an_answer_after_a_new_embedding_model_is_not_made_of_the_old_ones
 async def test_products_ingested_straight_into_the_index_answer_afresh_within_a_poll(
     downstream: Downstream, tmp_path: Path
 ) -> None:
-    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
-    async with running_app(app) as client:
+    async with gateway_app(downstream, tmp_path) as (app, client):
         await recommend(client)
         downstream.upserted["new-1"] = IndexPoint(  # as make ingest writes, past the catalog API
             vector=[0.0] * 8, product=ProductPayload(product_id="new-1", gender="Women")
@@ -242,8 +250,7 @@ async def test_products_ingested_straight_into_the_index_answer_afresh_within_a_
 async def test_a_service_that_cannot_tell_its_version_keeps_the_answers(
     downstream: Downstream, tmp_path: Path
 ) -> None:
-    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
-    async with running_app(app) as client:
+    async with gateway_app(downstream, tmp_path) as (app, client):
         await recommend(client)
         downstream.failing = {"gender readyz"}
         await app.state.versions.refresh()
@@ -285,8 +292,7 @@ async def test_cached_image_urls_follow_the_request(client: httpx.AsyncClient) -
 
 
 async def test_unreadable_cache_entries_are_misses(downstream: Downstream, tmp_path: Path) -> None:
-    app = build_app(Settings(catalog_dir=tmp_path), clients=stand_in_clients(downstream))
-    async with running_app(app) as client:
+    async with gateway_app(downstream, tmp_path) as (app, client):
         await recommend(client)
         store = app.state.cache.store
         assert isinstance(store, LruStore)
