@@ -16,7 +16,9 @@ tops are told apart by what ImageNet's last blocks never had to learn. This tail
   too few of.
 
 Every batch holds CATALOG_BATCH catalog images, PHOTO_BATCH photos and SILHOUETTE_BATCH outlines,
-each drawn with weights 1/sqrt(count of their category).
+each drawn with weights 1/sqrt(count of their category). The catalog's long tunics
+(UNLEARNT_ARTICLE_TYPES) are not learnt from. One tail is trained for each of SOUP_SEEDS, and the
+saved tail is their weights' mean.
 
 The retrieval tail is left as it is: embedding_service.export makes this one a second graph taking
 the backbone graph's trunk, which the service runs for the crops of products worn by no one and
@@ -64,6 +66,14 @@ LAYER_LEARNING_RATE = 1e-2
 AUGMENTATIONS = 8
 FEATURE_SCALE = 30.0  # as the linear head's: unit features have tiny components
 VALIDATION_FOLD = 0
+# Long tunics the catalog sells as topwear, cut like a straight dress: learnt as tops, they taught
+# the tail that a dress laid flat or hung is a top. The tail does not learn from them; the catalog's
+# vote (the gateway's) still names a store's own tunic photos by their nearest catalog products.
+UNLEARNT_ARTICLE_TYPES = ("Kurtas", "Kurtis", "Tunics")
+# One tail trained per seed (its softmax layer's start and its draws), averaged weight by weight:
+# tails fine-tuned from the same network stay close enough that the mean of their weights names
+# categories as their ensemble does, at one tail's size and cost.
+SOUP_SEEDS = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -196,6 +206,16 @@ def catalog_images(
     return Images(trunk, labels, sources, np.array([v < 0 for _, v in wanted])), np.array(product_ids)
 
 
+def learnt_catalog_rows(
+    catalog: Images, product_ids: np.ndarray, article_of: dict[str, str], unlearnt: Iterable[str]
+) -> np.ndarray:
+    """The catalog images the tail learns from: those of a known category, of the products make
+    eval does not hold out, whose article type is not one of ``unlearnt``."""
+    products = product_ids[catalog.source]
+    articles = np.array([article_of.get(str(pid), "") for pid in products])
+    return catalog.rows(~held_out(products) & ~np.isin(articles, list(unlearnt)))
+
+
 def photo_images(
     net: Any, folder: Path, index: dict[str, int], cache: Path
 ) -> tuple[Images, np.ndarray, np.ndarray]:
@@ -243,10 +263,11 @@ def train(
     photos: Images,
     photo_rows: np.ndarray,
     outlines: Images | None = None,
+    seed: int = 0,
 ) -> Any:
     import torch
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = category_module(net, classes).eval()  # batch normalisation keeps ImageNet's statistics
     tail = [p for name, p in model.named_parameters() if not name.startswith("layer.")]
     optimiser = torch.optim.Adam(
@@ -258,7 +279,7 @@ def train(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=[LEARNING_RATE, LAYER_LEARNING_RATE], total_steps=STEPS, pct_start=0.1
     )
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     sources = [(catalog, catalog_rows, CATALOG_BATCH), (photos, photo_rows, PHOTO_BATCH)]
     if outlines is not None:
         sources.append((outlines, outlines.rows(np.ones(len(outlines.labels), dtype=bool)), SILHOUETTE_BATCH))
@@ -278,6 +299,18 @@ def train(
         if step % 25 == 0:
             logger.info("step %d/%d loss %.3f", step, STEPS, float(loss))
     return model
+
+
+def souped(models: list[Any]) -> Any:
+    """A tail whose every weight is the mean of ``models``' (a uniform model soup); the first of
+    them is overwritten and returned."""
+    states = [model.state_dict() for model in models]
+    mean = {
+        key: sum(state[key] for state in states) / len(states) if value.is_floating_point() else value
+        for key, value in states[0].items()
+    }
+    models[0].load_state_dict(mean)
+    return models[0]
 
 
 def probabilities(model: Any, trunk: np.ndarray) -> np.ndarray:
@@ -365,6 +398,11 @@ def main() -> int:
         "--silhouettes", type=Path, help="Fashion-MNIST (embedding_service.silhouettes's file); optional"
     )
     parser.add_argument("--cache", type=Path, default=Path("data/cache"))
+    parser.add_argument(
+        "--unlearnt-article-types",
+        default=",".join(UNLEARNT_ARTICLE_TYPES),
+        help="catalog article types the tail does not learn from (comma-separated; empty: none)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.perf_counter()
@@ -374,37 +412,39 @@ def main() -> int:
     names = sorted({str(c) for c in learnable})
     index = {name: i for i, name in enumerate(names)}
     category_of = {str(p): str(c) for p, c in zip(data["product_ids"], data["categories"], strict=True)}
+    article_of = {str(p): str(a) for p, a in zip(data["product_ids"], data["article_types"], strict=True)}
+    unlearnt = [a for a in args.unlearnt_article_types.split(",") if a]
     catalog, product_ids = catalog_images(net, args.crops, category_of, index, args.cache)
     photos, learnt, folds = photo_images(net, args.photos, index, args.cache)
     outlines = silhouette_images(net, args.silhouettes, index, args.cache) if args.silhouettes else None
-    catalog_rows = catalog.rows(~held_out(product_ids)[catalog.source])
+    catalog_rows = learnt_catalog_rows(catalog, product_ids, article_of, unlearnt)
     kept_out = learnt & (folds == VALIDATION_FOLD)
-    model = train(
-        net,
-        len(names),
-        catalog,
-        catalog_rows,
-        photos,
-        photos.rows(learnt[photos.source] & ~kept_out[photos.source]),
-        outlines,
-    )
+
+    def trained_soup(photo_rows: np.ndarray) -> Any:
+        tails: list[Any] = []
+        for seed in SOUP_SEEDS:
+            logger.info("tail %d of %d (seed %d)", len(tails) + 1, len(SOUP_SEEDS), seed)
+            tails.append(train(net, len(names), catalog, catalog_rows, photos, photo_rows, outlines, seed))
+        return souped(tails)
+
+    model = trained_soup(photos.rows(learnt[photos.source] & ~kept_out[photos.source]))
     checked = validation(
         net, model, names, catalog, photos, photos.rows(kept_out[photos.source] & photos.plain)
     )
     logger.info("learnt contributors' fold %d kept out: %s", VALIDATION_FOLD, checked)
-    model = train(
-        net, len(names), catalog, catalog_rows, photos, photos.rows(learnt[photos.source]), outlines
-    )
+    model = trained_soup(photos.rows(learnt[photos.source]))
     card = {
         "network": NETWORK,
         "trained_from_block": finetune.TAIL_FROM,
         "labels": names,
         "steps": STEPS,
+        "soup_seeds": list(SOUP_SEEDS),
         "catalog_batch": CATALOG_BATCH,
         "photo_batch": PHOTO_BATCH,
         "learning_rates": [LEARNING_RATE, LAYER_LEARNING_RATE],
         "augmentations": AUGMENTATIONS,
         "catalog_images": len(catalog_rows),
+        "unlearnt_article_types": unlearnt,
         "photos": learnt_photos(args.photos, learnt),
         "silhouettes": outlines_card(outlines),
         "validation_fold": {"fold": VALIDATION_FOLD, **checked},

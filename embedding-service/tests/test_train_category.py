@@ -19,13 +19,17 @@ from embedding_service.finetune import trunk_module
 from embedding_service.head import ClassifierHead, LinearHead
 from embedding_service.model import EmbeddingModel, category_graph_path
 from embedding_service.train_category import (
+    UNLEARNT_ARTICLE_TYPES,
     Images,
     augmented,
     category_module,
     class_weights,
+    learnt_catalog_rows,
     load_category,
     save,
+    souped,
 )
+from embedding_service.train_head import held_out
 from shared.contracts import Category
 
 LITE0 = NETWORKS["efficientnet-lite0"]
@@ -138,6 +142,37 @@ def test_rows_keep_only_images_of_a_known_category() -> None:
         np.zeros((4, 1, 1, 1), np.float16), np.array([0, -1, 2, 1]), np.arange(4), np.ones(4, dtype=bool)
     )
     assert images.rows(np.array([True, True, True, False])).tolist() == [0, 2]
+
+
+def test_the_tail_learns_no_catalog_image_of_an_unlearnt_article_type_nor_held_out() -> None:
+    product_ids = np.array([str(pid) for pid in range(200)])
+    article_of = {pid: ("Kurtas" if int(pid) % 3 == 0 else "Tshirts") for pid in product_ids}
+    source = np.repeat(np.arange(200), 2)  # each crop and one view of it
+    images = Images(
+        np.zeros((400, 1, 1, 1), np.float16), np.zeros(400, dtype=int), source, np.arange(400) % 2 == 0
+    )
+    rows = learnt_catalog_rows(images, product_ids, article_of, UNLEARNT_ARTICLE_TYPES)
+    learnt = product_ids[source[rows]]
+    assert len(learnt) > 0
+    assert all(article_of[pid] == "Tshirts" for pid in learnt)
+    assert not held_out(learnt).any()
+    every_kind = learnt_catalog_rows(images, product_ids, article_of, [])
+    assert set(rows) < set(every_kind)
+    assert {article_of[pid] for pid in product_ids[source[every_kind]]} == {"Kurtas", "Tshirts"}
+
+
+def test_the_soup_of_tails_holds_the_mean_of_their_weights(net: torch.nn.Module) -> None:
+    tails = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        tails.append(category_module(net, len(LABELS)))
+    first, second = (tail.layer.weight.detach().clone() for tail in tails)
+    block = tails[0].blocks[0].state_dict()
+    soup = souped(tails)
+    assert torch.allclose(soup.layer.weight, (first + second) / 2)
+    assert not torch.allclose(soup.layer.weight, first)
+    for key, value in soup.blocks[0].state_dict().items():  # the same network's copies: unchanged
+        assert torch.equal(value, block[key])
 
 
 def test_a_tail_trained_from_another_block_is_refused_with_what_to_do(
