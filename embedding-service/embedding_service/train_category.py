@@ -211,9 +211,9 @@ def learnt_catalog_rows(
 ) -> np.ndarray:
     """The catalog images the tail learns from: those of a known category, of the products make
     eval does not hold out, whose article type is not one of ``unlearnt``."""
-    products = product_ids[catalog.source]
-    articles = np.array([article_of.get(str(pid), "") for pid in products])
-    return catalog.rows(~held_out(products) & ~np.isin(articles, list(unlearnt)))
+    articles = np.array([article_of.get(str(pid), "") for pid in product_ids])
+    learnt = ~held_out(product_ids) & ~np.isin(articles, list(unlearnt))
+    return catalog.rows(learnt[catalog.source])
 
 
 def photo_images(
