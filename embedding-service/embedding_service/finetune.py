@@ -274,7 +274,7 @@ def train(
             schedule.step()
             step += 1
             if step % 20 == 0:
-                logger.info("epoch %d step %d/%d loss %.3f", epoch + 1, step, steps, float(loss))
+                logger.info("epoch %d step %d/%d loss %.3f", epoch + 1, step, steps, float(loss.detach()))
         logger.info("epoch %d took %.0f s", epoch + 1, time.perf_counter() - started)
 
 
