@@ -57,7 +57,7 @@ class Settings(ServiceSettings):
         "scored by its best match: finds a product on a cluttered photo (9 more crops to embed)",
     )
     vote_weight: float = Field(
-        default=0.25,
+        default=0.5,
         ge=0,
         description="Weight of the catalog's nearest products against the classifier's when they "
         "vote on a product photo's category (0: the classifier alone; 1: equal)",
