@@ -26,6 +26,14 @@ class Settings(ServiceSettings):
     min_person_height: float = Field(
         default=0.25, gt=0, le=1, description="Smallest person to report, as a fraction of image height"
     )
+    min_bare_skin: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="A person shows at least this share of skin around a face or hand keypoint; a garment "
+        "laid flat, hung or on a ghost mannequin that the pose model takes for a person shows fabric "
+        "there and is answered as a product (0: every pose is a person)",
+    )
     max_persons: int = Field(default=4, ge=1, le=16, description="Most persons reported per image")
     min_pose_confidence: float = Field(
         default=0.9,

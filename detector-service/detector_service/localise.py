@@ -22,12 +22,15 @@ MOUTH_LEFT, MOUTH_RIGHT = 9, 10
 LEFT_SHOULDER, RIGHT_SHOULDER = 11, 12
 LEFT_ELBOW, RIGHT_ELBOW = 13, 14
 LEFT_WRIST, RIGHT_WRIST = 15, 16
+# wrists, then the little fingers, index fingers and thumbs
+HAND_POINTS = (LEFT_WRIST, RIGHT_WRIST, 17, 18, 19, 20, 21, 22)
 LEFT_HIP, RIGHT_HIP = 23, 24
 LEFT_KNEE, RIGHT_KNEE = 25, 26
 LEFT_ANKLE, RIGHT_ANKLE = 27, 28
 LEFT_HEEL, RIGHT_HEEL = 29, 30
 LEFT_TOE, RIGHT_TOE = 31, 32
 FACE_POINTS = (NOSE, LEFT_EYE, RIGHT_EYE, LEFT_EAR, RIGHT_EAR, MOUTH_LEFT, MOUTH_RIGHT)
+FACE_SKIN_POINTS = (NOSE, LEFT_EYE, RIGHT_EYE, MOUTH_LEFT, MOUTH_RIGHT)  # not the ears: hair covers them
 SHOULDERS = (LEFT_SHOULDER, RIGHT_SHOULDER)
 HIPS = (LEFT_HIP, RIGHT_HIP)
 LEGS = ((LEFT_HIP, LEFT_KNEE, LEFT_ANKLE), (RIGHT_HIP, RIGHT_KNEE, RIGHT_ANKLE))
@@ -39,6 +42,9 @@ TOP_HEM_BELOW_HIPS = 0.12
 WAISTBAND_ABOVE_HIPS = 0.3
 TROUSER_HEM_BELOW_ANKLES = 0.06
 MASK_THRESHOLD = 0.5
+# around a face or hand point, pixels of the work image either side (a patch inside the smallest
+# face the detector reports): skin there is what tells a person from a garment posed as one
+BARE_SKIN_RADIUS = 3
 PROFILE_SHOULDER_SPAN = 0.45  # shoulders seen edge-on span less than this many torso lengths
 PROFILE_HEAD_YAW = 0.4  # nose off the middle of the ears by this share of their span: a turned head
 # An open jacket or coat shows the top under it down the middle of the chest: a centre line whose
@@ -57,6 +63,10 @@ class Landmarks:
     xy: np.ndarray
     visibility: np.ndarray
     min_visibility: float = 0.5
+
+    def inside(self, index: int) -> bool:
+        x, y = self.xy[index]
+        return bool(0 <= x < 1 and 0 <= y < 1)
 
     def usable(self, index: int) -> bool:
         x, y = self.xy[index]
@@ -96,6 +106,8 @@ class PersonLayout:
     keypoints_visible: int
     score: float
     regions: list[RegionBox] = field(default_factory=list)
+    # the most skin around a face or seen hand point (Localiser.bare_skin): 0..1
+    bare_skin: float = 1.0
 
 
 class Localiser:
@@ -113,7 +125,9 @@ class Localiser:
         """The person's garment regions; ``colours`` names each region's colour (skippable where the
         caller knows it, as catalog ingestion does)."""
         face = self._face_from_landmarks(lm)
-        self.skin = skin_mask(self.image, face)
+        ycrcb = cv2.cvtColor(self.image, cv2.COLOR_RGB2YCrCb)
+        any_tone = skin_rule(ycrcb)
+        self.skin = skin_mask(ycrcb, any_tone, face)
         torso = self._torso_length(lm)
         split = self._torso_split(lm, torso)
         upper = self._upper(lm, torso, split)
@@ -140,7 +154,22 @@ class Localiser:
             keypoints_visible=lm.count_usable(),
             score=lm.score(SHOULDERS + HIPS),
             regions=regions,
+            bare_skin=self.bare_skin(lm, any_tone),
         )
+
+    def bare_skin(self, lm: Landmarks, skin: np.ndarray) -> float:
+        """The largest share of skin (``skin``: any tone's) around a face point in the frame or a
+        seen hand point. A person shows skin at one or the other; a garment BlazePose takes for a
+        person (laid flat, on a hanger, on a ghost mannequin) shows fabric or background there."""
+        points = [i for i in FACE_SKIN_POINTS if lm.inside(i)] + [i for i in HAND_POINTS if lm.usable(i)]
+        shares = []
+        for index in points:
+            cx, cy = (int(v) for v in self._to_pixels(lm.xy[index]))
+            rows = slice(max(cy - BARE_SKIN_RADIUS, 0), cy + BARE_SKIN_RADIUS + 1)
+            cols = slice(max(cx - BARE_SKIN_RADIUS, 0), cx + BARE_SKIN_RADIUS + 1)
+            patch = skin[rows, cols]
+            shares.append(float(patch.mean()) if patch.size else 0.0)
+        return max(shares, default=0.0)
 
     # --- body measures -------------------------------------------------------------------------
 
@@ -585,13 +614,17 @@ def _first_run(flags: list[bool], before: int, gap: int = 3) -> tuple[int, int] 
     return start, last + 1
 
 
-def skin_mask(image: np.ndarray, face_box: list[float] | None) -> np.ndarray:
-    """Skin pixels: the YCrCb skin rule, narrowed to this person's face tone when the face is seen."""
-    ycrcb = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
-    skin = cv2.inRange(ycrcb, np.array([0, 133, 77]), np.array([255, 180, 130])) > 0
+def skin_rule(ycrcb: np.ndarray) -> np.ndarray:
+    """Pixels of any skin tone (the YCrCb skin rule)."""
+    return np.asarray(cv2.inRange(ycrcb, np.array([0, 133, 77]), np.array([255, 180, 130])) > 0)
+
+
+def skin_mask(ycrcb: np.ndarray, skin: np.ndarray, face_box: list[float] | None) -> np.ndarray:
+    """Skin pixels of an image (in YCrCb; ``skin``: its skin_rule), narrowed to this person's face
+    tone when the face is seen."""
     if face_box is None:
         return skin
-    height, width = image.shape[:2]
+    height, width = ycrcb.shape[:2]
     fx1, fy1, fx2, fy2 = face_box
     # the centre of the face box: cheeks and nose, little hair or background
     rows = slice(int((fy1 + 0.35 * (fy2 - fy1)) * height), int((fy1 + 0.75 * (fy2 - fy1)) * height) + 1)

@@ -148,7 +148,7 @@ class DetectorModel:
         with self._checkout() as engines:
             bodies = self._bodies(engines, work)
             layouts = self._people(engines, work, bodies, colours)
-        layouts = [p for p in layouts if p.box[3] - p.box[1] >= self.settings.min_person_height]
+        layouts = [p for p in layouts if self._is_person(p)]
         layouts.sort(key=lambda p: -(p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))
         layouts = layouts[: self.settings.max_persons]
         persons = [
@@ -171,6 +171,10 @@ class DetectorModel:
             regions=regions,
             keypoints=self.keypoints.predict(image) if keypoints else None,
         )
+
+    def _is_person(self, layout: PersonLayout) -> bool:
+        tall_enough = layout.box[3] - layout.box[1] >= self.settings.min_person_height
+        return tall_enough and layout.bare_skin >= self.settings.min_bare_skin
 
     def predict_many(
         self, images: list[np.ndarray], colours: bool = True, keypoints: bool = False

@@ -30,7 +30,7 @@ logger = logging.getLogger("gateway")
 DETECT_BATCH = 8  # photos per detector request
 CROP_AHEAD = 2  # batches cropped while one is embedded
 # bumped whenever catalog photos are cut differently, so that crops cached by tools are made again
-CROP_VERSION = 2
+CROP_VERSION = 3
 JPEG_MAGIC = b"\xff\xd8\xff"
 FOREGROUND_SIDE = 320  # pixels enough to box a product on a plain background
 Loaded = tuple[np.ndarray, bytes | None]  # a decoded photo, and its copy for the detector (if it goes)
