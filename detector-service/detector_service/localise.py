@@ -160,16 +160,25 @@ class Localiser:
     def bare_skin(self, lm: Landmarks, skin: np.ndarray) -> float:
         """The largest share of skin (``skin``: any tone's) around a face point in the frame or a
         seen hand point. A person shows skin at one or the other; a garment BlazePose takes for a
-        person (laid flat, on a hanger, on a ghost mannequin) shows fabric or background there."""
+        person (laid flat, on a hanger, on a ghost mannequin) shows fabric or background there. A
+        colour cast (a lamp, a shop's lights) can take skin out of the rule: short of skin
+        everywhere, the points are looked at again once the cast is taken away (grey world)."""
+        share = self._skin_at(lm, skin)
+        if share < 1.0:
+            without_cast = skin_rule(cv2.cvtColor(grey_world(self.image), cv2.COLOR_RGB2YCrCb))
+            share = max(share, self._skin_at(lm, without_cast))
+        return share
+
+    def _skin_at(self, lm: Landmarks, skin: np.ndarray) -> float:
         points = [i for i in FACE_SKIN_POINTS if lm.inside(i)] + [i for i in HAND_POINTS if lm.usable(i)]
-        shares = []
+        shares = [0.0]
         for index in points:
             cx, cy = (int(v) for v in self._to_pixels(lm.xy[index]))
             rows = slice(max(cy - BARE_SKIN_RADIUS, 0), cy + BARE_SKIN_RADIUS + 1)
             cols = slice(max(cx - BARE_SKIN_RADIUS, 0), cx + BARE_SKIN_RADIUS + 1)
             patch = skin[rows, cols]
             shares.append(float(patch.mean()) if patch.size else 0.0)
-        return max(shares, default=0.0)
+        return max(shares)
 
     # --- body measures -------------------------------------------------------------------------
 
@@ -612,6 +621,13 @@ def _first_run(flags: list[bool], before: int, gap: int = 3) -> tuple[int, int] 
             last = end
         end += 1
     return start, last + 1
+
+
+def grey_world(image: np.ndarray) -> np.ndarray:
+    """The image with each channel scaled to the same mean: a colour cast taken away."""
+    means = image.reshape(-1, 3).mean(axis=0)
+    gains = means.mean() / np.maximum(means, 1.0)
+    return np.clip(image * gains, 0, 255).astype(np.uint8)
 
 
 def skin_rule(ycrcb: np.ndarray) -> np.ndarray:

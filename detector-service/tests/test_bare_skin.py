@@ -20,13 +20,17 @@ SKIN_TONES = ((224, 172, 140), (141, 85, 36), (255, 219, 172))  # light, dark, p
 SIZE = 200
 
 
-def _bare_skin(image: np.ndarray, points: dict[int, tuple[float, float, float]]) -> float:
-    """Localiser.bare_skin of a pose with only ``points`` (index: x, y, visibility)."""
+def _pose(points: dict[int, tuple[float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints and visibilities of a pose with only ``points`` (index: x, y, visibility)."""
     xy, visibility = np.full((33, 2), -1.0), np.zeros(33)
     for index, (x, y, seen) in points.items():
         xy[index], visibility[index] = (x, y), seen
-    localiser = Localiser(image, None)
-    return localiser.bare_skin(Landmarks(xy, visibility), skin_rule(cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)))
+    return xy, visibility
+
+
+def _bare_skin(image: np.ndarray, points: dict[int, tuple[float, float, float]]) -> float:
+    skin = skin_rule(cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb))
+    return Localiser(image, None).bare_skin(Landmarks(*_pose(points)), skin)
 
 
 def _fabric_with_patch(at: tuple[float, float], colour: tuple[int, int, int]) -> np.ndarray:
@@ -50,6 +54,19 @@ def test_fabric_at_the_face_and_hands_or_skin_at_an_unseen_hand_is_not() -> None
     assert _bare_skin(hidden_hand, {LEFT_WRIST: (0.3, 0.6, 0.1)}) == 0.0
     # nor does a face point off the frame
     assert _bare_skin(fabric, {NOSE: (0.5, -0.2, 1.0)}) == 0.0
+
+
+def test_a_face_under_a_colour_cast_is_still_bare_skin() -> None:
+    image = np.full((SIZE, SIZE, 3), 200, np.uint8)  # a grey wall, a blue top, a face
+    image[int(0.3 * SIZE) : int(0.8 * SIZE), int(0.3 * SIZE) : int(0.7 * SIZE)] = FABRIC
+    image[int(0.2 * SIZE) - 6 : int(0.2 * SIZE) + 7, SIZE // 2 - 6 : SIZE // 2 + 7] = SKIN_TONES[0]
+    cyan_light = np.clip(image * np.array([0.65, 1.0, 1.1]), 0, 255).astype(np.uint8)
+    nose = {NOSE: (0.5, 0.2, 1.0)}
+    as_taken = skin_rule(cv2.cvtColor(cyan_light, cv2.COLOR_RGB2YCrCb))
+    assert (
+        Localiser(cyan_light, None)._skin_at(Landmarks(*_pose(nose)), as_taken) == 0.0
+    )  # the rule alone misses it
+    assert _bare_skin(cyan_light, nose) == 1.0
 
 
 def _catalog_photo(name: str) -> bytes:
